@@ -1,0 +1,152 @@
+"""Settings read from the environment (and an optional ``.env`` file).
+
+Every knob of the platform lives here, in one pydantic-settings class, so the
+environment is validated once at start-up. A bad value becomes a single
+:class:`core.errors.ConfigError` line naming the variable, never a traceback.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SslMode(StrEnum):
+    require = "require"
+    prefer = "prefer"
+    disable = "disable"
+
+
+class Settings(BaseSettings):
+    """All configuration of an Agentry process.
+
+    Field aliases are the environment variable names; they are what users see
+    in error messages and in the README's configuration table.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # Only the aliases (AGENTRY_HOME, ...) are read: a bare HOME or PORT must not leak in.
+        populate_by_name=False,
+    )
+
+    # --- database -----------------------------------------------------------
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    db_ssl: SslMode = Field(default=SslMode.prefer, alias="DB_SSL")
+    db_max_connections: int = Field(default=10, ge=1, le=1000, alias="DB_MAX_CONNECTIONS")
+    db_pool_idle_timeout: float = Field(default=30.0, gt=0, alias="DB_POOL_IDLE_TIMEOUT")
+    db_connect_timeout: int = Field(default=5, ge=1, le=300, alias="DB_CONNECT_TIMEOUT")
+    db_name: str = Field(
+        default="agentry", pattern=r"^[a-z_][a-z0-9_]{0,62}$", alias="AGENTRY_DB_NAME"
+    )
+
+    # --- files ----------------------------------------------------------------
+    home: Path = Field(default=Path("./.agentry"), alias="AGENTRY_HOME")
+    project_dir: Path = Field(default=PROJECT_ROOT, alias="AGENTRY_PROJECT_DIR")
+
+    # --- embeddings and the HNSW index --------------------------------------
+    embedding_provider: str = Field(
+        default="local", pattern=r"^(local|openai)$", alias="AGENTRY_EMBEDDING_PROVIDER"
+    )
+    embedding_model: str = Field(default="all-MiniLM-L6-v2", alias="AGENTRY_EMBEDDING_MODEL")
+    embedding_dims: int = Field(default=384, ge=1, le=16000, alias="AGENTRY_EMBEDDING_DIMS")
+    hnsw_m: int = Field(default=16, ge=2, le=100, alias="AGENTRY_HNSW_M")
+    hnsw_ef_construction: int = Field(
+        default=64, ge=4, le=1000, alias="AGENTRY_HNSW_EF_CONSTRUCTION"
+    )
+    hnsw_ef_search: int = Field(default=40, ge=1, le=1000, alias="AGENTRY_HNSW_EF_SEARCH")
+
+    # --- default LLM ------------------------------------------------------------
+    llm_base_url: str | None = Field(default=None, alias="AGENTRY_LLM_BASE_URL")
+    llm_model: str | None = Field(default=None, alias="AGENTRY_LLM_MODEL")
+    llm_api_key: str | None = Field(default=None, alias="AGENTRY_LLM_API_KEY")
+
+    # --- HTTP server ------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", alias="AGENTRY_HOST")
+    port: int = Field(default=8000, ge=1, le=65535, alias="AGENTRY_PORT")
+
+    @field_validator("database_url", "llm_base_url", "llm_model", "llm_api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # An exported-but-empty variable means "not configured", not "empty string".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in {"postgres", "postgresql", "postgresql+psycopg"}:
+            raise ValueError("must be a PostgreSQL URL such as postgresql://user:pass@host:5432/db")
+        return value
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @property
+    def home_dir(self) -> Path:
+        """``AGENTRY_HOME`` as an absolute path (created on demand by its users)."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+
+def _describe(error: ValidationError) -> str:
+    """Turn pydantic's report into one line that names the environment variable."""
+    parts = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"]) or "settings"
+        given = item.get("input")
+        shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+        parts.append(f"{name}: {item['msg']}{shown}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings from the environment.
+
+    Args:
+        overrides: values that win over the environment (tests, CLI flags).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: a variable has a bad value; the message names it.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the CLI's ``--env`` handling)."""
+    get_settings.cache_clear()

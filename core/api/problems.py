@@ -1,0 +1,55 @@
+"""Errors at the HTTP edge: every failure is an RFC 9457 problem document."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import AgentryError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """A problem response with the given status, title and detail."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    errors = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        errors.append({"field": where, "message": err.get("msg", "invalid")})
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return summary, errors
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map domain errors, validation errors and the unexpected to problem responses."""
+
+    @app.exception_handler(AgentryError)
+    async def _domain(request: Request, exc: AgentryError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        summary, errors = _validation_detail(exc)
+        return problem(422, "Invalid request", summary, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The trace goes to the server log, never to the client.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal error", "an unexpected error occurred; see the server log")

@@ -1,0 +1,1 @@
+"""The ``agentry`` command line (typer + rich)."""

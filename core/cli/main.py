@@ -1,0 +1,31 @@
+"""The ``agentry`` command: one sub-module per group of commands."""
+
+from __future__ import annotations
+
+import typer
+
+import core
+from core.cli import db, doctor, serve
+from core.cli.edge import console
+
+app = typer.Typer(
+    name="agentry",
+    help="Agentry: a self-evolving agent platform with vector memory.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("up")(serve.up)
+app.command("seed")(serve.seed_command)
+app.command("doctor")(doctor.doctor)
+app.add_typer(db.app, name="db")
+
+
+@app.command()
+def version() -> None:
+    """Print Agentry's version."""
+    console.print(f"agentry {core.__version__}")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

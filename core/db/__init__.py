@@ -1,0 +1,28 @@
+"""Persistence: the engine, the embedded server, migrations, checkpoints."""
+
+from __future__ import annotations
+
+from config import Settings
+from core.db import checkpoints, extensions, migrate
+from core.db.engine import Database, open_database
+
+
+def prepare_database(db: Database, settings: Settings) -> None:
+    """Make a database ready to serve: pgvector, Alembic head, checkpoint tables.
+
+    Args:
+        db: the database to prepare.
+        settings: read by the revisions (dims, HNSW parameters).
+
+    Raises:
+        ExtensionMissingError: the server has no pgvector.
+        MigrationError: a revision failed (nothing of it is applied).
+    """
+    with db.engine.begin() as conn:
+        migrate.lock_schema(conn)  # concurrent CREATE EXTENSION races otherwise
+        extensions.ensure_vector(conn)
+    migrate.upgrade(db.engine, settings=settings)
+    checkpoints.setup_checkpointer(db, settings.db_connect_timeout)
+
+
+__all__ = ["Database", "open_database", "prepare_database"]

@@ -1,0 +1,59 @@
+"""pgvector: presence, creation and version detection.
+
+The embedded server ships pgvector 0.6; production servers may run >= 0.8,
+which adds iterative index scans. Callers choose strategies by version.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+from core.errors import ExtensionMissingError
+
+AVAILABLE_SQL = text("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
+INSTALLED_SQL = text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+CREATE_SQL = text("CREATE EXTENSION IF NOT EXISTS vector")
+
+ITERATIVE_SCAN_SINCE = (0, 8, 0)
+
+
+def parse_version(raw: str) -> tuple[int, ...]:
+    """``"0.6.2"`` → ``(0, 6, 2)``; non-numeric suffixes are ignored."""
+    parts = []
+    for piece in raw.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def installed_version(conn: Connection) -> tuple[int, ...] | None:
+    """The version of pgvector installed in the current database, or None."""
+    raw = conn.execute(INSTALLED_SQL).scalar()
+    return parse_version(raw) if raw else None
+
+
+def ensure_vector(conn: Connection) -> tuple[int, ...]:
+    """Create the ``vector`` extension when missing and return its version.
+
+    Raises:
+        ExtensionMissingError: the server has no pgvector to install.
+    """
+    if conn.execute(AVAILABLE_SQL).scalar() is None:
+        raise ExtensionMissingError(
+            "this PostgreSQL server has no pgvector extension: install pgvector "
+            "(package postgresql-<version>-pgvector) or unset DATABASE_URL to use "
+            "the embedded server"
+        )
+    conn.execute(CREATE_SQL)
+    version = installed_version(conn)
+    assert version is not None
+    return version
+
+
+def supports_iterative_scan(version: tuple[int, ...]) -> bool:
+    """pgvector >= 0.8 can keep scanning an HNSW index until a filter is satisfied."""
+    return version >= ITERATIVE_SCAN_SINCE
+
+
+def format_version(version: tuple[int, ...] | None) -> str | None:
+    return ".".join(str(p) for p in version) if version else None

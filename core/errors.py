@@ -1,0 +1,76 @@
+"""The domain error hierarchy.
+
+Code raises these; the edges translate them: the CLI prints one line and exits
+with :attr:`AgentryError.exit_code`, the HTTP API answers an RFC 9457 problem
+document with :attr:`AgentryError.status`.
+"""
+
+from __future__ import annotations
+
+
+class AgentryError(Exception):
+    """Base of every error Agentry reports to a person."""
+
+    status: int = 500
+    title: str = "Internal error"
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(AgentryError):
+    """A setting is missing or has a bad value."""
+
+    title = "Configuration error"
+    exit_code = 2
+
+
+class DatabaseError(AgentryError):
+    """The database cannot be reached or is not usable."""
+
+    status = 503
+    title = "Database unavailable"
+
+
+class ExtensionMissingError(DatabaseError):
+    """The PostgreSQL server has no pgvector extension."""
+
+    title = "pgvector missing"
+
+
+class MigrationError(AgentryError):
+    """The schema could not be brought to the expected revision."""
+
+    title = "Migration failed"
+
+
+class NotFoundError(AgentryError):
+    status = 404
+    title = "Not found"
+
+
+class ValidationFailed(AgentryError):
+    """Input that passed parsing but breaks a rule of the domain."""
+
+    status = 422
+    title = "Invalid input"
+
+
+class ConflictError(AgentryError):
+    status = 409
+    title = "Conflict"
+
+
+class AuthError(AgentryError):
+    status = 401
+    title = "Unauthorized"
+
+
+class ForbiddenError(AgentryError):
+    status = 403
+    title = "Forbidden"

@@ -1,0 +1,1 @@
+"""Vector memory: embeddings, indexing and search."""

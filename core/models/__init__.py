@@ -1,0 +1,30 @@
+"""SQLAlchemy models of the core schema (DESIGN §3).
+
+Importing this package registers every core table on :data:`Base.metadata`,
+which is what Alembic compares against.
+"""
+
+from core.models.ai_models import AiModel, PromptHistory
+from core.models.audit import AuditLog
+from core.models.base import Base
+from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
+from core.models.registry import Agent, EntityType, Tool
+from core.models.search import SearchIndex
+from core.models.users import User, UserRole
+
+__all__ = [
+    "Agent",
+    "AgentSwitch",
+    "AiModel",
+    "AuditLog",
+    "Base",
+    "Conversation",
+    "ConversationStatus",
+    "EntityType",
+    "Message",
+    "PromptHistory",
+    "SearchIndex",
+    "Tool",
+    "User",
+    "UserRole",
+]

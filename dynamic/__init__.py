@@ -1,0 +1,1 @@
+"""The evolving part of Agentry, written by the mechanic at run time."""

@@ -1,0 +1,1 @@
+"""One SQLAlchemy model per entity type, rendered by the mechanic (never hand-edited)."""

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from typer.testing import CliRunner
+
+from config import Settings
+from core.cli.main import app
+from core.db import Database, migrate
+from tests.conftest import fresh_database
+
+runner = CliRunner()
+
+
+def checks_of(output: str) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in json.loads(output)["checks"]}
+
+
+def test_doctor_passes_on_a_ready_database(db: Database, use_database: Any) -> None:
+    use_database(db)
+    result = runner.invoke(app, ["doctor", "--json", "--skip-embedding"])
+    assert result.exit_code == 0, result.output
+    checks = checks_of(result.output)
+    assert set(checks) == {"database", "pgvector", "hnsw", "migrations", "checkpoints", "pool"}
+    assert all(c["ok"] for c in checks.values())
+    assert checks["database"]["data"]["server_version"].startswith("16")
+    assert checks["pgvector"]["data"]["iterative_scan"] is False  # embedded pgvector 0.6
+
+
+def test_doctor_exits_1_and_names_what_is_wrong(
+    pg_server: Any, test_settings: Settings, use_database: Any
+) -> None:
+    database = fresh_database(pg_server, test_settings, "doctor_behind")
+    try:
+        migrate.downgrade(database.engine, "base", settings=test_settings)
+        use_database(database)
+        result = runner.invoke(app, ["doctor", "--json", "--skip-embedding"])
+    finally:
+        database.dispose()
+    assert result.exit_code == 1
+    checks = checks_of(result.output)
+    assert checks["migrations"]["ok"] is False
+    assert checks["migrations"]["data"] == {"current": None, "head": "0001"}
+    assert checks["database"]["ok"] is True
+
+
+def test_doctor_reports_an_unreachable_database(use_database: Any, tmp_path: Any) -> None:
+    use_database(f"postgresql://postgres@/x?host={tmp_path}")  # no server listens there
+    result = runner.invoke(app, ["doctor", "--skip-embedding"])
+    assert result.exit_code == 1
+    assert "FAIL" in result.output and "unreachable" in result.output
+
+
+def test_doctor_loads_the_embedding_model(db: Database, use_database: Any) -> None:
+    use_database(db)
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    embedding = checks_of(result.output)["embedding"]
+    assert embedding["ok"] is True
+    assert embedding["data"]["dims"] == 384

@@ -1,0 +1,1 @@
+"""Agent tools: one module per tool, each exposing one typed callable."""
