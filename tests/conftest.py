@@ -107,3 +107,16 @@ def use_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     yield point
     reset_settings()
+
+
+def create_test_user(database: Database, email: str, *, admin: bool = False) -> tuple[Any, str]:
+    """A user and its API key, committed."""
+    from core.auth.users import create_user
+
+    with database.engine.begin() as conn:
+        return create_user(conn, email, admin=admin)
+
+
+def auth(key: str) -> dict[str, str]:
+    """Request headers carrying an API key."""
+    return {"Authorization": f"Bearer {key}"}

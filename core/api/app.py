@@ -10,7 +10,7 @@ from fastapi import FastAPI
 import core
 from config import Settings, get_settings
 from core.api.problems import install_problem_handlers
-from core.api.routes import health
+from core.api.routes import health, users
 from core.db.engine import Database, open_database
 
 
@@ -48,4 +48,5 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         app.state.db = db
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(users.router)
     return app

@@ -6,10 +6,15 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from config import Settings
+from core.auth.users import Principal, authenticate
 from core.db.engine import Database
+from core.errors import AuthError, ForbiddenError
+
+bearer = HTTPBearer(auto_error=False, description="An Agentry API key (agentry users create)")
 
 
 def get_db(request: Request) -> Database:
@@ -31,3 +36,27 @@ def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_current_user(
+    db: DbDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The caller behind the bearer API key; 401 without a valid one."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+    with db.engine.connect() as conn:
+        return authenticate(conn, credentials.credentials)
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+def get_admin_user(user: CurrentUser) -> Principal:
+    """The caller, who must be an admin; 403 otherwise."""
+    if not user.is_admin:
+        raise ForbiddenError("this route is for admins")
+    return user
+
+
+AdminUser = Annotated[Principal, Depends(get_admin_user)]

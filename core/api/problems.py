@@ -37,7 +37,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AgentryError)
     async def _domain(request: Request, exc: AgentryError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.message)
+        response = problem(exc.status, exc.title, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import core
-from core.cli import db, doctor, serve
+from core.cli import db, doctor, serve, users
 from core.cli.edge import console
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app.command("up")(serve.up)
 app.command("seed")(serve.seed_command)
 app.command("doctor")(doctor.doctor)
 app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="users")
 
 
 @app.command()

@@ -18,7 +18,7 @@ def test_healthy_server_answers_200_with_each_part(db: Database, test_settings: 
     assert body["status"] == "ok"
     assert body["database"]["ok"] is True
     assert body["pgvector"]["ok"] is True and body["pgvector"]["version"].startswith("0.")
-    assert body["migrations"]["current"] == body["migrations"]["head"] == "0001"
+    assert body["migrations"]["current"] == body["migrations"]["head"] == migrate.head_revision()
     assert set(body["pool"]) == {"max", "in_use", "idle", "overflow"}
     assert body["pool"]["max"] == test_settings.db_max_connections
 

@@ -1,0 +1,1 @@
+"""Tools for developing and measuring Agentry without external services."""
