@@ -60,6 +60,6 @@ def keyword_search(
     if entity_type is not None:
         stmt = stmt.where(SearchIndex.entity_type == entity_type)
     return [
-        Hit(r.entity_type, r.entity_id, r.content[:300], float(r.score), r.metadata_)
+        Hit(r.entity_type, r.entity_id, r.content[:300], float(r.score), r.meta)
         for r in conn.execute(stmt)
     ]
