@@ -48,7 +48,7 @@ def keyword_search(
             SearchIndex.entity_type,
             SearchIndex.entity_id,
             SearchIndex.content,
-            SearchIndex.metadata_,
+            SearchIndex.metadata_.label("meta"),
             rank.label("score"),
         )
         .where(SearchIndex.tsv.op("@@")(tsquery))
