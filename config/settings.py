@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # --- files ----------------------------------------------------------------
     home: Path = Field(default=Path("./.agentry"), alias="AGENTRY_HOME")
     project_dir: Path = Field(default=PROJECT_ROOT, alias="AGENTRY_PROJECT_DIR")
+    # Benchmark data (CISI, DailyDialog) lives beside the checkout, never inside it.
+    datasets_dir: Path = Field(
+        default=PROJECT_ROOT.parent / "shared" / "datasets", alias="AGENTRY_DATASETS_DIR"
+    )
 
     # --- embeddings and the HNSW index --------------------------------------
     embedding_provider: str = Field(

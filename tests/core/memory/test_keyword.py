@@ -50,3 +50,22 @@ def test_index_search_scope_reindex_and_remove(db: Database) -> None:
         assert keyword_search(conn, "cats", user_id=alice.id) == []
         remove_document(conn, entity_type="message", entity_id=doc)
         assert keyword_search(conn, "dogs", user_id=alice.id) == []
+
+
+def test_sources_registry_keeps_messages_and_registers_entities() -> None:
+    from core.memory.sources import (
+        SearchableSource,
+        register_source,
+        source_for,
+        sources,
+        unregister_source,
+    )
+
+    character = SearchableSource("character", "character", ("name", "backstory"))
+    register_source(character)
+    assert source_for("character") == character
+    assert sources()[0].entity_type == "message"
+    unregister_source("character")
+    unregister_source("message")  # messages are always searchable
+    assert source_for("character") is None
+    assert source_for("message") is not None
