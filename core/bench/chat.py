@@ -101,27 +101,34 @@ class Bench:
         return turn
 
 
-def measure_overhead(bench: Bench, utterances: list[str], warmup: int = 3) -> dict[str, Any]:
-    """p50/p95 of a platform turn and of the in-memory baseline, same utterances."""
+def measure_overhead(bench: Bench, dialogues: list[list[str]], turns: int) -> dict[str, Any]:
+    """p50/p95 of a platform turn and of the in-memory baseline over the same dialogues.
+
+    Each dialogue is replayed in a fresh conversation (and a fresh baseline thread),
+    turn by turn, alternating baseline and platform so both see the same history
+    length and the same machine load.
+    """
     baseline_turn = bench.baseline()
-    thread = f"baseline-{uuid.uuid4()}"
-    conversation = bench.new_conversation()
-    for text_ in utterances[:warmup]:
-        baseline_turn(thread, text_)
-        bench.platform_turn(conversation, text_)
-    base_ms, plat_ms = [], []
-    thread = f"baseline-{uuid.uuid4()}"
-    conversation = bench.new_conversation()
-    for text_ in utterances:
-        started = time.perf_counter()
-        baseline_turn(thread, text_)
-        base_ms.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        bench.platform_turn(conversation, text_)
-        plat_ms.append((time.perf_counter() - started) * 1000)
+    warm = bench.new_conversation()
+    for text_ in dialogues[0][:3]:  # connections, compiled graph, HTTP keep-alive
+        baseline_turn(f"warm-{warm}", text_)
+        bench.platform_turn(warm, text_)
+    base_ms: list[float] = []
+    plat_ms: list[float] = []
+    for dialogue in dialogues:
+        thread, conversation = f"baseline-{uuid.uuid4()}", bench.new_conversation()
+        for text_ in dialogue:
+            if len(plat_ms) >= turns:
+                break
+            started = time.perf_counter()
+            baseline_turn(thread, text_)
+            base_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            bench.platform_turn(conversation, text_)
+            plat_ms.append((time.perf_counter() - started) * 1000)
     b50, p50 = statistics.median(base_ms), statistics.median(plat_ms)
     return {
-        "turns": len(utterances),
+        "turns": len(plat_ms),
         "baseline_inmemory_ms": {"p50": round(b50, 2), "p95": round(percentile(base_ms, 95), 2)},
         "platform_ms": {"p50": round(p50, 2), "p95": round(percentile(plat_ms, 95), 2)},
         "overhead_ms": {
@@ -180,8 +187,7 @@ def run_chat_bench(
     db: Database, settings: Settings, *, turns: int, sessions: int, dialogues: int
 ) -> dict[str, Any]:
     """Both measurements on ``db`` (a database of the benchmark's own)."""
-    lines = load_dialogues(settings.datasets_dir, max(dialogues, sessions))
-    utterances = [u for d in lines for u in d][:turns]
+    lines = load_dialogues(settings.datasets_dir, max(dialogues, sessions, turns))
     with ScriptedLLM() as llm:
         local = settings.model_copy(
             update={"llm_base_url": llm.base_url, "llm_model": "scripted", "llm_api_key": None}
@@ -193,8 +199,8 @@ def run_chat_bench(
         runtime = AgentRuntime(db, local)
         try:
             bench = Bench(db, local, llm, principal, runtime)
-            overhead = measure_overhead(bench, utterances)
-            concurrency = measure_concurrency(bench, lines, sessions)
+            overhead = measure_overhead(bench, lines, turns)
+            concurrency = measure_concurrency(bench, lines[: max(dialogues, sessions)], sessions)
         finally:
             runtime.close()
     return {"benchmark": "chat", "overhead": overhead, "concurrency": concurrency}

@@ -90,6 +90,8 @@ def store_messages(
     conversation_id: uuid.UUID,
     owner_id: uuid.UUID,
     messages: list[NewMessage],
+    *,
+    track_turn: bool = True,
 ) -> list[dict[str, Any]]:
     """Insert the messages not stored yet (by message id), index them, update the counters.
 
@@ -98,6 +100,8 @@ def store_messages(
         conversation_id: the conversation.
         owner_id: the conversation's user (rows and the search index are scoped to it).
         messages: in order.
+        track_turn: also set ``turn_pending``: a turn is finished exactly when its last
+            message is an assistant answer without tool calls (the graph ends there).
 
     Returns:
         The rows newly inserted, as JSON (already stored ones are updated in place).
@@ -137,14 +141,18 @@ def store_messages(
         )
         if row.inserted:
             stored.append(message_json(row))
+    values: dict[str, Any] = {}
     if stored:
+        values = {
+            "messages_count": Conversation.messages_count + len(stored),
+            "last_activity": func.now(),
+        }
+    if track_turn and messages:
+        last = messages[-1]
+        values["turn_pending"] = not (last.role == "assistant" and "tool_calls" not in last.metadata)
+    if values:
         conn.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id)
-            .values(
-                messages_count=Conversation.messages_count + len(stored),
-                last_activity=func.now(),
-            )
+            update(Conversation).where(Conversation.id == conversation_id).values(**values)
         )
     return stored
 
@@ -173,3 +181,4 @@ def list_messages(
     page = rows[:limit]
     next_cursor = cursor.encode(page[-1].seq) if len(rows) > limit else None
     return [message_json(r) for r in page], next_cursor
+

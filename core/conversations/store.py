@@ -28,6 +28,9 @@ def conversation_json(row: Any) -> dict[str, Any]:
         "current_agent": row.current_agent,
         "metadata": row.context_data,
         "messages_count": row.messages_count,
+        # A turn was interrupted (crash, failing models): the next message or
+        # POST .../resume completes it from its checkpoint.
+        "pending_turn": row.turn_pending,
         "last_activity": row.last_activity.isoformat(),
         "created_at": row.created_at.isoformat(),
     }

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Enum,
@@ -61,6 +62,10 @@ class Conversation(Base):
         JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
     messages_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # A turn started and has not finished (crash or failing models): resume from the checkpoint.
+    turn_pending: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
     last_activity: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 from config import Settings
 from core.db.engine import Database
 from core.errors import ModelUnavailableError
-from core.models import AiModel, PromptHistory
+from core.models import AiModel
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +41,24 @@ HOW_TO_CONFIGURE = (
     " OPENROUTER_API_KEY, OPENAI_API_KEY; see `agentry models list`)"
 )
 
+# The ranking is re-read at most this often: one query per turn would otherwise be spent
+# on something that changes slowly (counters move the scores a little per call).
+RANKING_TTL_SECONDS = 1.0
 RANKED_SQL = text(
     "SELECT id, name, api_endpoint, model_id, api_key_env, timeout_seconds FROM ai_models"
     " WHERE is_active ORDER BY priority DESC, reliability_score DESC, name"
 )
-# Atomic increments: concurrent turns in many processes never lose a count.
-COUNT_SQL = text(
-    "UPDATE ai_models SET request_count = request_count + 1,"
+# Atomic increments (concurrent turns in many processes never lose a count) and the
+# history row, in one statement: one round trip per model call.
+RECORD_SQL = text(
+    "WITH counted AS (UPDATE ai_models SET request_count = request_count + 1,"
     " success_count = success_count + CAST(:ok AS int),"
     " failure_count = failure_count + 1 - CAST(:ok AS int),"
     " total_response_time = total_response_time + :elapsed, last_checked = now()"
-    " WHERE id = :id"
+    " WHERE id = :id RETURNING id)"
+    " INSERT INTO prompt_history (user_id, conversation_id, prompt_text, selected_model_id,"
+    " response_text, response_time, success, error_message)"
+    " SELECT :user_id, :conversation_id, :prompt, id, :response, :elapsed, :ok, :error FROM counted"
 )
 
 
@@ -130,6 +137,28 @@ class ModelRouter:
         self.settings = settings
         self._clients: dict[Candidate, ChatOpenAI] = {}
         self._lock = threading.Lock()
+        self._ranked: tuple[float, list[Candidate]] | None = None
+
+    def candidates(self, conn: Connection | None = None, prefer: str | None = None) -> list[Candidate]:
+        """Usable models best first, re-read at most every ``RANKING_TTL_SECONDS``.
+
+        Args:
+            conn: a connection to read with (saves a checkout); one is opened otherwise.
+            prefer: a model name to put first when usable.
+        """
+        now = time.monotonic()
+        cached = self._ranked
+        if cached is None or now - cached[0] > RANKING_TTL_SECONDS:
+            if conn is None:
+                with self.db.engine.connect() as own:
+                    found = usable_models(own, self.settings)
+            else:
+                found = usable_models(conn, self.settings)
+            self._ranked = cached = (now, found)
+        ranked = list(cached[1])
+        if prefer:
+            ranked.sort(key=lambda c: c.name != prefer)
+        return ranked
 
     def _client(self, candidate: Candidate) -> ChatOpenAI:
         with self._lock:
@@ -170,8 +199,7 @@ class ModelRouter:
         Raises:
             ModelUnavailableError: no usable model, or all of them failed.
         """
-        with self.db.engine.connect() as conn:
-            candidates = usable_models(conn, self.settings, prefer)
+        candidates = self.candidates(prefer=prefer)
         if not candidates:
             raise ModelUnavailableError(HOW_TO_CONFIGURE)
         prompt = _prompt_text(messages)
@@ -209,17 +237,15 @@ class ModelRouter:
     ) -> None:
         with self.db.engine.begin() as conn:
             conn.execute(
-                COUNT_SQL, {"ok": error is None, "elapsed": elapsed, "id": candidate.id}
-            )
-            conn.execute(
-                insert(PromptHistory).values(
-                    user_id=user_id,
-                    conversation_id=conversation_id,
-                    prompt_text=prompt or "(empty)",
-                    selected_model_id=candidate.id,
-                    response_text=response,
-                    response_time=elapsed,
-                    success=error is None,
-                    error_message=error,
-                )
+                RECORD_SQL,
+                {
+                    "ok": error is None,
+                    "elapsed": elapsed,
+                    "id": candidate.id,
+                    "user_id": user_id,
+                    "conversation_id": conversation_id,
+                    "prompt": prompt or "(empty)",
+                    "response": response,
+                    "error": error,
+                },
             )

@@ -12,6 +12,7 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.graph.state import CompiledStateGraph
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+from sqlalchemy import Connection
 
 from config import Settings
 from core.db.engine import Database
@@ -71,9 +72,16 @@ class AgentRuntime:
             conversation_id=turn.conversation_id,
         )
 
-    def compiled(self) -> CompiledRegistry:
-        """The graph of the current registry (recompiled when it changed anywhere)."""
-        with self.db.engine.connect() as conn:
+    def compiled(self, conn: Connection | None = None) -> CompiledRegistry:
+        """The graph of the current registry (recompiled when it changed anywhere).
+
+        Args:
+            conn: a connection to check the fingerprint on (saves a checkout).
+        """
+        if conn is None:
+            with self.db.engine.connect() as own:
+                mark = fingerprint(own)
+        else:
             mark = fingerprint(conn)
         current = self._compiled
         if current is not None and current.snapshot.fingerprint == mark:

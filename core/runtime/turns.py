@@ -6,6 +6,8 @@ Semantics (crash safety):
 - Messages made by a step are stored right after the step. Their ids come from
   LangGraph's deterministic task ids, so a step that is re-run after a crash
   produces the same ids and the store replaces instead of duplicating.
+- ``conversations.turn_pending`` is set with the user's message and cleared with
+  the final answer, so only an interrupted turn pays for reading its checkpoint.
 - A turn interrupted by a crash (or by all models failing) stays pending in its
   checkpoint. The next ``POST .../messages`` first completes it, then runs the
   new message; ``POST .../resume`` completes it alone. Messages the crash kept
@@ -24,14 +26,14 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
-from sqlalchemy import text
+from sqlalchemy import Connection, Row, text
 
 from core.auth.users import Principal
 from core.conversations.messages import NewMessage, from_langchain, store_messages, stored_ids
 from core.conversations.store import get_conversation
 from core.errors import ConflictError, ModelUnavailableError, ValidationFailed
 from core.runtime.context import TurnContext
-from core.runtime.router import HOW_TO_CONFIGURE, usable_models
+from core.runtime.router import HOW_TO_CONFIGURE
 from core.runtime.service import AgentRuntime, CompiledRegistry
 
 TRY_LOCK_SQL = text("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))")
@@ -73,68 +75,65 @@ def run_turn(
         ModelUnavailableError: no usable model (nothing is stored then).
     """
     key = f"agentry-turn:{conversation_id}"
-    with runtime.db.engine.connect() as lock_conn:
-        got = lock_conn.execute(TRY_LOCK_SQL, {"key": key}).scalar_one()
-        lock_conn.commit()  # the session lock outlives the transaction; no idle transaction
+    with runtime.db.engine.connect() as conn:
+        got = conn.execute(TRY_LOCK_SQL, {"key": key}).scalar_one()
         if not got:
+            conn.rollback()
             raise ConflictError("a turn of this conversation is already running; retry when it ends")
         try:
-            yield from _turn(runtime, principal, conversation_id, content, stream_tokens)
+            # The turn's reads share the lock's connection: fewer round trips per turn.
+            conversation = get_conversation(conn, principal, conversation_id)
+            if not runtime.router.candidates(conn):
+                raise ModelUnavailableError(HOW_TO_CONFIGURE)
+            compiled = runtime.compiled(conn)
+            conn.commit()  # the session lock outlives the transaction; no idle transaction
+            yield from _turn(runtime, conn, compiled, principal, conversation, content, stream_tokens)
         finally:
-            lock_conn.execute(UNLOCK_SQL, {"key": key})
-            lock_conn.commit()
+            conn.rollback()
+            conn.execute(UNLOCK_SQL, {"key": key})
+            conn.commit()
 
 
 def _turn(
     runtime: AgentRuntime,
+    conn: Connection,
+    compiled: CompiledRegistry,
     principal: Principal,
-    conversation_id: uuid.UUID,
+    conversation: Row[Any],
     content: str | None,
     stream_tokens: bool,
 ) -> Iterator[TurnEvent]:
-    with runtime.db.engine.connect() as conn:
-        conversation = get_conversation(conn, principal, conversation_id)
-        if not usable_models(conn, runtime.settings):
-            raise ModelUnavailableError(HOW_TO_CONFIGURE)
-    compiled = runtime.compiled()
+    conversation_id = conversation.id
     turn = TurnContext(runtime.db, runtime.settings, principal, conversation_id, conversation.user_id)
     config: RunnableConfig = {"configurable": {"thread_id": str(conversation_id)}}
-    drive = _Driver(runtime, compiled, turn, config, stream_tokens)
+    drive = _Driver(conn, compiled, turn, config, stream_tokens, conversation)
 
-    state = compiled.graph.get_state(config)
-    messages: list[BaseMessage] = list((state.values or {}).get("messages", []))
-    if len(messages) != conversation.messages_count:
-        # A crash between a checkpoint and the message store: write what is missing.
-        drive.store(messages, conversation.current_agent)
-    if state.next:
-        yield TurnEvent("resumed", {"pending": list(state.next)})
-        yield from drive.run(None)
+    if conversation.turn_pending:
+        # The last turn did not finish (crash, or every model failed): its checkpoint
+        # says where it stopped. Messages the crash kept out of the table come first.
+        state = compiled.graph.get_state(config)
+        messages: list[BaseMessage] = list((state.values or {}).get("messages", []))
+        if len(messages) != conversation.messages_count:
+            drive.store(messages, conversation.current_agent)
+        if state.next:
+            yield TurnEvent("resumed", {"pending": list(state.next)})
+            yield from drive.run(None)
     if content is not None:
-        agent = _current_agent(runtime, compiled, conversation_id, principal)
+        agent = drive.agent
+        if agent not in compiled.snapshot.agents:
+            raise ValidationFailed(f"agent {agent!r} of this conversation is not active any more")
         human = HumanMessage(content, id=f"u-{uuid.uuid4()}")
         for row in drive.store([human], agent):
             yield TurnEvent("message", row)
         yield from drive.run({"messages": [human], "agent": agent})
-    with runtime.db.engine.connect() as conn:
-        after = get_conversation(conn, principal, conversation_id)
     yield TurnEvent(
         "final",
         {
             "messages": drive.stored,
-            "current_agent": after.current_agent,
-            "messages_count": after.messages_count,
+            "current_agent": drive.agent,
+            "messages_count": drive.messages_count,
         },
     )
-
-
-def _current_agent(
-    runtime: AgentRuntime, compiled: CompiledRegistry, conversation_id: uuid.UUID, principal: Principal
-) -> str:
-    with runtime.db.engine.connect() as conn:
-        agent = get_conversation(conn, principal, conversation_id).current_agent
-    if agent not in compiled.snapshot.agents:
-        raise ValidationFailed(f"agent {agent!r} of this conversation is not active any more")
-    return str(agent)
 
 
 class _Driver:
@@ -142,31 +141,36 @@ class _Driver:
 
     def __init__(
         self,
-        runtime: AgentRuntime,
+        conn: Connection,
         compiled: CompiledRegistry,
         turn: TurnContext,
         config: RunnableConfig,
         stream_tokens: bool,
+        conversation: Row[Any],
     ) -> None:
-        self.runtime = runtime
+        self.conn = conn  # the turn's own connection (it holds the turn lock)
         self.compiled = compiled
         self.turn = turn
         self.config = config
         self.stream_tokens = stream_tokens
         self.stored: list[dict[str, Any]] = []
+        self.agent: str = str(conversation.current_agent)
+        self.messages_count: int = conversation.messages_count
 
     def store(self, messages: list[BaseMessage], agent: str | None) -> list[dict[str, Any]]:
+        """Store a step's messages in one transaction of the turn's connection."""
         if not messages:
             return []
-        with self.runtime.db.engine.begin() as conn:
+        conn = self.conn
+        with conn.begin():
             known = stored_ids(conn, self.turn.conversation_id) if len(messages) > 1 else set()
             rows: list[NewMessage] = [
-                m
-                for m in (from_langchain(msg, agent) for msg in messages if str(msg.id) not in known)
-                if m is not None
+                m for m in (from_langchain(msg, agent) for msg in messages) if m is not None
             ]
-            stored = store_messages(conn, self.turn.conversation_id, self.turn.user_id, rows)
+            fresh = [m for m in rows if m.lc_id not in known]
+            stored = store_messages(conn, self.turn.conversation_id, self.turn.user_id, fresh)
         self.stored.extend(stored)
+        self.messages_count += len(stored)
         return stored
 
     def run(self, graph_input: dict[str, Any] | None) -> Iterator[TurnEvent]:
@@ -191,7 +195,9 @@ class _Driver:
 
     def _step(self, node: str, update: dict[str, Any]) -> Iterator[TurnEvent]:
         messages = list(update.get("messages", []))
-        agent = node[6:] if node.startswith("agent.") else update.get("agent")
+        if update.get("agent"):
+            self.agent = str(update["agent"])
+        agent = node[6:] if node.startswith("agent.") else self.agent
         for message in messages:
             if isinstance(message, AIMessage):
                 for call in message.tool_calls:

@@ -9,6 +9,7 @@ Revises: 0001
   in one transaction and share created_at); cursor pagination uses it.
 - messages.lc_id: the LangGraph message id; unique per conversation, so replaying a
   checkpoint after a crash never stores a message twice.
+- conversations.turn_pending: a turn started and did not finish (resume it).
 - ai_models.timeout_seconds: per-model timeout before the router falls back.
 """
 
@@ -50,6 +51,10 @@ def upgrade() -> None:
         ["conversation_id", "lc_id"],
         unique=True,
     )
+    op.add_column(
+        "conversations",
+        sa.Column("turn_pending", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
     op.add_column("ai_models", sa.Column("timeout_seconds", sa.Float(), nullable=True))
     op.create_check_constraint(
         "ck_ai_models_timeout_positive",
@@ -61,6 +66,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_constraint("ck_ai_models_timeout_positive", "ai_models", type_="check")
     op.drop_column("ai_models", "timeout_seconds")
+    op.drop_column("conversations", "turn_pending")
     op.drop_index("uq_messages_conversation_id_lc_id", table_name="messages")
     op.drop_index("ix_messages_conversation_id_seq", table_name="messages")
     op.drop_column("messages", "lc_id")

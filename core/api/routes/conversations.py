@@ -94,12 +94,8 @@ def list_all(
 
 
 @router.get("/{conversation_id}", summary="One conversation")
-def get_one(
-    conversation_id: uuid.UUID, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
-) -> dict[str, Any]:
-    row = get_conversation(session.connection(), user, conversation_id)
-    state = runtime.compiled().graph.get_state({"configurable": {"thread_id": str(row.id)}})
-    return {**conversation_json(row), "pending_turn": bool(state.next)}
+def get_one(conversation_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    return conversation_json(get_conversation(session.connection(), user, conversation_id))
 
 
 @router.delete("/{conversation_id}", status_code=204, summary="Delete (soft)")
