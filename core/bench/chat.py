@@ -22,6 +22,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.tools import BaseTool
 from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from config import Settings
@@ -81,22 +82,32 @@ class Bench:
 
     def baseline(self) -> Callable[[str, str], None]:
         """The same graph, in memory, calling the scripted model directly."""
-        client = ChatOpenAI(base_url=self.llm.base_url, api_key="x", model="scripted",  # type: ignore[arg-type]
-                            max_retries=0)
+        client = ChatOpenAI(
+            base_url=self.llm.base_url,
+            api_key=SecretStr("not-needed"),
+            model="scripted",
+            max_retries=0,
+        )
 
-        def call(spec: AgentSpec, prompt: list[BaseMessage], tools: list[BaseTool],
-                 turn: TurnContext) -> AIMessage:
+        def call(
+            spec: AgentSpec, prompt: list[BaseMessage], tools: list[BaseTool], turn: TurnContext
+        ) -> AIMessage:
             reply = (client.bind_tools(tools) if tools else client).invoke(prompt)
             assert isinstance(reply, AIMessage)
             return reply
 
         snapshot = self.runtime.compiled().snapshot
         graph = GraphBuilder(snapshot, self.settings.project_dir, call).compile(InMemorySaver())
-        context = TurnContext(self.db, self.settings, self.principal, uuid.uuid4(), self.principal.id)
+        context = TurnContext(
+            self.db, self.settings, self.principal, uuid.uuid4(), self.principal.id
+        )
 
         def turn(thread: str, content: str) -> None:
-            graph.invoke({"messages": [HumanMessage(content)], "agent": AGENT},
-                         {"configurable": {"thread_id": thread}}, context=context)
+            graph.invoke(
+                {"messages": [HumanMessage(content)], "agent": AGENT},
+                {"configurable": {"thread_id": thread}},
+                context=context,
+            )
 
         return turn
 

@@ -46,15 +46,24 @@ def list_agents(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     finally:
         db.dispose()
     if as_json:
-        typer.echo(json.dumps([
-            {"name": r.name, "version": r.version, "is_active": r.is_active, "spec": r.spec}
-            for r in rows
-        ]))
+        typer.echo(
+            json.dumps(
+                [
+                    {"name": r.name, "version": r.version, "is_active": r.is_active, "spec": r.spec}
+                    for r in rows
+                ]
+            )
+        )
         return
     table = Table("name", "version", "active", "tools", "handoffs")
     for r in rows:
-        table.add_row(r.name, str(r.version), str(r.is_active), ", ".join(r.spec.get("tools", [])),
-                      ", ".join(r.spec.get("handoffs", [])))
+        table.add_row(
+            r.name,
+            str(r.version),
+            str(r.is_active),
+            ", ".join(r.spec.get("tools", [])),
+            ", ".join(r.spec.get("handoffs", [])),
+        )
     console.print(table)
 
 
@@ -69,14 +78,28 @@ def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     finally:
         db.dispose()
     if as_json:
-        typer.echo(json.dumps([
-            {"name": r.name, "version": r.version, "is_active": r.is_active,
-             "module_path": r.module_path, "schema": r.schema}
-            for r in rows
-        ]))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "name": r.name,
+                        "version": r.version,
+                        "is_active": r.is_active,
+                        "module_path": r.module_path,
+                        "schema": r.schema,
+                    }
+                    for r in rows
+                ]
+            )
+        )
         return
     table = Table("name", "version", "active", "module", "parameters")
     for r in rows:
-        table.add_row(r.name, str(r.version), str(r.is_active), r.module_path,
-                      ", ".join((r.schema or {}).get("properties", {})))
+        table.add_row(
+            r.name,
+            str(r.version),
+            str(r.is_active),
+            r.module_path,
+            ", ".join((r.schema or {}).get("properties", {})),
+        )
     console.print(table)

@@ -15,8 +15,9 @@ from core.db import Database, open_database, prepare_database
 from core.db.engine import create_db_engine, normalize_url
 from core.errors import DatabaseError
 
-app = typer.Typer(help="Benchmarks (ratios against a baseline measured in the same run).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Benchmarks (ratios against a baseline measured in the same run).", no_args_is_help=True
+)
 
 
 def bench_database(settings: Settings) -> Database:
@@ -30,7 +31,9 @@ def bench_database(settings: Settings) -> Database:
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first()
             if not exists:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
@@ -61,7 +64,9 @@ def chat(
         with console.status("preparing the benchmark database...") if not as_json else _null():
             prepare_database(db, settings)
         with console.status("running turns...") if not as_json else _null():
-            result = run_chat_bench(db, settings, turns=turns, sessions=sessions, dialogues=dialogues)
+            result = run_chat_bench(
+                db, settings, turns=turns, sessions=sessions, dialogues=dialogues
+            )
     finally:
         db.dispose()
     if as_json:
@@ -69,12 +74,21 @@ def chat(
         return
     over, conc = result["overhead"], result["concurrency"]
     table = Table("measure", "p50", "p95")
-    table.add_row("LangGraph in-memory baseline (ms/turn)", str(over["baseline_inmemory_ms"]["p50"]),
-                  str(over["baseline_inmemory_ms"]["p95"]))
-    table.add_row("Agentry platform (ms/turn)", str(over["platform_ms"]["p50"]),
-                  str(over["platform_ms"]["p95"]))
-    table.add_row("overhead (ms/turn, goal ≤ 15 at p50)", str(over["overhead_ms"]["p50"]),
-                  str(over["overhead_ms"]["p95"]))
+    table.add_row(
+        "LangGraph in-memory baseline (ms/turn)",
+        str(over["baseline_inmemory_ms"]["p50"]),
+        str(over["baseline_inmemory_ms"]["p95"]),
+    )
+    table.add_row(
+        "Agentry platform (ms/turn)",
+        str(over["platform_ms"]["p50"]),
+        str(over["platform_ms"]["p95"]),
+    )
+    table.add_row(
+        "overhead (ms/turn, goal ≤ 15 at p50)",
+        str(over["overhead_ms"]["p50"]),
+        str(over["overhead_ms"]["p95"]),
+    )
     table.add_row("ratio platform / baseline", str(over["ratio_p50"]), "")
     console.print(table)
     console.print(

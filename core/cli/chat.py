@@ -58,10 +58,13 @@ def _turn(client: httpx.Client, conversation_id: str, content: str) -> None:
                     started = True
                 console.print(data["text"], end="", highlight=False, markup=False, soft_wrap=True)
             elif kind == "tool_call":
-                console.print(f"[dim]  ⚙ {data['name']}({json.dumps(data['args'])})[/]", highlight=False)
+                console.print(
+                    f"[dim]  ⚙ {data['name']}({json.dumps(data['args'])})[/]", highlight=False
+                )
             elif kind == "handoff":
-                console.print(f"[dim]  → handed to {data['to']}: {data.get('reason', '')}[/]",
-                              highlight=False)
+                console.print(
+                    f"[dim]  → handed to {data['to']}: {data.get('reason', '')}[/]", highlight=False
+                )
             elif kind == "error":
                 console.print(f"[bold red]error:[/] {data.get('detail')}", highlight=False)
             elif kind == "final":
@@ -73,7 +76,9 @@ def _turn(client: httpx.Client, conversation_id: str, content: str) -> None:
 @edge
 def chat(
     agent: str = typer.Option(None, "--agent", help="Agent to talk to (default: assistant)."),
-    url: str = typer.Option(None, "--url", help="Server URL (default http://AGENTRY_HOST:AGENTRY_PORT)."),
+    url: str = typer.Option(
+        None, "--url", help="Server URL (default http://AGENTRY_HOST:AGENTRY_PORT)."
+    ),
     api_key: str = typer.Option(..., "--api-key", envvar="AGENTRY_API_KEY", help="Your API key."),
     conversation: str = typer.Option(None, "--conversation", help="Continue this conversation."),
 ) -> None:
@@ -81,7 +86,9 @@ def chat(
     settings = get_settings()
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
     headers = {"Authorization": f"Bearer {api_key}"}
-    with httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(10, read=300)) as client:
+    with httpx.Client(
+        base_url=base, headers=headers, timeout=httpx.Timeout(10, read=300)
+    ) as client:
         try:
             if conversation:
                 conv = _check(client.get(f"/v1/conversations/{conversation}"))
@@ -90,8 +97,9 @@ def chat(
                 conv = _check(client.post("/v1/conversations", json=body))
         except httpx.TransportError:
             raise AgentryError(f"cannot reach {base}: is `agentry up` running?") from None
-        console.print(f"conversation {conv['id']} with {conv['current_agent']}"
-                      " (/quit or Ctrl-D to leave)")
+        console.print(
+            f"conversation {conv['id']} with {conv['current_agent']} (/quit or Ctrl-D to leave)"
+        )
         while True:
             try:
                 line = console.input("[bold green]you>[/] ")

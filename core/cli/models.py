@@ -15,7 +15,9 @@ from core.models import AiModel
 from core.runtime.catalogue import sync_catalogue
 from core.runtime.router import register_default_model, usable_models
 
-app = typer.Typer(help="LLM models: catalogue, ranking, sync from an endpoint.", no_args_is_help=True)
+app = typer.Typer(
+    help="LLM models: catalogue, ranking, sync from an endpoint.", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -37,9 +39,15 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         db.dispose()
     items = [
         {
-            "name": r.name, "provider": r.provider, "model_id": r.model_id,
-            "api_key_env": r.api_key_env, "active": r.is_active, "free": r.is_free,
-            "usable": r.name in usable, "priority": r.priority, "requests": r.request_count,
+            "name": r.name,
+            "provider": r.provider,
+            "model_id": r.model_id,
+            "api_key_env": r.api_key_env,
+            "active": r.is_active,
+            "free": r.is_free,
+            "usable": r.name in usable,
+            "priority": r.priority,
+            "requests": r.request_count,
             "reliability_score": round(r.reliability_score, 3),
         }
         for r in rows
@@ -47,16 +55,35 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     if as_json:
         typer.echo(json.dumps(items))
         return
-    table = Table("name", "provider", "model id", "key variable", "usable", "free", "priority",
-                  "requests", "reliability")
+    table = Table(
+        "name",
+        "provider",
+        "model id",
+        "key variable",
+        "usable",
+        "free",
+        "priority",
+        "requests",
+        "reliability",
+    )
     for i in items:
-        table.add_row(str(i["name"]), str(i["provider"]), str(i["model_id"]), str(i["api_key_env"]),
-                      "yes" if i["usable"] else "no", str(i["free"]), str(i["priority"]),
-                      str(i["requests"]), str(i["reliability_score"]))
+        table.add_row(
+            str(i["name"]),
+            str(i["provider"]),
+            str(i["model_id"]),
+            str(i["api_key_env"]),
+            "yes" if i["usable"] else "no",
+            str(i["free"]),
+            str(i["priority"]),
+            str(i["requests"]),
+            str(i["reliability_score"]),
+        )
     console.print(table)
     if not usable:
-        console.print("no usable model: set AGENTRY_LLM_BASE_URL and AGENTRY_LLM_MODEL, or the key"
-                      " variable of a catalogue model")
+        console.print(
+            "no usable model: set AGENTRY_LLM_BASE_URL and AGENTRY_LLM_MODEL, or the key"
+            " variable of a catalogue model"
+        )
 
 
 @app.command("sync")
@@ -72,15 +99,24 @@ def sync(
     db = open_database(get_settings())
     try:
         with db.engine.begin() as conn:
-            result = sync_catalogue(conn, endpoint, free_only=free_only, api_key_env=api_key_env,
-                                    refresh=refresh)
+            result = sync_catalogue(
+                conn, endpoint, free_only=free_only, api_key_env=api_key_env, refresh=refresh
+            )
     finally:
         db.dispose()
     if as_json:
-        typer.echo(json.dumps({"source": result.source, "written": result.written,
-                               "models": [m.model_id for m in result.models]}))
+        typer.echo(
+            json.dumps(
+                {
+                    "source": result.source,
+                    "written": result.written,
+                    "models": [m.model_id for m in result.models],
+                }
+            )
+        )
         return
-    console.print(f"{len(result.models)} models from the {result.source}"
-                  f" ({result.written} rows written)")
+    console.print(
+        f"{len(result.models)} models from the {result.source} ({result.written} rows written)"
+    )
     for m in result.models:
         console.print(f"  {m.model_id}{' (free)' if m.is_free else ''}", highlight=False)

@@ -15,10 +15,19 @@ from core.runtime.retention import prune_checkpoints
 @edge
 def prune(
     dry_run: bool = typer.Option(False, "--dry-run", help="Report, remove nothing."),
-    keep: int = typer.Option(None, "--keep", min=1, help="Checkpoints kept per conversation"
-                             " (default AGENTRY_CHECKPOINT_KEEP)."),
-    days: int = typer.Option(None, "--days", min=0, help="Remove all checkpoints of conversations"
-                             " deleted longer ago (default AGENTRY_PRUNE_AFTER_DAYS)."),
+    keep: int = typer.Option(
+        None,
+        "--keep",
+        min=1,
+        help="Checkpoints kept per conversation (default AGENTRY_CHECKPOINT_KEEP).",
+    ),
+    days: int = typer.Option(
+        None,
+        "--days",
+        min=0,
+        help="Remove all checkpoints of conversations"
+        " deleted longer ago (default AGENTRY_PRUNE_AFTER_DAYS).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Keep the latest checkpoints per conversation; drop those of deleted ones and orphans."""
@@ -43,5 +52,7 @@ def prune(
         console.print(f"{verb} all checkpoints of deleted conversation {thread}", soft_wrap=True)
     for thread in report.orphan_threads:
         console.print(f"{verb} all checkpoints of orphan thread {thread}", soft_wrap=True)
-    console.print(f"{verb} {report.checkpoints} checkpoints, {report.writes} writes,"
-                  f" {report.blobs} blobs (keeping {keep} per conversation)")
+    console.print(
+        f"{verb} {report.checkpoints} checkpoints, {report.writes} writes,"
+        f" {report.blobs} blobs (keeping {keep} per conversation)"
+    )

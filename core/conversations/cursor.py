@@ -25,7 +25,9 @@ def decode(cursor: str, arity: int) -> list[Any]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         parts = json.loads(raw)
     except (binascii.Error, ValueError):
-        raise ValidationFailed("invalid cursor: pass back the next_cursor of a previous page") from None
+        raise ValidationFailed(
+            "invalid cursor: pass back the next_cursor of a previous page"
+        ) from None
     if not isinstance(parts, list) or len(parts) != arity:
         raise ValidationFailed("invalid cursor: pass back the next_cursor of a previous page")
     return parts

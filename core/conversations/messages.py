@@ -50,11 +50,15 @@ def from_langchain(message: BaseMessage, agent: str | None = None) -> NewMessage
             meta["tool_calls"] = [
                 {"id": c["id"], "name": c["name"], "args": c["args"]} for c in message.tool_calls
             ]
-        usage = message.usage_metadata or {}
+        usage: dict[str, Any] = dict(message.usage_metadata or {})
         return NewMessage(
             lc_id,
             "assistant",
-            text if text.strip() else _tool_calls_text(message) if message.tool_calls else "(empty)",
+            text
+            if text.strip()
+            else _tool_calls_text(message)
+            if message.tool_calls
+            else "(empty)",
             agent=message.response_metadata.get("agentry_agent") or agent,
             model=message.response_metadata.get("agentry_model"),
             token_count=usage.get("output_tokens"),
@@ -66,8 +70,9 @@ def from_langchain(message: BaseMessage, agent: str | None = None) -> NewMessage
             meta["error"] = True
         if isinstance(message.artifact, dict) and "handoff" in message.artifact:
             meta["handoff"] = message.artifact["handoff"]
-        return NewMessage(lc_id, "tool", text if text.strip() else "(no output)", agent=agent,
-                          metadata=meta)
+        return NewMessage(
+            lc_id, "tool", text if text.strip() else "(no output)", agent=agent, metadata=meta
+        )
     return None
 
 
@@ -108,26 +113,26 @@ def store_messages(
     """
     stored = []
     for m in messages:
-        stmt = insert(Message).values(
-                conversation_id=conversation_id,
-                user_id=owner_id,
-                role=m.role,
-                content=m.content,
-                agent=m.agent,
-                model=m.model,
-                token_count=m.token_count,
-                metadata_=m.metadata,
-                lc_id=m.lc_id,
+        ins = insert(Message).values(
+            conversation_id=conversation_id,
+            user_id=owner_id,
+            role=m.role,
+            content=m.content,
+            agent=m.agent,
+            model=m.model,
+            token_count=m.token_count,
+            metadata_=m.metadata,
+            lc_id=m.lc_id,
         )
         # A step re-run after a crash produces the same message id: the checkpoint's
         # version replaces the stored one (xmax = 0 tells a fresh insert from an update).
-        stmt = stmt.on_conflict_do_update(
+        stmt: Any = ins.on_conflict_do_update(
             index_elements=["conversation_id", "lc_id"],
             set_={
-                "content": stmt.excluded.content,
-                "metadata": stmt.excluded["metadata"],
-                "model": stmt.excluded.model,
-                "token_count": stmt.excluded.token_count,
+                "content": ins.excluded.content,
+                "metadata": ins.excluded["metadata"],
+                "model": ins.excluded.model,
+                "token_count": ins.excluded.token_count,
             },
         ).returning(Message, literal_column("xmax = 0").label("inserted"))
         row = conn.execute(stmt).one()
@@ -149,7 +154,9 @@ def store_messages(
         }
     if track_turn and messages:
         last = messages[-1]
-        values["turn_pending"] = not (last.role == "assistant" and "tool_calls" not in last.metadata)
+        values["turn_pending"] = not (
+            last.role == "assistant" and "tool_calls" not in last.metadata
+        )
     if values:
         conn.execute(
             update(Conversation).where(Conversation.id == conversation_id).values(**values)
@@ -164,7 +171,7 @@ def stored_ids(conn: Connection, conversation_id: uuid.UUID) -> set[str]:
             Message.conversation_id == conversation_id, Message.lc_id.is_not(None)
         )
     ).scalars()
-    return set(rows)
+    return {r for r in rows if r is not None}
 
 
 def list_messages(
@@ -181,4 +188,3 @@ def list_messages(
     page = rows[:limit]
     next_cursor = cursor.encode(page[-1].seq) if len(rows) > limit else None
     return [message_json(r) for r in page], next_cursor
-

@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, func, select, update
+from sqlalchemy import Connection, Row, Select, func, insert, select, update
 
 from core.auth.users import Principal
 from core.conversations import cursor
@@ -49,7 +49,7 @@ def create_conversation(
     The caller checks the agent exists and may be used by the principal.
     """
     conversation_id = conn.execute(
-        Conversation.__table__.insert()
+        insert(Conversation)
         .values(
             session_id=f"s_{uuid.uuid4().hex}",
             user_id=principal.id,
@@ -149,8 +149,8 @@ def conversation_stats(conn: Connection, conversation: Row[Any]) -> dict[str, An
     )
     return {
         "conversation_id": str(conversation.id),
-        "messages_count": int(row[0]),
-        "tokens": int(row[1]),
+        "messages_count": int(row[0] or 0),
+        "tokens": int(row[1] or 0),
         "by_role": by_role,
         "last_message_at": row[2].isoformat() if row[2] else None,
         "current_agent": conversation.current_agent,

@@ -78,9 +78,7 @@ class AiModel(Base):
         CheckConstraint(
             "success_count + failure_count <= request_count", name="outcomes_within_requests"
         ),
-        CheckConstraint(
-            "timeout_seconds IS NULL OR timeout_seconds > 0", name="timeout_positive"
-        ),
+        CheckConstraint("timeout_seconds IS NULL OR timeout_seconds > 0", name="timeout_positive"),
         Index("ix_ai_models_reliability", "is_active", "priority", "reliability_score"),
     )
 

@@ -116,9 +116,7 @@ def set_tool_active(conn: Connection, name: str, active: bool, *, actor: str) ->
     return version
 
 
-def check_references(
-    specs: list[AgentSpec], tool_names: set[str], agent_names: set[str]
-) -> None:
+def check_references(specs: list[AgentSpec], tool_names: set[str], agent_names: set[str]) -> None:
     """Every tool an agent lists exists, every handoff target is an agent.
 
     Raises:

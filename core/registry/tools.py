@@ -67,7 +67,9 @@ def _import(path: Path) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # the module's own code failed: report it, do not crash
-        raise ValidationFailed(f"{path.name}: import failed ({type(exc).__name__}: {exc})") from None
+        raise ValidationFailed(
+            f"{path.name}: import failed ({type(exc).__name__}: {exc})"
+        ) from None
     sys.modules.pop(name, None)
     return module
 

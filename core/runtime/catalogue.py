@@ -108,7 +108,8 @@ def _from_database(conn: Connection, endpoint: str) -> list[CatalogueModel] | No
     rows = conn.execute(
         select(AiModel.__table__).where(
             AiModel.api_endpoint == endpoint,
-            AiModel.updated_at > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, CATALOGUE_TTL_SECONDS),
+            AiModel.updated_at
+            > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, CATALOGUE_TTL_SECONDS),
         )
     ).all()
     if not rows:
@@ -178,7 +179,9 @@ def sync_catalogue(
     written = 0
     if models is None:
         models = fetch_models(endpoint, key)
-        written = _write(conn, endpoint, [m for m in models if m.is_free or not free_only], api_key_env)
+        written = _write(
+            conn, endpoint, [m for m in models if m.is_free or not free_only], api_key_env
+        )
     with _lock:
         _memory[endpoint] = (now if source != "memory" else _memory[endpoint][0], models)
     kept = [m for m in models if m.is_free or not free_only]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -108,8 +108,12 @@ class GraphBuilder:
             target = handoff_target(name)
             if tool is None:
                 results.append(
-                    ToolMessage(f"error: no tool named {name}", tool_call_id=call_id, name=name,
-                                status="error")
+                    ToolMessage(
+                        f"error: no tool named {name}",
+                        tool_call_id=call_id,
+                        name=name,
+                        status="error",
+                    )
                 )
             elif target is not None:
                 reason = str(call["args"].get("reason") or "")
@@ -141,7 +145,9 @@ class GraphBuilder:
                 result = tool.invoke(args)
         except Exception as exc:  # the model sees the error and may recover
             return ToolMessage(
-                f"error: {type(exc).__name__}: {exc}", tool_call_id=call_id, name=tool.name,
+                f"error: {type(exc).__name__}: {exc}",
+                tool_call_id=call_id,
+                name=tool.name,
                 status="error",
             )
         content = result if isinstance(result, str) else str(result)
@@ -158,10 +164,12 @@ class GraphBuilder:
         last = state["messages"][-1]
         return TOOLS_NODE if isinstance(last, AIMessage) and last.tool_calls else END
 
-    def compile(self, checkpointer: BaseCheckpointSaver[Any]) -> CompiledStateGraph[Any, Any, Any, Any]:
+    def compile(
+        self, checkpointer: BaseCheckpointSaver[Any]
+    ) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The compiled graph, checkpointed by ``checkpointer``."""
         graph = StateGraph(AgentState, context_schema=TurnContext)
-        nodes = {agent_node(n): agent_node(n) for n in self.snapshot.agents}
+        nodes: dict[Hashable, str] = {agent_node(n): agent_node(n) for n in self.snapshot.agents}
         for name, spec in self.snapshot.agents.items():
             graph.add_node(agent_node(name), self._agent(spec))
             graph.add_conditional_edges(

@@ -47,5 +47,7 @@ def record_switch(
         )
     )
     conn.execute(
-        update(Conversation).where(Conversation.id == conversation_id).values(current_agent=to_agent)
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(current_agent=to_agent)
     )

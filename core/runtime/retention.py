@@ -77,9 +77,15 @@ def prune_checkpoints(conn: Connection, *, keep: int, deleted_after_days: int) -
         (report.orphan_threads if why == "orphan" else report.deleted_threads).append(thread_id)
     dead = report.deleted_threads + report.orphan_threads
     if dead:
-        report.writes += conn.execute(DELETE_THREAD_SQL["checkpoint_writes"], {"threads": dead}).rowcount
-        report.blobs += conn.execute(DELETE_THREAD_SQL["checkpoint_blobs"], {"threads": dead}).rowcount
-        report.checkpoints += conn.execute(DELETE_THREAD_SQL["checkpoints"], {"threads": dead}).rowcount
+        report.writes += conn.execute(
+            DELETE_THREAD_SQL["checkpoint_writes"], {"threads": dead}
+        ).rowcount
+        report.blobs += conn.execute(
+            DELETE_THREAD_SQL["checkpoint_blobs"], {"threads": dead}
+        ).rowcount
+        report.checkpoints += conn.execute(
+            DELETE_THREAD_SQL["checkpoints"], {"threads": dead}
+        ).rowcount
     report.checkpoints += conn.execute(OLD_CHECKPOINTS_SQL, {"keep": max(keep, 1)}).rowcount
     report.writes += conn.execute(STALE_WRITES_SQL).rowcount
     report.blobs += conn.execute(STALE_BLOBS_SQL).rowcount

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.tools import BaseTool
 from langchain_openai import ChatOpenAI
+from psycopg_pool import ConnectionPool
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql import insert
 
@@ -52,14 +54,18 @@ RANKED_SQL = text(
 # history row, in one statement: one round trip per model call.
 RECORD_SQL = text(
     "WITH counted AS (UPDATE ai_models SET request_count = request_count + 1,"
-    " success_count = success_count + CAST(:ok AS int),"
-    " failure_count = failure_count + 1 - CAST(:ok AS int),"
-    " total_response_time = total_response_time + :elapsed, last_checked = now()"
+    " success_count = success_count + CAST(CAST(:ok AS boolean) AS int),"
+    " failure_count = failure_count + 1 - CAST(CAST(:ok AS boolean) AS int),"
+    " total_response_time = total_response_time + CAST(:elapsed AS float8), last_checked = now()"
     " WHERE id = :id RETURNING id)"
     " INSERT INTO prompt_history (user_id, conversation_id, prompt_text, selected_model_id,"
     " response_text, response_time, success, error_message)"
-    " SELECT :user_id, :conversation_id, :prompt, id, :response, :elapsed, :ok, :error FROM counted"
+    " SELECT CAST(:user_id AS uuid), CAST(:conversation_id AS uuid), CAST(:prompt AS text), id,"
+    " CAST(:response AS text), CAST(:elapsed AS float8), CAST(:ok AS boolean),"
+    " CAST(:error AS text) FROM counted"
 )
+# The same statement for a plain psycopg connection.
+RECORD_PSYCOPG_SQL = re.sub(r"(?<!:):(\w+)", r"%(\1)s", str(RECORD_SQL))
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,9 @@ def _credentials(row: Any, settings: Settings) -> str | None:
     return "not-needed"  # a keyless local endpoint (Ollama, llama.cpp)
 
 
-def usable_models(conn: Connection, settings: Settings, prefer: str | None = None) -> list[Candidate]:
+def usable_models(
+    conn: Connection, settings: Settings, prefer: str | None = None
+) -> list[Candidate]:
     """Active models with credentials, best first (``prefer`` first when usable)."""
     found = []
     for row in conn.execute(RANKED_SQL):
@@ -132,14 +140,25 @@ def _prompt_text(messages: Sequence[BaseMessage]) -> str:
 class ModelRouter:
     """Calls the best usable model and falls back to the next on error or timeout."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, record_pool: ConnectionPool[Any] | None = None
+    ) -> None:
+        """Args:
+        db: where the ranking is read and calls are recorded.
+        settings: timeouts and the default model's configuration.
+        record_pool: an autocommit psycopg pool for the call records (one round trip
+            each instead of a transaction); the engine is used without it.
+        """
         self.db = db
         self.settings = settings
+        self.record_pool = record_pool
         self._clients: dict[Candidate, ChatOpenAI] = {}
         self._lock = threading.Lock()
         self._ranked: tuple[float, list[Candidate]] | None = None
 
-    def candidates(self, conn: Connection | None = None, prefer: str | None = None) -> list[Candidate]:
+    def candidates(
+        self, conn: Connection | None = None, prefer: str | None = None
+    ) -> list[Candidate]:
         """Usable models best first, re-read at most every ``RANKING_TTL_SECONDS``.
 
         Args:
@@ -235,6 +254,20 @@ class ModelRouter:
         user_id: uuid.UUID | None,
         conversation_id: uuid.UUID | None,
     ) -> None:
+        params = {
+            "ok": error is None,
+            "elapsed": elapsed,
+            "id": candidate.id,
+            "user_id": user_id,
+            "conversation_id": conversation_id,
+            "prompt": prompt or "(empty)",
+            "response": response,
+            "error": error,
+        }
+        if self.record_pool is not None:
+            with self.record_pool.connection() as pconn:
+                pconn.execute(RECORD_PSYCOPG_SQL, params)
+            return
         with self.db.engine.begin() as conn:
             conn.execute(
                 RECORD_SQL,

@@ -25,6 +25,14 @@ from core.runtime.router import ModelRouter
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
 
+class _Unlocked:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 @dataclass(frozen=True)
 class CompiledRegistry:
     snapshot: RegistrySnapshot
@@ -56,7 +64,11 @@ class AgentRuntime:
             name="agentry-checkpoints",
         )
         self.saver = PostgresSaver(self.pool)
-        self.router = ModelRouter(db, settings)
+        # PostgresSaver serializes every operation on one lock, which only a single shared
+        # connection needs; with a pool each operation has its own connection, so
+        # concurrent turns need not queue behind each other.
+        self.saver.lock = _Unlocked()  # type: ignore[assignment]
+        self.router = ModelRouter(db, settings, record_pool=self.pool)
         self._compiled: CompiledRegistry | None = None
         self._lock = threading.Lock()
         self.compilations = 0  # how many times the registry was (re)compiled

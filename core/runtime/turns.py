@@ -22,10 +22,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
 from langchain_core.runnables import RunnableConfig
+from langgraph.types import StreamMode
 from sqlalchemy import Connection, Row, text
 
 from core.auth.users import Principal
@@ -79,15 +86,20 @@ def run_turn(
         got = conn.execute(TRY_LOCK_SQL, {"key": key}).scalar_one()
         if not got:
             conn.rollback()
-            raise ConflictError("a turn of this conversation is already running; retry when it ends")
+            raise ConflictError(
+                "a turn of this conversation is already running; retry when it ends"
+            )
         try:
             # The turn's reads share the lock's connection: fewer round trips per turn.
             conversation = get_conversation(conn, principal, conversation_id)
             if not runtime.router.candidates(conn):
                 raise ModelUnavailableError(HOW_TO_CONFIGURE)
             compiled = runtime.compiled(conn)
-            conn.commit()  # the session lock outlives the transaction; no idle transaction
-            yield from _turn(runtime, conn, compiled, principal, conversation, content, stream_tokens)
+            # The session lock outlives this transaction, which _turn ends with its first
+            # write (usually the user's message): one transaction fewer per turn.
+            yield from _turn(
+                runtime, conn, compiled, principal, conversation, content, stream_tokens
+            )
         finally:
             conn.rollback()
             conn.execute(UNLOCK_SQL, {"key": key})
@@ -104,11 +116,14 @@ def _turn(
     stream_tokens: bool,
 ) -> Iterator[TurnEvent]:
     conversation_id = conversation.id
-    turn = TurnContext(runtime.db, runtime.settings, principal, conversation_id, conversation.user_id)
+    turn = TurnContext(
+        runtime.db, runtime.settings, principal, conversation_id, conversation.user_id
+    )
     config: RunnableConfig = {"configurable": {"thread_id": str(conversation_id)}}
     drive = _Driver(conn, compiled, turn, config, stream_tokens, conversation)
 
     if conversation.turn_pending:
+        conn.commit()  # no transaction stays open while the graph runs
         # The last turn did not finish (crash, or every model failed): its checkpoint
         # says where it stopped. Messages the crash kept out of the table come first.
         state = compiled.graph.get_state(config)
@@ -126,6 +141,7 @@ def _turn(
         for row in drive.store([human], agent):
             yield TurnEvent("message", row)
         yield from drive.run({"messages": [human], "agent": agent})
+    conn.commit()
     yield TurnEvent(
         "final",
         {
@@ -162,30 +178,32 @@ class _Driver:
         if not messages:
             return []
         conn = self.conn
-        with conn.begin():
-            known = stored_ids(conn, self.turn.conversation_id) if len(messages) > 1 else set()
-            rows: list[NewMessage] = [
-                m for m in (from_langchain(msg, agent) for msg in messages) if m is not None
-            ]
-            fresh = [m for m in rows if m.lc_id not in known]
-            stored = store_messages(conn, self.turn.conversation_id, self.turn.user_id, fresh)
+        known = stored_ids(conn, self.turn.conversation_id) if len(messages) > 1 else set()
+        rows: list[NewMessage] = [
+            m for m in (from_langchain(msg, agent) for msg in messages) if m is not None
+        ]
+        fresh = [m for m in rows if m.lc_id not in known]
+        stored = store_messages(conn, self.turn.conversation_id, self.turn.user_id, fresh)
+        conn.commit()  # an error before this rolls the step's messages back (run_turn)
         self.stored.extend(stored)
         self.messages_count += len(stored)
         return stored
 
     def run(self, graph_input: dict[str, Any] | None) -> Iterator[TurnEvent]:
-        modes = ["updates", "messages"] if self.stream_tokens else ["updates"]
-        for mode, chunk in self.compiled.graph.stream(
-            graph_input,
-            self.config,
-            context=self.turn,
-            stream_mode=modes,  # type: ignore[arg-type]
-            durability="sync",
-        ):
+        modes: list[StreamMode] = ["updates", "messages"] if self.stream_tokens else ["updates"]
+        parts = self.compiled.graph.stream(
+            graph_input, self.config, context=self.turn, stream_mode=modes, durability="sync"
+        )
+        # With a list of modes, each part is (mode, payload).
+        for mode, chunk in cast(Iterator[tuple[str, Any]], parts):
             if mode == "messages":
                 message, meta = chunk
                 node = str(meta.get("langgraph_node", ""))
-                if isinstance(message, AIMessageChunk) and node.startswith("agent.") and message.text:
+                if (
+                    isinstance(message, AIMessageChunk)
+                    and node.startswith("agent.")
+                    and message.text
+                ):
                     yield TurnEvent("token", {"text": message.text, "agent": node[6:]})
                 continue
             for node, update in (chunk or {}).items():
@@ -205,7 +223,9 @@ class _Driver:
                         "tool_call", {"id": call["id"], "name": call["name"], "args": call["args"]}
                     )
             elif isinstance(message, ToolMessage):
-                handoff = message.artifact.get("handoff") if isinstance(message.artifact, dict) else None
+                handoff = (
+                    message.artifact.get("handoff") if isinstance(message.artifact, dict) else None
+                )
                 if handoff:
                     yield TurnEvent("handoff", handoff)
                 yield TurnEvent(

@@ -61,9 +61,11 @@ def body_limit(request: Request, settings: SettingsDep) -> None:
 
 
 def _check_agent(session: SessionDep, name: str, user: Principal) -> None:
-    row = session.connection().execute(
-        select(Agent.spec).where(Agent.name == name, Agent.is_active.is_(True))
-    ).first()
+    row = (
+        session.connection()
+        .execute(select(Agent.spec).where(Agent.name == name, Agent.is_active.is_(True)))
+        .first()
+    )
     if row is None or not row.spec.get("system_prompt"):
         raise ValidationFailed(f"unknown agent {name!r}: see GET /v1/agents")
     if AgentSpec.from_json({"name": name, **row.spec}).admin_only and not user.is_admin:
@@ -159,12 +161,23 @@ def _respond(request: Request, events: Iterator[TurnEvent]) -> Any:
             for event in events:
                 yield _sse(event)
         except AgentryError as exc:
-            yield _sse(TurnEvent("error", {"status": exc.status, "title": exc.title,
-                                           "detail": exc.message}))
+            yield _sse(
+                TurnEvent(
+                    "error", {"status": exc.status, "title": exc.title, "detail": exc.message}
+                )
+            )
         except Exception:  # the trace goes to the log; the client gets a clean event
             log.exception("turn failed")
-            yield _sse(TurnEvent("error", {"status": 500, "title": "Internal error",
-                                           "detail": "the turn failed; see the server log"}))
+            yield _sse(
+                TurnEvent(
+                    "error",
+                    {
+                        "status": 500,
+                        "title": "Internal error",
+                        "detail": "the turn failed; see the server log",
+                    },
+                )
+            )
 
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}

@@ -15,7 +15,9 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 @router.get("", summary="Models, best first, with reliability and whether usable")
-def list_models(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> list[dict[str, Any]]:
+def list_models(
+    user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> list[dict[str, Any]]:
     conn = session.connection()
     usable = [c.name for c in usable_models(conn, settings)]
     rows = conn.execute(

@@ -77,12 +77,20 @@ def test_admin_routes_refuse_users(client: TestClient, keys: dict[str, str]) -> 
     assert client.put("/v1/agents/assistant", json=spec, headers=user).status_code == 403
     assert client.delete("/v1/agents/assistant", headers=user).status_code == 403
     assert client.post("/v1/agents/sync", headers=user).status_code == 403
-    assert client.post("/v1/tools", json={"module_path": "tools/x.py"}, headers=user).status_code == 403
-    assert client.patch("/v1/tools/current_time", json={"is_active": False}, headers=user).status_code == 403
+    assert (
+        client.post("/v1/tools", json={"module_path": "tools/x.py"}, headers=user).status_code
+        == 403
+    )
+    assert (
+        client.patch("/v1/tools/current_time", json={"is_active": False}, headers=user).status_code
+        == 403
+    )
     assert client.get("/v1/agents", headers=user).status_code == 200
 
 
-def test_json_turn_with_tool_call(client: TestClient, llm: ScriptedLLM, keys: dict[str, str]) -> None:
+def test_json_turn_with_tool_call(
+    client: TestClient, llm: ScriptedLLM, keys: dict[str, str]
+) -> None:
     conv = new_conversation(client, keys["alice"], metadata={"topic": "time"})
     assert conv["current_agent"] == "assistant" and conv["metadata"] == {"topic": "time"}
     llm.enqueue(Reply(tool_calls=[ToolCall("current_time", {})]), Reply("Noon, roughly."))
@@ -156,24 +164,36 @@ def test_handoff_switches_agent_and_records_it(
     # the second model call ran with the mechanic's prompt and tools
     second = llm.chat_requests()[-1]
     assert "mechanic" in second["messages"][0]["content"]
-    assert {t["function"]["name"] for t in second["tools"]} >= {"current_time", "transfer_to_assistant"}
+    assert {t["function"]["name"] for t in second["tools"]} >= {
+        "current_time",
+        "transfer_to_assistant",
+    }
     switches = client.get(f"/v1/conversations/{conv['id']}/switches", headers=admin).json()
     assert [(s["from_agent"], s["to_agent"]) for s in switches] == [
         (None, "assistant"),
         ("assistant", "mechanic"),
     ]
     assert switches[1]["reason"] == "wants a new table"
-    assert client.get(f"/v1/conversations/{conv['id']}", headers=admin).json()["current_agent"] == "mechanic"
+    assert (
+        client.get(f"/v1/conversations/{conv['id']}", headers=admin).json()["current_agent"]
+        == "mechanic"
+    )
 
 
 def test_users_cannot_reach_admin_only_agents(
     client: TestClient, llm: ScriptedLLM, keys: dict[str, str]
 ) -> None:
-    refused = client.post("/v1/conversations", json={"agent": "mechanic"}, headers=auth(keys["bob"]))
+    refused = client.post(
+        "/v1/conversations", json={"agent": "mechanic"}, headers=auth(keys["bob"])
+    )
     assert refused.status_code == 403
     conv = new_conversation(client, keys["bob"])
     llm.enqueue(Reply("hi"))
-    client.post(f"/v1/conversations/{conv['id']}/messages", json={"content": "hi"}, headers=auth(keys["bob"]))
+    client.post(
+        f"/v1/conversations/{conv['id']}/messages",
+        json={"content": "hi"},
+        headers=auth(keys["bob"]),
+    )
     offered = {t["function"]["name"] for t in llm.chat_requests()[-1]["tools"]}
     assert "transfer_to_mechanic" not in offered and "search_memory" in offered
 
@@ -184,14 +204,18 @@ def test_message_pagination_is_stable_and_complete(
     key = auth(keys["alice"])
     conv = new_conversation(client, keys["alice"])
     for i in range(5):
-        client.post(f"/v1/conversations/{conv['id']}/messages", json={"content": f"m{i}"}, headers=key)
+        client.post(
+            f"/v1/conversations/{conv['id']}/messages", json={"content": f"m{i}"}, headers=key
+        )
     seen: list[dict[str, Any]] = []
     cursor = None
     while True:
         params: dict[str, Any] = {"limit": 3}
         if cursor:
             params["cursor"] = cursor
-        page = client.get(f"/v1/conversations/{conv['id']}/messages", params=params, headers=key).json()
+        page = client.get(
+            f"/v1/conversations/{conv['id']}/messages", params=params, headers=key
+        ).json()
         seen += page["items"]
         cursor = page["next_cursor"]
         if not cursor:
@@ -225,12 +249,26 @@ def test_conversation_list_filters_and_pages(client: TestClient, keys: dict[str,
 def test_users_see_only_their_own(client: TestClient, keys: dict[str, str]) -> None:
     conv = new_conversation(client, keys["alice"])
     bob = auth(keys["bob"])
-    for method, suffix in [("get", ""), ("get", "/messages"), ("get", "/stats"), ("get", "/switches"),
-                           ("delete", "")]:
-        assert getattr(client, method)(f"/v1/conversations/{conv['id']}{suffix}", headers=bob).status_code == 404
-    posted = client.post(f"/v1/conversations/{conv['id']}/messages", json={"content": "hi"}, headers=bob)
+    for method, suffix in [
+        ("get", ""),
+        ("get", "/messages"),
+        ("get", "/stats"),
+        ("get", "/switches"),
+        ("delete", ""),
+    ]:
+        assert (
+            getattr(client, method)(
+                f"/v1/conversations/{conv['id']}{suffix}", headers=bob
+            ).status_code
+            == 404
+        )
+    posted = client.post(
+        f"/v1/conversations/{conv['id']}/messages", json={"content": "hi"}, headers=bob
+    )
     assert posted.status_code == 404
-    assert conv["id"] not in [c["id"] for c in client.get("/v1/conversations?limit=200", headers=bob).json()["items"]]
+    assert conv["id"] not in [
+        c["id"] for c in client.get("/v1/conversations?limit=200", headers=bob).json()["items"]
+    ]
     admin = auth(keys["admin"])
     assert client.get(f"/v1/conversations/{conv['id']}", headers=admin).status_code == 200
 
@@ -245,7 +283,11 @@ def test_bad_input_is_a_clear_4xx(client: TestClient, keys: dict[str, str]) -> N
     assert missing.status_code == 422 and "content" in missing.json()["detail"]
     big = client.post(url, json={"content": "x" * 40000}, headers=key)
     assert big.status_code == 413 and "AGENTRY_MAX_MESSAGE_CHARS" in big.json()["detail"]
-    huge = client.post(url, content=b'{"content": "' + b"x" * 200000 + b'"}', headers={**key, "content-type": "application/json"})
+    huge = client.post(
+        url,
+        content=b'{"content": "' + b"x" * 200000 + b'"}',
+        headers={**key, "content-type": "application/json"},
+    )
     assert huge.status_code == 413
     unknown = client.post("/v1/conversations", json={"agent": "nobody"}, headers=key)
     assert unknown.status_code == 422 and "nobody" in unknown.json()["detail"]
@@ -261,12 +303,25 @@ def test_search_memory_finds_only_the_users_messages(
     alice, bob = auth(keys["alice"]), auth(keys["bob"])
     a = new_conversation(client, keys["alice"])
     b = new_conversation(client, keys["bob"])
-    client.post(f"/v1/conversations/{a['id']}/messages", json={"content": "my cat is named Tiramisu"}, headers=alice)
-    client.post(f"/v1/conversations/{b['id']}/messages", json={"content": "my dog is named Tiramisu"}, headers=bob)
+    client.post(
+        f"/v1/conversations/{a['id']}/messages",
+        json={"content": "my cat is named Tiramisu"},
+        headers=alice,
+    )
+    client.post(
+        f"/v1/conversations/{b['id']}/messages",
+        json={"content": "my dog is named Tiramisu"},
+        headers=bob,
+    )
     a2 = new_conversation(client, keys["alice"])
-    llm.enqueue(Reply(tool_calls=[ToolCall("search_memory", {"query": "Tiramisu"})]), Reply("Your cat."))
-    body = client.post(f"/v1/conversations/{a2['id']}/messages", json={"content": "who is Tiramisu?"},
-                       headers=alice).json()
+    llm.enqueue(
+        Reply(tool_calls=[ToolCall("search_memory", {"query": "Tiramisu"})]), Reply("Your cat.")
+    )
+    body = client.post(
+        f"/v1/conversations/{a2['id']}/messages",
+        json={"content": "who is Tiramisu?"},
+        headers=alice,
+    ).json()
     result = next(m for m in body["messages"] if m["role"] == "tool")["content"]
     assert "cat" in result and "dog" not in result
 
@@ -293,11 +348,17 @@ def test_tool_providers_add_tools_with_the_turn_context(
     try:
         conv = new_conversation(client, keys["alice"])
         llm.enqueue(Reply(tool_calls=[ToolCall("secret_word", {"hint": "x"})]), Reply("done"))
-        body = client.post(f"/v1/conversations/{conv['id']}/messages", json={"content": "secret?"},
-                           headers=auth(keys["alice"])).json()
+        body = client.post(
+            f"/v1/conversations/{conv['id']}/messages",
+            json={"content": "secret?"},
+            headers=auth(keys["alice"]),
+        ).json()
     finally:
         unregister_tool_provider(provider)
-    assert next(m for m in body["messages"] if m["role"] == "tool")["content"] == "swordfish for alice@example.org"
+    assert (
+        next(m for m in body["messages"] if m["role"] == "tool")["content"]
+        == "swordfish for alice@example.org"
+    )
     offered = {t["function"]["name"] for t in llm.chat_requests()[-2]["tools"]}
     assert "secret_word" in offered
     assert seen and str(seen[0].conversation_id) == conv["id"] and seen[0].db is not None
@@ -308,8 +369,11 @@ def test_no_model_answers_503_with_how_to(db: Database, keys: dict[str, str]) ->
     # and no catalogue model has its key variable set.
     with TestClient(create_app(db, runtime_settings(None))) as bare:
         conv = new_conversation(bare, keys["alice"])
-        response = bare.post(f"/v1/conversations/{conv['id']}/messages", json={"content": "hi"},
-                             headers=auth(keys["alice"]))
+        response = bare.post(
+            f"/v1/conversations/{conv['id']}/messages",
+            json={"content": "hi"},
+            headers=auth(keys["alice"]),
+        )
         count = bare.get(f"/v1/conversations/{conv['id']}", headers=auth(keys["alice"])).json()
     assert response.status_code == 503
     detail = response.json()["detail"]

@@ -67,8 +67,17 @@ def test_models_sync_reads_through_memory_database_endpoint(
     clear_memory_cache()
 
     def sync(*extra: str) -> dict[str, Any]:
-        result = invoke("models", "sync", "--endpoint", llm.base_url, "--free-only",
-                        "--api-key-env", "SCRIPTED_KEY", "--json", *extra)
+        result = invoke(
+            "models",
+            "sync",
+            "--endpoint",
+            llm.base_url,
+            "--free-only",
+            "--api-key-env",
+            "SCRIPTED_KEY",
+            "--json",
+            *extra,
+        )
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 
@@ -96,8 +105,11 @@ def test_models_sync_reads_through_memory_database_endpoint(
 
 def checkpoints(db: Database, thread: str) -> int:
     with db.engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM checkpoints WHERE thread_id = :t"),
-                                {"t": thread}).scalar_one())
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM checkpoints WHERE thread_id = :t"), {"t": thread}
+            ).scalar_one()
+        )
 
 
 def test_prune_keeps_latest_and_drops_deleted_and_orphans(
@@ -124,10 +136,18 @@ def test_prune_keeps_latest_and_drops_deleted_and_orphans(
             context=TurnContext(db, settings, user, uuid.UUID(ids["live"]), user.id),
         )
         with db.engine.begin() as conn:
-            conn.execute(text("UPDATE conversations SET deleted_at = now() - interval '40 days'"
-                              " WHERE id = :i"), {"i": ids["old"]})
-            conn.execute(text("UPDATE conversations SET deleted_at = now() - interval '1 day'"
-                              " WHERE id = :i"), {"i": ids["recent"]})
+            conn.execute(
+                text(
+                    "UPDATE conversations SET deleted_at = now() - interval '40 days' WHERE id = :i"
+                ),
+                {"i": ids["old"]},
+            )
+            conn.execute(
+                text(
+                    "UPDATE conversations SET deleted_at = now() - interval '1 day' WHERE id = :i"
+                ),
+                {"i": ids["recent"]},
+            )
         live_before = checkpoints(db, ids["live"])
         assert live_before > 2 and checkpoints(db, orphan) > 0
 
@@ -151,7 +171,11 @@ def test_prune_keeps_latest_and_drops_deleted_and_orphans(
         assert final["messages_count"] == 10  # 4 (tool turn) + 2 + 2, and 2 for this turn
         state = runtime.compiled().graph.get_state({"configurable": {"thread_id": ids["live"]}})
         assert [m.content for m in state.values["messages"] if m.type == "human"] == [
-            "one", "two", "three", "four"]
+            "one",
+            "two",
+            "three",
+            "four",
+        ]
         again = json.loads(invoke("prune", "--keep", "2", "--json").stdout)
         assert again["orphan_threads"] == [] and again["deleted_conversation_threads"] == []
     finally:
@@ -163,7 +187,9 @@ class LiveServer:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(application, port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(application, port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
@@ -181,8 +207,16 @@ def test_chat_streams_tokens_from_a_live_server(db: Database, llm: ScriptedLLM) 
     _, key = create_test_user(db, "chatter@example.org")
     llm.enqueue(Reply(tool_calls=[ToolCall("current_time", {})]), Reply("Streaming works fine."))
     with LiveServer(create_app(db, runtime_settings(llm.base_url))) as url:
-        result = invoke("chat", "--url", url, "--api-key", key, "--agent", "assistant",
-                        input="what time?\nsecond line\n/quit\n")
+        result = invoke(
+            "chat",
+            "--url",
+            url,
+            "--api-key",
+            key,
+            "--agent",
+            "assistant",
+            input="what time?\nsecond line\n/quit\n",
+        )
         refused = invoke("chat", "--url", url, "--api-key", "agk_wrong")
     assert result.exit_code == 0, result.output
     assert "with assistant" in result.output
@@ -204,7 +238,9 @@ def test_bench_chat_smoke(
     )
     monkeypatch.setenv("AGENTRY_DATASETS_DIR", str(tmp_path))
     use_database(db)
-    result = invoke("bench", "chat", "--turns", "6", "--sessions", "3", "--dialogues", "3", "--json")
+    result = invoke(
+        "bench", "chat", "--turns", "6", "--sessions", "3", "--dialogues", "3", "--json"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     over, conc = report["overhead"], report["concurrency"]

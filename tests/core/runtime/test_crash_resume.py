@@ -38,7 +38,11 @@ class Server:
 
     def __init__(self, db: Database, llm: ScriptedLLM, home: Path) -> None:
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("AGENTRY_", "DB_", "DATABASE_"))},
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("AGENTRY_", "DB_", "DATABASE_"))
+            },
             "DATABASE_URL": db.url.render_as_string(hide_password=False),
             "AGENTRY_HOME": str(home),
             "AGENTRY_PROJECT_DIR": str(ROOT),
@@ -57,7 +61,10 @@ class Server:
         log = (self.home / f"server-{port}.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "core.cli", "up", "--port", str(port), "--log-level", "warning"],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -112,14 +119,18 @@ def test_sigkill_mid_turn_then_resume(server: tuple[Server, ScriptedLLM], db: Da
 
     # The tool call is answered; the final answer never comes (the model is slow and the
     # process dies while waiting for it).
-    llm.enqueue(Reply(tool_calls=[ToolCall("current_time", {"timezone": "UTC"})]), Reply("lost", delay=120))
+    llm.enqueue(
+        Reply(tool_calls=[ToolCall("current_time", {"timezone": "UTC"})]), Reply("lost", delay=120)
+    )
     outcome: dict[str, Any] = {}
 
     def send() -> None:
         try:
             outcome["response"] = httpx.post(
                 f"{srv.url}/v1/conversations/{cid}/messages",
-                json={"content": "what time is it?"}, headers=auth(key), timeout=60,
+                json={"content": "what time is it?"},
+                headers=auth(key),
+                timeout=60,
             )
         except httpx.HTTPError as exc:
             outcome["error"] = exc
@@ -147,7 +158,9 @@ def test_sigkill_mid_turn_then_resume(server: tuple[Server, ScriptedLLM], db: Da
     assert resumed.status_code == 200, resumed.text
     body = resumed.json()
     assert body["resumed"] is True
-    assert [(m["role"], m["content"]) for m in body["messages"]] == [("assistant", "It is noon UTC.")]
+    assert [(m["role"], m["content"]) for m in body["messages"]] == [
+        ("assistant", "It is noon UTC.")
+    ]
 
     after = stored(db, cid)
     assert [r for r, _ in after] == ["user", "assistant", "tool", "assistant"]
@@ -159,8 +172,12 @@ def test_sigkill_mid_turn_then_resume(server: tuple[Server, ScriptedLLM], db: Da
     assert got["pending_turn"] is False and got["messages_count"] == 4
 
     # the conversation goes on normally
-    nxt = httpx.post(f"{srv.url}/v1/conversations/{cid}/messages", json={"content": "thanks"},
-                     headers=auth(key), timeout=30).json()
+    nxt = httpx.post(
+        f"{srv.url}/v1/conversations/{cid}/messages",
+        json={"content": "thanks"},
+        headers=auth(key),
+        timeout=30,
+    ).json()
     assert nxt["resumed"] is False
     assert [m["role"] for m in nxt["messages"]] == ["user", "assistant"]
     assert len(stored(db, cid)) == 6

@@ -37,8 +37,11 @@ def models(db: Database, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch) -> I
         conn.execute(text("UPDATE ai_models SET is_active = false"))
         for name, priority, timeout in (("primary", 10, 0.5), ("secondary", 5, None)):
             conn.execute(
-                text("INSERT INTO ai_models (name, provider, api_endpoint, model_id, api_key_env,"
-                     " priority, timeout_seconds) VALUES (:n, 'test', :e, :n, 'ROUTER_TEST_KEY', :p, :t)"),
+                text(
+                    "INSERT INTO ai_models (name, provider, api_endpoint, model_id, api_key_env,"
+                    " priority, timeout_seconds)"
+                    " VALUES (:n, 'test', :e, :n, 'ROUTER_TEST_KEY', :p, :t)"
+                ),
                 {"n": name, "e": llm.base_url, "p": priority, "t": timeout},
             )
     yield
@@ -50,7 +53,9 @@ def models(db: Database, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch) -> I
 def counters(db: Database, name: str) -> tuple[int, int, int]:
     with db.engine.connect() as conn:
         row = conn.execute(
-            text("SELECT request_count, success_count, failure_count FROM ai_models WHERE name = :n"),
+            text(
+                "SELECT request_count, success_count, failure_count FROM ai_models WHERE name = :n"
+            ),
             {"n": name},
         ).one()
     return row[0], row[1], row[2]
@@ -58,10 +63,13 @@ def counters(db: Database, name: str) -> tuple[int, int, int]:
 
 def history(db: Database) -> list[tuple[str, bool]]:
     with db.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT m.name, h.success FROM prompt_history h JOIN ai_models m ON m.id = h.selected_model_id"
-            " ORDER BY h.created_at, h.success"
-        ))
+        rows = conn.execute(
+            text(
+                "SELECT m.name, h.success FROM prompt_history h"
+                " JOIN ai_models m ON m.id = h.selected_model_id"
+                " ORDER BY h.created_at, h.success"
+            )
+        )
         return [(r[0], r[1]) for r in rows]
 
 
@@ -79,7 +87,9 @@ def test_fallback_on_error_is_recorded(db: Database, llm: ScriptedLLM, models: N
     assert counters(db, "secondary") == (1, 1, 0)
     assert sorted(history(db)) == [("primary", False), ("secondary", True)]
     with db.engine.connect() as conn:
-        error = conn.execute(text("SELECT error_message, prompt_text FROM prompt_history WHERE NOT success")).one()
+        error = conn.execute(
+            text("SELECT error_message, prompt_text FROM prompt_history WHERE NOT success")
+        ).one()
     assert "overloaded" in error[0] and error[1] == "hello router"
 
 
@@ -97,11 +107,17 @@ def test_ranking_prefers_reliability_within_a_priority(db: Database, models: Non
     settings = runtime_settings(None)
     with db.engine.begin() as conn:
         assert [c.name for c in usable_models(conn, settings)] == ["primary", "secondary"]
-        conn.execute(text("UPDATE ai_models SET priority = 0 WHERE name IN ('primary', 'secondary')"))
-        conn.execute(text("UPDATE ai_models SET request_count = 4, failure_count = 3, success_count = 1"
-                          " WHERE name = 'primary'"))
+        conn.execute(
+            text("UPDATE ai_models SET priority = 0 WHERE name IN ('primary', 'secondary')")
+        )
+        conn.execute(
+            text(
+                "UPDATE ai_models SET request_count = 4, failure_count = 3, success_count = 1"
+                " WHERE name = 'primary'"
+            )
+        )
         assert [c.name for c in usable_models(conn, settings)] == ["secondary", "primary"]
-        assert [c.name for c in usable_models(conn, settings, prefer="primary")][0] == "primary"
+        assert usable_models(conn, settings, prefer="primary")[0].name == "primary"
 
 
 def test_models_without_credentials_are_skipped(
@@ -120,7 +136,9 @@ def test_all_failing_is_503(db: Database, llm: ScriptedLLM, models: None) -> Non
     assert caught.value.status == 503
 
 
-def test_counters_are_atomic_under_concurrency(db: Database, llm: ScriptedLLM, models: None) -> None:
+def test_counters_are_atomic_under_concurrency(
+    db: Database, llm: ScriptedLLM, models: None
+) -> None:
     shared = router(db)
     errors: list[BaseException] = []
 
@@ -141,13 +159,18 @@ def test_counters_are_atomic_under_concurrency(db: Database, llm: ScriptedLLM, m
     assert len(history(db)) == 40
 
 
-def test_default_model_is_registered_with_top_priority(db: Database, llm: ScriptedLLM, models: None) -> None:
+def test_default_model_is_registered_with_top_priority(
+    db: Database, llm: ScriptedLLM, models: None
+) -> None:
     settings = runtime_settings(llm.base_url)
     with db.engine.begin() as conn:
         assert register_default_model(conn, settings)
         assert register_default_model(conn, settings)  # idempotent upsert
         ranked = usable_models(conn, settings)
-        priority = conn.execute(text("SELECT priority FROM ai_models WHERE name = 'default'")).scalar_one()
+        priority = conn.execute(
+            text("SELECT priority FROM ai_models WHERE name = 'default'")
+        ).scalar_one()
         conn.execute(text("UPDATE ai_models SET is_active = false WHERE name = 'default'"))
     assert ranked[0].name == DEFAULT_MODEL_NAME and priority == DEFAULT_PRIORITY
-    assert not register_default_model(db.engine.connect(), runtime_settings(None))
+    with db.engine.connect() as conn:
+        assert not register_default_model(conn, runtime_settings(None))

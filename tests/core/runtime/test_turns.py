@@ -10,8 +10,8 @@ from sqlalchemy import text
 from core.conversations.messages import from_langchain, store_messages
 from core.conversations.store import create_conversation
 from core.db import Database
-from core.errors import ConflictError, ModelUnavailableError
 from core.devtools.scripted_llm import Reply, ScriptedLLM, ToolCall
+from core.errors import ConflictError, ModelUnavailableError
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import run_turn
 from tests.conftest import create_test_user
@@ -37,7 +37,9 @@ def test_tool_call_turn_stores_every_message_once(runtime: AgentRuntime, llm: Sc
     user, _ = create_test_user(runtime.db, "turns@example.org")
     with runtime.db.engine.begin() as conn:
         conv = create_conversation(conn, user, "assistant")
-    llm.enqueue(Reply(tool_calls=[ToolCall("current_time", {"timezone": "UTC"})]), Reply("It is now."))
+    llm.enqueue(
+        Reply(tool_calls=[ToolCall("current_time", {"timezone": "UTC"})]), Reply("It is now.")
+    )
     events = list(run_turn(runtime, user, conv.id, "what time is it?"))
     kinds = [e.type for e in events]
     assert "tool_call" in kinds and "tool_result" in kinds and kinds[-1] == "final"
@@ -50,8 +52,11 @@ def test_tool_call_turn_stores_every_message_once(runtime: AgentRuntime, llm: Sc
             text("SELECT count(*) FROM messages WHERE conversation_id = :c"), {"c": conv.id}
         ).scalar_one()
         indexed = conn.execute(
-            text("SELECT count(*) FROM search_index WHERE entity_type = 'message'"
-                 " AND metadata->>'conversation_id' = :c"), {"c": str(conv.id)}
+            text(
+                "SELECT count(*) FROM search_index WHERE entity_type = 'message'"
+                " AND metadata->>'conversation_id' = :c"
+            ),
+            {"c": str(conv.id)},
         ).scalar_one()
     assert count == 4 and indexed == 4
 
@@ -78,9 +83,14 @@ def test_turn_cut_by_failing_models_completes_on_the_next_message(
         ("assistant", "answer to second"),
     ]
     with runtime.db.engine.connect() as conn:
-        roles = conn.execute(
-            text("SELECT role FROM messages WHERE conversation_id = :c ORDER BY seq"), {"c": conv.id}
-        ).scalars().all()
+        roles = (
+            conn.execute(
+                text("SELECT role FROM messages WHERE conversation_id = :c ORDER BY seq"),
+                {"c": conv.id},
+            )
+            .scalars()
+            .all()
+        )
     assert roles == ["user", "assistant", "tool", "assistant", "user", "assistant"]
 
 
@@ -107,7 +117,9 @@ def test_one_turn_at_a_time_per_conversation(runtime: AgentRuntime, llm: Scripte
         conv = create_conversation(conn, user, "assistant")
     llm.enqueue(Reply("slow", delay=1.5))
     results: list[object] = []
-    first = threading.Thread(target=lambda: results.append(list(run_turn(runtime, user, conv.id, "a"))))
+    first = threading.Thread(
+        target=lambda: results.append(list(run_turn(runtime, user, conv.id, "a")))
+    )
     first.start()
     time.sleep(0.5)
     with pytest.raises(ConflictError, match="already running"):
