@@ -7,19 +7,19 @@ move with it.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from sqlalchemy import Connection, func, literal_column, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, TextClause, select, text
 
 from core.conversations import cursor
 from core.errors import ValidationFailed
 from core.memory.indexer import index_document
-from core.models import Conversation, Message
+from core.models import Message
 
 
 @dataclass
@@ -111,31 +111,29 @@ def store_messages(
     Returns:
         The rows newly inserted, as JSON (already stored ones are updated in place).
     """
+    if not messages:
+        return []
+    last = messages[-1]
+    params: dict[str, Any] = {
+        "cid": conversation_id,
+        "uid": owner_id,
+        "pending": not (last.role == "assistant" and "tool_calls" not in last.metadata)
+        if track_turn
+        else None,
+    }
+    for i, m in enumerate(messages):
+        params |= {
+            f"role{i}": m.role,
+            f"content{i}": m.content,
+            f"agent{i}": m.agent,
+            f"model{i}": m.model,
+            f"tokens{i}": m.token_count,
+            f"meta{i}": json.dumps(m.metadata),
+            f"lc{i}": m.lc_id,
+        }
+    rows = conn.execute(_store_sql(len(messages)), params).all()
     stored = []
-    for m in messages:
-        ins = insert(Message).values(
-            conversation_id=conversation_id,
-            user_id=owner_id,
-            role=m.role,
-            content=m.content,
-            agent=m.agent,
-            model=m.model,
-            token_count=m.token_count,
-            metadata_=m.metadata,
-            lc_id=m.lc_id,
-        )
-        # A step re-run after a crash produces the same message id: the checkpoint's
-        # version replaces the stored one (xmax = 0 tells a fresh insert from an update).
-        stmt: Any = ins.on_conflict_do_update(
-            index_elements=["conversation_id", "lc_id"],
-            set_={
-                "content": ins.excluded.content,
-                "metadata": ins.excluded["metadata"],
-                "model": ins.excluded.model,
-                "token_count": ins.excluded.token_count,
-            },
-        ).returning(Message, literal_column("xmax = 0").label("inserted"))
-        row = conn.execute(stmt).one()
+    for m, row in zip(messages, rows, strict=True):
         index_document(
             conn,
             entity_type="message",
@@ -146,22 +144,44 @@ def store_messages(
         )
         if row.inserted:
             stored.append(message_json(row))
-    values: dict[str, Any] = {}
-    if stored:
-        values = {
-            "messages_count": Conversation.messages_count + len(stored),
-            "last_activity": func.now(),
-        }
-    if track_turn and messages:
-        last = messages[-1]
-        values["turn_pending"] = not (
-            last.role == "assistant" and "tool_calls" not in last.metadata
-        )
-    if values:
-        conn.execute(
-            update(Conversation).where(Conversation.id == conversation_id).values(**values)
-        )
     return stored
+
+
+@functools.lru_cache(maxsize=32)
+def _store_sql(count: int) -> TextClause:
+    """Insert ``count`` messages and move the conversation's counters in one statement.
+
+    A step re-run after a crash produces the same message ids: the checkpoint's version
+    replaces the stored one, and ``xmax = 0`` tells a fresh insert from such an update,
+    so only fresh rows are counted.
+    """
+    values = ", ".join(
+        # Typed, since VALUES alone leaves NULLs and literals as text.
+        f"(CAST(:cid AS uuid), CAST(:uid AS uuid), CAST(:role{i} AS varchar),"
+        f" CAST(:content{i} AS text), CAST(:agent{i} AS varchar), CAST(:model{i} AS varchar),"
+        f" CAST(:tokens{i} AS integer), CAST(:meta{i} AS jsonb), CAST(:lc{i} AS varchar), {i})"
+        for i in range(count)
+    )
+    return text(
+        "WITH given (conversation_id, user_id, role, content, agent, model, token_count,"
+        f" metadata, lc_id, pos) AS (VALUES {values}),"
+        " m AS (INSERT INTO messages (conversation_id, user_id, role, content, agent, model,"
+        " token_count, metadata, lc_id)"
+        " SELECT conversation_id, user_id, role, content, agent, model, token_count, metadata,"
+        " lc_id FROM given ORDER BY pos"
+        " ON CONFLICT (conversation_id, lc_id) DO UPDATE SET content = EXCLUDED.content,"
+        " metadata = EXCLUDED.metadata, model = EXCLUDED.model,"
+        " token_count = EXCLUDED.token_count"
+        " RETURNING id, seq, lc_id, role, content, agent, model, token_count, metadata,"
+        " created_at, (xmax = 0) AS inserted),"
+        " c AS (UPDATE conversations SET"
+        " messages_count = messages_count + (SELECT count(*) FROM m WHERE inserted),"
+        " last_activity = CASE WHEN EXISTS (SELECT 1 FROM m WHERE inserted) THEN now()"
+        " ELSE last_activity END,"
+        " turn_pending = coalesce(CAST(:pending AS boolean), turn_pending)"
+        " WHERE id = :cid)"
+        " SELECT m.* FROM m JOIN given g ON g.lc_id = m.lc_id ORDER BY g.pos"
+    )
 
 
 def stored_ids(conn: Connection, conversation_id: uuid.UUID) -> set[str]:

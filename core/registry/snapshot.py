@@ -13,12 +13,14 @@ from sqlalchemy import Connection, select, text
 from core.models import Agent, Tool
 from core.registry.specs import AgentSpec
 
-FINGERPRINT_SQL = text(
-    "SELECT (SELECT coalesce(string_agg(name || ':' || version || ':' || is_active::text, ','"
+# An expression, so callers can read it in the same round trip as something else.
+FINGERPRINT_EXPR = (
+    "((SELECT coalesce(string_agg(name || ':' || version || ':' || is_active::text, ','"
     " ORDER BY name), '') FROM agents)"
     " || '|' || (SELECT coalesce(string_agg(name || ':' || version || ':' || is_active::text,"
-    " ',' ORDER BY name), '') FROM tools)"
+    " ',' ORDER BY name), '') FROM tools))"
 )
+FINGERPRINT_SQL = text(f"SELECT {FINGERPRINT_EXPR}")
 
 
 @dataclass(frozen=True)

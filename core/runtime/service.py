@@ -84,17 +84,19 @@ class AgentRuntime:
             conversation_id=turn.conversation_id,
         )
 
-    def compiled(self, conn: Connection | None = None) -> CompiledRegistry:
+    def compiled(self, conn: Connection | None = None, mark: str | None = None) -> CompiledRegistry:
         """The graph of the current registry (recompiled when it changed anywhere).
 
         Args:
             conn: a connection to check the fingerprint on (saves a checkout).
+            mark: the fingerprint, when the caller has just read it.
         """
-        if conn is None:
-            with self.db.engine.connect() as own:
-                mark = fingerprint(own)
-        else:
-            mark = fingerprint(conn)
+        if mark is None:
+            if conn is None:
+                with self.db.engine.connect() as own:
+                    mark = fingerprint(own)
+            else:
+                mark = fingerprint(conn)
         current = self._compiled
         if current is not None and current.snapshot.fingerprint == mark:
             return current

@@ -39,12 +39,16 @@ from core.auth.users import Principal
 from core.conversations.messages import NewMessage, from_langchain, store_messages, stored_ids
 from core.conversations.store import get_conversation
 from core.errors import ConflictError, ModelUnavailableError, ValidationFailed
+from core.registry.snapshot import FINGERPRINT_EXPR
 from core.runtime.context import TurnContext
 from core.runtime.router import HOW_TO_CONFIGURE
 from core.runtime.service import AgentRuntime, CompiledRegistry
 
-TRY_LOCK_SQL = text("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))")
-UNLOCK_SQL = text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))")
+# The turn lock and the registry fingerprint in one round trip.
+TRY_LOCK_SQL = text(
+    f"SELECT pg_try_advisory_lock(hashtextextended(:key, 0)) AS got, {FINGERPRINT_EXPR} AS mark"
+)
+UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
 
 
 @dataclass
@@ -83,7 +87,7 @@ def run_turn(
     """
     key = f"agentry-turn:{conversation_id}"
     with runtime.db.engine.connect() as conn:
-        got = conn.execute(TRY_LOCK_SQL, {"key": key}).scalar_one()
+        got, mark = conn.execute(TRY_LOCK_SQL, {"key": key}).one()
         if not got:
             conn.rollback()
             raise ConflictError(
@@ -94,7 +98,7 @@ def run_turn(
             conversation = get_conversation(conn, principal, conversation_id)
             if not runtime.router.candidates(conn):
                 raise ModelUnavailableError(HOW_TO_CONFIGURE)
-            compiled = runtime.compiled(conn)
+            compiled = runtime.compiled(conn, mark)
             # The session lock outlives this transaction, which _turn ends with its first
             # write (usually the user's message): one transaction fewer per turn.
             yield from _turn(
@@ -102,8 +106,18 @@ def run_turn(
             )
         finally:
             conn.rollback()
-            conn.execute(UNLOCK_SQL, {"key": key})
-            conn.commit()
+            _unlock(conn, key)
+
+
+def _unlock(conn: Connection, key: str) -> None:
+    """Release the turn lock in one round trip (autocommit: no BEGIN/COMMIT around it)."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.autocommit = True
+    try:
+        dbapi.execute(UNLOCK_SQL, (key,))
+    finally:
+        dbapi.autocommit = False
 
 
 def _turn(

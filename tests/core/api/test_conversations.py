@@ -379,3 +379,30 @@ def test_no_model_answers_503_with_how_to(db: Database, keys: dict[str, str]) ->
     detail = response.json()["detail"]
     assert "AGENTRY_LLM_BASE_URL" in detail and "AGENTRY_LLM_MODEL" in detail
     assert count["messages_count"] == 0
+
+
+def test_sse_reports_a_failed_turn_as_an_error_event(
+    client: TestClient, llm: ScriptedLLM, keys: dict[str, str]
+) -> None:
+    conv = new_conversation(client, keys["alice"])
+    llm.enqueue(Reply(status=500, error="boom"))
+    with client.stream(
+        "POST",
+        f"/v1/conversations/{conv['id']}/messages",
+        json={"content": "will fail"},
+        headers={**auth(keys["alice"]), "Accept": "text/event-stream"},
+    ) as response:
+        events = sse_events(response.read().decode())
+    assert [k for k, _ in events] == ["message", "error"]
+    assert events[1][1]["status"] == 503 and "every usable model failed" in events[1][1]["detail"]
+    got = client.get(f"/v1/conversations/{conv['id']}", headers=auth(keys["alice"])).json()
+    assert got["pending_turn"] is True and got["messages_count"] == 1
+    # the next message completes the interrupted turn first
+    llm.enqueue(Reply("late answer"), Reply("second answer"))
+    body = client.post(
+        f"/v1/conversations/{conv['id']}/messages",
+        json={"content": "again"},
+        headers=auth(keys["alice"]),
+    ).json()
+    assert body["resumed"] is True
+    assert [m["content"] for m in body["messages"]] == ["late answer", "again", "second answer"]
