@@ -9,6 +9,7 @@ directly, measured in the same run.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import uuid
@@ -126,17 +127,21 @@ def measure_overhead(bench: Bench, dialogues: list[list[str]], turns: int) -> di
         bench.platform_turn(warm, text_)
     base_ms: list[float] = []
     plat_ms: list[float] = []
+    base_cpu: list[float] = []
+    plat_cpu: list[float] = []
     for dialogue in dialogues:
         thread, conversation = f"baseline-{uuid.uuid4()}", bench.new_conversation()
         for text_ in dialogue:
             if len(plat_ms) >= turns:
                 break
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             baseline_turn(thread, text_)
             base_ms.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
+            base_cpu.append((time.process_time() - cpu) * 1000)
+            started, cpu = time.perf_counter(), time.process_time()
             bench.platform_turn(conversation, text_)
             plat_ms.append((time.perf_counter() - started) * 1000)
+            plat_cpu.append((time.process_time() - cpu) * 1000)
     b50, p50 = statistics.median(base_ms), statistics.median(plat_ms)
     return {
         "turns": len(plat_ms),
@@ -147,6 +152,13 @@ def measure_overhead(bench: Bench, dialogues: list[list[str]], turns: int) -> di
             "p95": round(percentile(plat_ms, 95) - percentile(base_ms, 95), 2),
         },
         "ratio_p50": round(p50 / b50, 2) if b50 else None,
+        # CPU of this process per turn (both include the in-process scripted model): the
+        # part of the overhead that does not depend on how loaded the machine is.
+        "cpu_ms_p50": {
+            "baseline": round(statistics.median(base_cpu), 2),
+            "platform": round(statistics.median(plat_cpu), 2),
+        },
+        "load_average": round(os.getloadavg()[0], 2),
         "goal_overhead_p50_ms": 15,
     }
 
