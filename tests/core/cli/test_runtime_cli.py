@@ -57,6 +57,23 @@ def test_agents_sync_and_list(db: Database, use_database: Any) -> None:
     assert {t["name"] for t in tools} >= {"current_time", "search_memory"}
 
 
+def test_agents_sync_refuses_a_bad_file_in_one_line(
+    db: Database, use_database: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from tests.core.runtime.helpers import ROOT
+
+    for folder in ("agents", "tools"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "agents" / "broken.yaml").write_text("name: broken\nsystem_prompt: [oops")
+    monkeypatch.setenv("AGENTRY_PROJECT_DIR", str(tmp_path))
+    use_database(db)
+    result = invoke("agents", "sync")
+    assert result.exit_code == 1
+    assert "broken.yaml: invalid YAML" in result.output and "Traceback" not in result.output
+
+
 def test_models_sync_reads_through_memory_database_endpoint(
     db: Database, use_database: Any, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
