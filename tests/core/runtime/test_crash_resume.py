@@ -21,6 +21,8 @@ from sqlalchemy import text
 
 from core.db import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM, ToolCall
+from core.registry.specs import AgentSpec
+from core.registry.store import upsert_agent
 from tests.conftest import auth, create_test_user
 from tests.core.runtime.helpers import ROOT
 
@@ -181,3 +183,23 @@ def test_sigkill_mid_turn_then_resume(server: tuple[Server, ScriptedLLM], db: Da
     assert nxt["resumed"] is False
     assert [m["role"] for m in nxt["messages"]] == ["user", "assistant"]
     assert len(stored(db, cid)) == 6
+
+    # A registry change made by another process (this one) is used by the server's next
+    # turn, without a restart.
+    with db.engine.begin() as conn:
+        upsert_agent(
+            conn,
+            AgentSpec(
+                name="assistant", system_prompt="Prompt from elsewhere.", tools=("current_time",)
+            ),
+            actor="test",
+        )
+    httpx.post(
+        f"{srv.url}/v1/conversations/{cid}/messages",
+        json={"content": "and now?"},
+        headers=auth(key),
+        timeout=30,
+    )
+    last = llm.chat_requests()[-1]
+    assert last["messages"][0]["content"] == "Prompt from elsewhere."
+    assert [t["function"]["name"] for t in last["tools"]] == ["current_time"]
