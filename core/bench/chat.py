@@ -164,19 +164,25 @@ def measure_overhead(bench: Bench, dialogues: list[list[str]], turns: int) -> di
 
 
 def measure_concurrency(bench: Bench, dialogues: list[list[str]], sessions: int) -> dict[str, Any]:
-    """``sessions`` conversations replaying dialogues at once; checks every message arrived."""
-    chosen = [dialogues[i % len(dialogues)] for i in range(sessions)]
+    """``sessions`` clients at once, each replaying its share of the dialogues (one
+    conversation per dialogue); then checks that every message arrived."""
+    chosen = (
+        dialogues
+        if len(dialogues) >= sessions
+        else [dialogues[i % len(dialogues)] for i in range(sessions)]
+    )
     conversations = [bench.new_conversation() for _ in chosen]
     errors: list[str] = []
 
-    def replay(index: int) -> int:
+    def replay(session: int) -> int:
         done = 0
-        for utterance in chosen[index]:
-            try:
-                bench.platform_turn(conversations[index], utterance)
-                done += 1
-            except Exception as exc:  # counted and reported, never hidden
-                errors.append(f"{type(exc).__name__}: {exc}")
+        for index in range(session, len(chosen), sessions):
+            for utterance in chosen[index]:
+                try:
+                    bench.platform_turn(conversations[index], utterance)
+                    done += 1
+                except Exception as exc:  # counted and reported, never hidden
+                    errors.append(f"{type(exc).__name__}: {exc}")
         return done
 
     started = time.perf_counter()
@@ -195,6 +201,7 @@ def measure_concurrency(bench: Bench, dialogues: list[list[str]], sessions: int)
         ).scalar_one()
     return {
         "sessions": sessions,
+        "dialogues": len(chosen),
         "turns": turns,
         "seconds": round(elapsed, 2),
         "turns_per_second": round(turns / elapsed, 1) if elapsed else None,

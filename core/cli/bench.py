@@ -51,7 +51,9 @@ def bench_database(settings: Settings) -> Database:
 def chat(
     turns: int = typer.Option(200, "--turns", min=5, help="Turns for the per-turn overhead."),
     sessions: int = typer.Option(16, "--sessions", min=1, help="Concurrent sessions."),
-    dialogues: int = typer.Option(16, "--dialogues", min=1, help="DailyDialog dialogues replayed."),
+    dialogues: int = typer.Option(
+        64, "--dialogues", min=1, help="DailyDialog dialogues replayed by the sessions."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Per-turn platform overhead vs LangGraph's in-memory saver, and turns/s under load."""

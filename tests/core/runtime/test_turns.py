@@ -117,11 +117,15 @@ def test_one_turn_at_a_time_per_conversation(runtime: AgentRuntime, llm: Scripte
         conv = create_conversation(conn, user, "assistant")
     llm.enqueue(Reply("slow", delay=1.5))
     results: list[object] = []
+    calls = len(llm.chat_requests())
     first = threading.Thread(
         target=lambda: results.append(list(run_turn(runtime, user, conv.id, "a")))
     )
     first.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while len(llm.chat_requests()) == calls:  # the first turn is waiting for its model
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     with pytest.raises(ConflictError, match="already running"):
         list(run_turn(runtime, user, conv.id, "b"))
     first.join()
