@@ -235,12 +235,13 @@ def test_chat_streams_tokens_from_a_live_server(db: Database, llm: ScriptedLLM) 
             input="what time?\nsecond line\n/quit\n",
         )
         refused = invoke("chat", "--url", url, "--api-key", "agk_wrong")
-    assert result.exit_code == 0, result.output
-    assert "with assistant" in result.output
-    assert "current_time" in result.output
-    assert "Streaming works fine." in result.output
-    assert "echo: second line" in result.output
-    assert all(r["stream"] for r in llm.chat_requests()[-3:])
+    out = result.output
+    assert result.exit_code == 0, out
+    assert "with assistant" in out, out
+    assert "current_time" in out, out
+    assert "Streaming works fine." in out, out
+    assert "echo: second line" in out, out
+    assert all(r["stream"] for r in llm.chat_requests()[-3:]), llm.chat_requests()[-3:]
     assert refused.exit_code == 1 and "API key" in refused.output
 
 
