@@ -406,3 +406,26 @@ def test_sse_reports_a_failed_turn_as_an_error_event(
     ).json()
     assert body["resumed"] is True
     assert [m["content"] for m in body["messages"]] == ["late answer", "again", "second answer"]
+
+
+def test_sse_announces_a_handoff(
+    client: TestClient, llm: ScriptedLLM, keys: dict[str, str]
+) -> None:
+    conv = new_conversation(client, keys["admin"])
+    llm.enqueue(
+        Reply(tool_calls=[ToolCall("transfer_to_mechanic", {"reason": "schema work"})]),
+        Reply("Mechanic speaking."),
+    )
+    with client.stream(
+        "POST",
+        f"/v1/conversations/{conv['id']}/messages",
+        json={"content": "add a table"},
+        headers={**auth(keys["admin"]), "Accept": "text/event-stream"},
+    ) as response:
+        events = sse_events(response.read().decode())
+    handoff = next(d for k, d in events if k == "handoff")
+    assert handoff == {"from": "assistant", "to": "mechanic", "reason": "schema work"}
+    tokens = [d for k, d in events if k == "token"]
+    assert "".join(t["text"] for t in tokens) == "Mechanic speaking."
+    assert {t["agent"] for t in tokens} == {"mechanic"}
+    assert events[-1][1]["current_agent"] == "mechanic"
