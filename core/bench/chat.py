@@ -28,9 +28,9 @@ from sqlalchemy import text
 
 from config import Settings
 from core.auth.users import Principal, create_user
+from core.bench.model_server import model_server
 from core.conversations.store import create_conversation
 from core.db.engine import Database
-from core.devtools.scripted_llm import ScriptedLLM
 from core.errors import ConfigError
 from core.registry.specs import AgentSpec
 from core.registry.sync import sync_registry
@@ -69,7 +69,7 @@ def percentile(values: list[float], q: float) -> float:
 class Bench:
     db: Database
     settings: Settings
-    llm: ScriptedLLM
+    model_url: str
     principal: Principal
     runtime: AgentRuntime
 
@@ -84,7 +84,7 @@ class Bench:
     def baseline(self) -> Callable[[str, str], None]:
         """The same graph, in memory, calling the scripted model directly."""
         client = ChatOpenAI(
-            base_url=self.llm.base_url,
+            base_url=self.model_url,
             api_key=SecretStr("not-needed"),
             model="scripted",
             max_retries=0,
@@ -218,9 +218,9 @@ def run_chat_bench(
 ) -> dict[str, Any]:
     """Both measurements on ``db`` (a database of the benchmark's own)."""
     lines = load_dialogues(settings.datasets_dir, max(dialogues, sessions, turns))
-    with ScriptedLLM() as llm:
+    with model_server() as model_url:
         local = settings.model_copy(
-            update={"llm_base_url": llm.base_url, "llm_model": "scripted", "llm_api_key": None}
+            update={"llm_base_url": model_url, "llm_model": "scripted", "llm_api_key": None}
         )
         with db.engine.begin() as conn:
             sync_registry(conn, local.project_dir)
@@ -228,7 +228,7 @@ def run_chat_bench(
             principal, _ = create_user(conn, f"bench-{uuid.uuid4().hex[:8]}@bench.invalid")
         runtime = AgentRuntime(db, local)
         try:
-            bench = Bench(db, local, llm, principal, runtime)
+            bench = Bench(db, local, model_url, principal, runtime)
             overhead = measure_overhead(bench, lines, turns)
             concurrency = measure_concurrency(bench, lines[: max(dialogues, sessions)], sessions)
         finally:
