@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Select, func, insert, select, update
 
 from core.auth.users import Principal
 from core.conversations import cursor
@@ -71,15 +71,29 @@ def _visible(stmt: Select[Any], principal: Principal) -> Select[Any]:
 
 
 def get_conversation(
-    conn: Connection, principal: Principal, conversation_id: uuid.UUID, *, lock: bool = False
+    conn: Connection,
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    *,
+    lock: bool = False,
+    extra: tuple[ColumnElement[Any], ...] = (),
 ) -> Row[Any]:
     """The conversation if the principal may see it (its owner, or an admin).
+
+    Args:
+        conn: any connection.
+        principal: the caller.
+        conversation_id: the conversation.
+        lock: lock the row (FOR UPDATE).
+        extra: more labeled columns to read in the same round trip; evaluated only
+            for a visible conversation.
 
     Raises:
         NotFoundError: missing, deleted, or someone else's (indistinguishable on purpose).
     """
     stmt = _visible(
-        select(Conversation.__table__).where(Conversation.id == conversation_id), principal
+        select(Conversation.__table__, *extra).where(Conversation.id == conversation_id),
+        principal,
     )
     if lock:
         stmt = stmt.with_for_update()

@@ -33,7 +33,7 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StreamMode
-from sqlalchemy import Connection, Row, text
+from sqlalchemy import Connection, Label, Row, func, literal_column
 
 from core.auth.users import Principal
 from core.conversations.messages import NewMessage, from_langchain, store_messages, stored_ids
@@ -44,10 +44,9 @@ from core.runtime.context import TurnContext
 from core.runtime.router import HOW_TO_CONFIGURE
 from core.runtime.service import AgentRuntime, CompiledRegistry
 
-# The turn lock and the registry fingerprint in one round trip.
-TRY_LOCK_SQL = text(
-    f"SELECT pg_try_advisory_lock(hashtextextended(:key, 0)) AS got, {FINGERPRINT_EXPR} AS mark"
-)
+# Read with the conversation, in one round trip: the turn lock (taken only when the
+# caller may see the conversation) and the registry fingerprint.
+MARK: Label[Any] = literal_column(FINGERPRINT_EXPR).label("mark")
 UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
 
 
@@ -87,18 +86,22 @@ def run_turn(
     """
     key = f"agentry-turn:{conversation_id}"
     with runtime.db.engine.connect() as conn:
-        got, mark = conn.execute(TRY_LOCK_SQL, {"key": key}).one()
-        if not got:
+        conversation = get_conversation(
+            conn,
+            principal,
+            conversation_id,
+            extra=(func.pg_try_advisory_lock(func.hashtextextended(key, 0)).label("got"), MARK),
+        )
+        if not conversation.got:
             conn.rollback()
             raise ConflictError(
                 "a turn of this conversation is already running; retry when it ends"
             )
         try:
-            # The turn's reads share the lock's connection: fewer round trips per turn.
-            conversation = get_conversation(conn, principal, conversation_id)
+            # The turn's reads and writes share the lock's connection.
             if not runtime.router.candidates(conn):
                 raise ModelUnavailableError(HOW_TO_CONFIGURE)
-            compiled = runtime.compiled(conn, mark)
+            compiled = runtime.compiled(conn, conversation.mark)
             # The session lock outlives this transaction, which _turn ends with its first
             # write (usually the user's message): one transaction fewer per turn.
             yield from _turn(
