@@ -429,3 +429,10 @@ def test_sse_announces_a_handoff(
     assert "".join(t["text"] for t in tokens) == "Mechanic speaking."
     assert {t["agent"] for t in tokens} == {"mechanic"}
     assert events[-1][1]["current_agent"] == "mechanic"
+
+
+def test_models_route_shows_the_router_ranking(client: TestClient, keys: dict[str, str]) -> None:
+    models = client.get("/v1/models", headers=auth(keys["alice"])).json()
+    default = next(m for m in models if m["name"] == "default")
+    assert default["usable"] is True and default["rank"] == 1 and default["request_count"] > 0
+    assert all(m["rank"] is None for m in models if not m["usable"])

@@ -240,10 +240,20 @@ def test_admin_crud_validates_and_audits(
     made = a.post("/v1/tools", json={"module_path": "tools/shout.py"}, headers=key)
     assert made.status_code == 201, made.text
     assert made.json()["schema"]["properties"]["text"]["description"] == "what to shout."
+    # an edited module is picked up by a reload: new schema, new version
+    (project / "tools" / "shout.py").write_text(
+        "def shout(text: str, times: int = 1) -> str:\n"
+        '    """Shout.\n\n    Args:\n        text: what to shout.\n'
+        '        times: how often.\n    """\n'
+        "    return text.upper() * times\n"
+    )
+    reloaded = a.post("/v1/tools/shout/reload", headers=key).json()
+    assert reloaded["version"] == made.json()["version"] + 1
+    assert reloaded["schema"]["properties"]["times"]["type"] == "integer"
     (project / "tools" / "untyped.py").write_text(
         'def untyped(x):\n    """No types."""\n    return x\n'
     )
     untyped = a.post("/v1/tools", json={"module_path": "tools/untyped.py"}, headers=key)
     assert untyped.status_code == 422 and "type hint" in untyped.json()["detail"]
     with db.engine.connect() as conn:
-        assert audit_count(conn) == audits + 3
+        assert audit_count(conn) == audits + 4
