@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     llm_model: str | None = Field(default=None, alias="AGENTRY_LLM_MODEL")
     llm_api_key: str | None = Field(default=None, alias="AGENTRY_LLM_API_KEY")
 
+    # --- agent runtime (issue 3) -------------------------------------------------
+    llm_timeout: float = Field(default=60.0, gt=0, le=3600, alias="AGENTRY_LLM_TIMEOUT")
+    max_message_chars: int = Field(
+        default=32000, ge=1, le=1_000_000, alias="AGENTRY_MAX_MESSAGE_CHARS"
+    )
+    checkpoint_keep: int = Field(default=20, ge=1, le=100000, alias="AGENTRY_CHECKPOINT_KEEP")
+    prune_after_days: int = Field(default=30, ge=0, le=36500, alias="AGENTRY_PRUNE_AFTER_DAYS")
+
     # --- HTTP server ------------------------------------------------------------
     host: str = Field(default="127.0.0.1", alias="AGENTRY_HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="AGENTRY_PORT")

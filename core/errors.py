@@ -74,3 +74,15 @@ class AuthError(AgentryError):
 class ForbiddenError(AgentryError):
     status = 403
     title = "Forbidden"
+
+
+class PayloadTooLargeError(AgentryError):
+    status = 413
+    title = "Payload too large"
+
+
+class ModelUnavailableError(AgentryError):
+    """No configured LLM could answer (none usable, or all failed)."""
+
+    status = 503
+    title = "No model available"

@@ -10,8 +10,9 @@ from fastapi import FastAPI
 import core
 from config import Settings, get_settings
 from core.api.problems import install_problem_handlers
-from core.api.routes import health, users
+from core.api.routes import agents, conversations, health, models, tools, users
 from core.db.engine import Database, open_database
+from core.runtime import lifecycle as runtime_lifecycle
 
 
 def create_app(db: Database | None = None, settings: Settings | None = None) -> FastAPI:
@@ -31,9 +32,11 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = db is None
         app.state.db = db if db is not None else open_database(settings)
+        runtime_lifecycle.start(app)
         try:
             yield
         finally:
+            runtime_lifecycle.stop(app)
             if owned:
                 app.state.db.dispose()
 
@@ -49,4 +52,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(users.router)
+    app.include_router(agents.router)
+    app.include_router(tools.router)
+    app.include_router(models.router)
+    app.include_router(conversations.router)
     return app

@@ -13,6 +13,8 @@ from config import Settings
 from core.auth.users import Principal, authenticate
 from core.db.engine import Database
 from core.errors import AuthError, ForbiddenError
+from core.runtime.lifecycle import get_runtime
+from core.runtime.service import AgentRuntime
 
 bearer = HTTPBearer(auto_error=False, description="An Agentry API key (agentry users create)")
 
@@ -60,3 +62,11 @@ def get_admin_user(user: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(get_admin_user)]
+
+
+def get_agent_runtime(request: Request) -> AgentRuntime:
+    """The process's agent runtime (graphs, checkpointer, model router)."""
+    return get_runtime(request.app)
+
+
+RuntimeDep = Annotated[AgentRuntime, Depends(get_agent_runtime)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import core
-from core.cli import db, doctor, serve, users
+from core.cli import agents, bench, chat, db, doctor, models, prune, serve, users
 from core.cli.edge import console
 
 app = typer.Typer(
@@ -19,6 +19,12 @@ app.command("seed")(serve.seed_command)
 app.command("doctor")(doctor.doctor)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
+app.add_typer(agents.app, name="agents")
+app.add_typer(agents.tools_app, name="tools")
+app.add_typer(models.app, name="models")
+app.add_typer(bench.app, name="bench")
+app.command("chat")(chat.chat)
+app.command("prune")(prune.prune)
 
 
 @app.command()

@@ -56,6 +56,8 @@ class AiModel(Base):
     context_length: Mapped[int | None] = mapped_column(Integer)
     description: Mapped[str | None] = mapped_column(Text)
     is_free: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # Seconds before the router gives up on this model and falls back (None: AGENTRY_LLM_TIMEOUT).
+    timeout_seconds: Mapped[float | None] = mapped_column(Float)
     success_rate: Mapped[float] = mapped_column(Float, Computed(SUCCESS_RATE_SQL, persisted=True))
     average_response_time: Mapped[float] = mapped_column(
         Float, Computed(AVERAGE_RESPONSE_TIME_SQL, persisted=True)
@@ -76,6 +78,7 @@ class AiModel(Base):
         CheckConstraint(
             "success_count + failure_count <= request_count", name="outcomes_within_requests"
         ),
+        CheckConstraint("timeout_seconds IS NULL OR timeout_seconds > 0", name="timeout_positive"),
         Index("ix_ai_models_reliability", "is_active", "priority", "reliability_score"),
     )
 

@@ -8,10 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Enum,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     String,
@@ -59,6 +62,10 @@ class Conversation(Base):
         JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
     messages_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # A turn started and has not finished (crash or failing models): resume from the checkpoint.
+    turn_pending: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
     last_activity: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
@@ -97,8 +104,14 @@ class Message(Base):
         "metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
     created_at: Mapped[datetime] = created_at()
+    # Total order within a conversation: messages of one step share created_at.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), nullable=False)
+    # LangGraph message id: replaying a checkpoint never stores a message twice.
+    lc_id: Mapped[str | None] = mapped_column(String(100))
 
     __table_args__ = (
+        Index("ix_messages_conversation_id_seq", "conversation_id", "seq"),
+        Index("uq_messages_conversation_id_lc_id", "conversation_id", "lc_id", unique=True),
         CheckConstraint("role IN ('user', 'assistant', 'system', 'tool')", name="role_known"),
         CheckConstraint("content ~ '\\S'", name="content_not_empty"),
         CheckConstraint("token_count IS NULL OR token_count >= 0", name="token_count_nonnegative"),

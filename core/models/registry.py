@@ -23,6 +23,11 @@ class Agent(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
     created_by: Mapped[str | None] = mapped_column(String(200))
+    # The definition the runtime reads (system_prompt, model, tools, handoffs, admin_only);
+    # the YAML file in agents/ is how it is versioned.
+    spec: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 

@@ -1,0 +1,122 @@
+"""``agentry models``: the model catalogue and the router's ranking."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from config import get_settings
+from core.cli.edge import console, edge
+from core.db import open_database
+from core.models import AiModel
+from core.runtime.catalogue import sync_catalogue
+from core.runtime.router import register_default_model, usable_models
+
+app = typer.Typer(
+    help="LLM models: catalogue, ranking, sync from an endpoint.", no_args_is_help=True
+)
+
+
+@app.command("list")
+@edge
+def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Models best first; 'usable' when active with credentials (the router's candidates)."""
+    settings = get_settings()
+    db = open_database(settings)
+    try:
+        with db.engine.begin() as conn:
+            register_default_model(conn, settings)
+            usable = [c.name for c in usable_models(conn, settings)]
+            rows = conn.execute(
+                select(AiModel.__table__).order_by(
+                    AiModel.priority.desc(), AiModel.reliability_score.desc(), AiModel.name
+                )
+            ).all()
+    finally:
+        db.dispose()
+    items = [
+        {
+            "name": r.name,
+            "provider": r.provider,
+            "model_id": r.model_id,
+            "api_key_env": r.api_key_env,
+            "active": r.is_active,
+            "free": r.is_free,
+            "usable": r.name in usable,
+            "priority": r.priority,
+            "requests": r.request_count,
+            "reliability_score": round(r.reliability_score, 3),
+        }
+        for r in rows
+    ]
+    if as_json:
+        typer.echo(json.dumps(items))
+        return
+    table = Table(
+        "name",
+        "provider",
+        "model id",
+        "key variable",
+        "usable",
+        "free",
+        "priority",
+        "requests",
+        "reliability",
+    )
+    for i in items:
+        table.add_row(
+            str(i["name"]),
+            str(i["provider"]),
+            str(i["model_id"]),
+            str(i["api_key_env"]),
+            "yes" if i["usable"] else "no",
+            str(i["free"]),
+            str(i["priority"]),
+            str(i["requests"]),
+            str(i["reliability_score"]),
+        )
+    console.print(table)
+    if not usable:
+        console.print(
+            "no usable model: set AGENTRY_LLM_BASE_URL and AGENTRY_LLM_MODEL, or the key"
+            " variable of a catalogue model"
+        )
+
+
+@app.command("sync")
+@edge
+def sync(
+    endpoint: str = typer.Option(..., "--endpoint", help="OpenAI-compatible base URL."),
+    free_only: bool = typer.Option(False, "--free-only", help="Keep only zero-priced models."),
+    api_key_env: str = typer.Option(None, "--api-key-env", help="Variable holding the key."),
+    refresh: bool = typer.Option(False, "--refresh", help="Skip the caches, ask the endpoint."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Register the models of an endpoint's /models (memory cache, database, endpoint)."""
+    db = open_database(get_settings())
+    try:
+        with db.engine.begin() as conn:
+            result = sync_catalogue(
+                conn, endpoint, free_only=free_only, api_key_env=api_key_env, refresh=refresh
+            )
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "source": result.source,
+                    "written": result.written,
+                    "models": [m.model_id for m in result.models],
+                }
+            )
+        )
+        return
+    console.print(
+        f"{len(result.models)} models from the {result.source} ({result.written} rows written)"
+    )
+    for m in result.models:
+        console.print(f"  {m.model_id}{' (free)' if m.is_free else ''}", highlight=False)

@@ -1,0 +1,58 @@
+"""``agentry prune``: checkpoint retention."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from config import get_settings
+from core.cli.edge import console, edge
+from core.db import open_database
+from core.runtime.retention import prune_checkpoints
+
+
+@edge
+def prune(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report, remove nothing."),
+    keep: int = typer.Option(
+        None,
+        "--keep",
+        min=1,
+        help="Checkpoints kept per conversation (default AGENTRY_CHECKPOINT_KEEP).",
+    ),
+    days: int = typer.Option(
+        None,
+        "--days",
+        min=0,
+        help="Remove all checkpoints of conversations"
+        " deleted longer ago (default AGENTRY_PRUNE_AFTER_DAYS).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Keep the latest checkpoints per conversation; drop those of deleted ones and orphans."""
+    settings = get_settings()
+    keep = keep or settings.checkpoint_keep
+    days = settings.prune_after_days if days is None else days
+    db = open_database(settings)
+    try:
+        with db.engine.connect() as conn:
+            report = prune_checkpoints(conn, keep=keep, deleted_after_days=days)
+            if dry_run:
+                conn.rollback()
+            else:
+                conn.commit()
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(json.dumps({"dry_run": dry_run, **report.as_dict()}))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for thread in report.deleted_threads:
+        console.print(f"{verb} all checkpoints of deleted conversation {thread}", soft_wrap=True)
+    for thread in report.orphan_threads:
+        console.print(f"{verb} all checkpoints of orphan thread {thread}", soft_wrap=True)
+    console.print(
+        f"{verb} {report.checkpoints} checkpoints, {report.writes} writes,"
+        f" {report.blobs} blobs (keeping {keep} per conversation)"
+    )

@@ -1,0 +1,1 @@
+"""Conversations and their normalized messages, switches and statistics."""

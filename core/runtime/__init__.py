@@ -1,0 +1,1 @@
+"""The agent runtime: graphs on PostgresSaver, handoffs, tools, the model router."""

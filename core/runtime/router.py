@@ -1,0 +1,284 @@
+"""The model router (DESIGN §4): the most reliable usable model first, fallback on failure.
+
+A model is usable when it is active and its credentials are present: the
+environment variable its row names is set (keys never enter the database), or
+it is the default model configured by ``AGENTRY_LLM_*``. Every call is recorded
+in ``prompt_history`` and counted in ``ai_models`` with atomic increments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.tools import BaseTool
+from langchain_openai import ChatOpenAI
+from psycopg_pool import ConnectionPool
+from sqlalchemy import Connection, text
+from sqlalchemy.dialects.postgresql import insert
+
+from config import Settings
+from core.db.engine import Database
+from core.errors import ModelUnavailableError
+from core.models import AiModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "default"
+DEFAULT_KEY_ENV = "AGENTRY_LLM_API_KEY"
+# Above anything an operator would type, so the configured default is tried first.
+DEFAULT_PRIORITY = 1_000_000
+HOW_TO_CONFIGURE = (
+    "no usable model is configured: set AGENTRY_LLM_BASE_URL and AGENTRY_LLM_MODEL"
+    " (and AGENTRY_LLM_API_KEY if the endpoint needs one) to an OpenAI-compatible endpoint,"
+    " or set the API key variable of a catalogue model (GEMINI_API_KEY, GROQ_API_KEY,"
+    " OPENROUTER_API_KEY, OPENAI_API_KEY; see `agentry models list`)"
+)
+
+# The ranking is re-read at most this often: one query per turn would otherwise be spent
+# on something that changes slowly (counters move the scores a little per call).
+RANKING_TTL_SECONDS = 1.0
+RANKED_SQL = text(
+    "SELECT id, name, api_endpoint, model_id, api_key_env, timeout_seconds FROM ai_models"
+    " WHERE is_active ORDER BY priority DESC, reliability_score DESC, name"
+)
+# Atomic increments (concurrent turns in many processes never lose a count) and the
+# history row, in one statement: one round trip per model call.
+RECORD_SQL = text(
+    "WITH counted AS (UPDATE ai_models SET request_count = request_count + 1,"
+    " success_count = success_count + CAST(CAST(:ok AS boolean) AS int),"
+    " failure_count = failure_count + 1 - CAST(CAST(:ok AS boolean) AS int),"
+    " total_response_time = total_response_time + CAST(:elapsed AS float8), last_checked = now()"
+    " WHERE id = :id RETURNING id)"
+    " INSERT INTO prompt_history (user_id, conversation_id, prompt_text, selected_model_id,"
+    " response_text, response_time, success, error_message)"
+    " SELECT CAST(:user_id AS uuid), CAST(:conversation_id AS uuid), CAST(:prompt AS text), id,"
+    " CAST(:response AS text), CAST(:elapsed AS float8), CAST(:ok AS boolean),"
+    " CAST(:error AS text) FROM counted"
+)
+# The same statement for a plain psycopg connection.
+RECORD_PSYCOPG_SQL = re.sub(r"(?<!:):(\w+)", r"%(\1)s", str(RECORD_SQL))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: uuid.UUID
+    name: str
+    endpoint: str
+    model_id: str
+    api_key: str
+    timeout: float
+
+
+def register_default_model(conn: Connection, settings: Settings) -> bool:
+    """Upsert the model of ``AGENTRY_LLM_BASE_URL``/``AGENTRY_LLM_MODEL`` with top priority.
+
+    Returns:
+        True when one is configured (and now registered).
+    """
+    if not (settings.llm_base_url and settings.llm_model):
+        return False
+    values: dict[str, Any] = {
+        "provider": "openai-compatible",
+        "api_endpoint": settings.llm_base_url,
+        "model_id": settings.llm_model,
+        "api_key_env": DEFAULT_KEY_ENV,
+        "priority": DEFAULT_PRIORITY,
+        "is_active": True,
+        "description": "the default model (AGENTRY_LLM_BASE_URL / AGENTRY_LLM_MODEL)",
+    }
+    conn.execute(
+        insert(AiModel)
+        .values(name=DEFAULT_MODEL_NAME, **values)
+        .on_conflict_do_update(index_elements=["name"], set_=values)
+    )
+    return True
+
+
+def _credentials(row: Any, settings: Settings) -> str | None:
+    if row.name == DEFAULT_MODEL_NAME:
+        # Only while configured: an old row must not outlive its configuration.
+        if not (settings.llm_base_url and settings.llm_base_url == row.api_endpoint):
+            return None
+        return settings.llm_api_key or "not-needed"
+    if row.api_key_env:
+        return os.environ.get(row.api_key_env) or None
+    return "not-needed"  # a keyless local endpoint (Ollama, llama.cpp)
+
+
+def usable_models(
+    conn: Connection, settings: Settings, prefer: str | None = None
+) -> list[Candidate]:
+    """Active models with credentials, best first (``prefer`` first when usable)."""
+    found = []
+    for row in conn.execute(RANKED_SQL):
+        key = _credentials(row, settings)
+        if key is None:
+            continue
+        timeout = row.timeout_seconds or settings.llm_timeout
+        found.append(Candidate(row.id, row.name, row.api_endpoint, row.model_id, key, timeout))
+    if prefer:
+        found.sort(key=lambda c: c.name != prefer)
+    return found
+
+
+def _prompt_text(messages: Sequence[BaseMessage]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return str(message.content)
+    return str(messages[-1].content) if messages else ""
+
+
+class ModelRouter:
+    """Calls the best usable model and falls back to the next on error or timeout."""
+
+    def __init__(
+        self, db: Database, settings: Settings, record_pool: ConnectionPool[Any] | None = None
+    ) -> None:
+        """Args:
+        db: where the ranking is read and calls are recorded.
+        settings: timeouts and the default model's configuration.
+        record_pool: an autocommit psycopg pool for the call records (one round trip
+            each instead of a transaction); the engine is used without it.
+        """
+        self.db = db
+        self.settings = settings
+        self.record_pool = record_pool
+        self._clients: dict[Candidate, ChatOpenAI] = {}
+        self._lock = threading.Lock()
+        self._ranked: tuple[float, list[Candidate]] | None = None
+
+    def candidates(
+        self, conn: Connection | None = None, prefer: str | None = None
+    ) -> list[Candidate]:
+        """Usable models best first, re-read at most every ``RANKING_TTL_SECONDS``.
+
+        Args:
+            conn: a connection to read with (saves a checkout); one is opened otherwise.
+            prefer: a model name to put first when usable.
+        """
+        now = time.monotonic()
+        cached = self._ranked
+        if cached is None or now - cached[0] > RANKING_TTL_SECONDS:
+            if conn is None:
+                with self.db.engine.connect() as own:
+                    found = usable_models(own, self.settings)
+            else:
+                found = usable_models(conn, self.settings)
+            self._ranked = cached = (now, found)
+        ranked = list(cached[1])
+        if prefer:
+            ranked.sort(key=lambda c: c.name != prefer)
+        return ranked
+
+    def _client(self, candidate: Candidate) -> ChatOpenAI:
+        with self._lock:
+            client = self._clients.get(candidate)
+            if client is None:
+                client = ChatOpenAI(
+                    base_url=candidate.endpoint,
+                    api_key=candidate.api_key,  # type: ignore[arg-type]
+                    model=candidate.model_id,
+                    timeout=candidate.timeout,
+                    max_retries=0,  # the router's fallback is the retry
+                    stream_usage=True,
+                )
+                self._clients[candidate] = client
+            return client
+
+    def invoke(
+        self,
+        messages: Sequence[BaseMessage],
+        tools: Sequence[BaseTool],
+        *,
+        prefer: str | None = None,
+        user_id: uuid.UUID | None = None,
+        conversation_id: uuid.UUID | None = None,
+    ) -> AIMessage:
+        """Answer with the first model that succeeds.
+
+        Args:
+            messages: the prompt (system message first).
+            tools: tools the model may call.
+            prefer: the agent's model name, tried first when usable.
+            user_id: recorded in prompt_history.
+            conversation_id: recorded in prompt_history.
+
+        Returns:
+            The model's message; ``response_metadata['agentry_model']`` names the model.
+
+        Raises:
+            ModelUnavailableError: no usable model, or all of them failed.
+        """
+        candidates = self.candidates(prefer=prefer)
+        if not candidates:
+            raise ModelUnavailableError(HOW_TO_CONFIGURE)
+        prompt = _prompt_text(messages)
+        failures = []
+        for candidate in candidates:
+            client = self._client(candidate)
+            runnable = client.bind_tools(list(tools)) if tools else client
+            started = time.monotonic()
+            try:
+                reply = runnable.invoke(list(messages))
+            except Exception as exc:  # any failure of a model means: try the next one
+                elapsed = time.monotonic() - started
+                reason = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("model %s failed after %.2fs: %s", candidate.name, elapsed, reason)
+                self._record(candidate, prompt, None, elapsed, reason, user_id, conversation_id)
+                failures.append(f"{candidate.name} ({type(exc).__name__})")
+                continue
+            elapsed = time.monotonic() - started
+            assert isinstance(reply, AIMessage)
+            reply.response_metadata["agentry_model"] = candidate.name
+            text_out = reply.text if reply.content else str(reply.tool_calls)
+            self._record(candidate, prompt, text_out, elapsed, None, user_id, conversation_id)
+            return reply
+        raise ModelUnavailableError("every usable model failed: " + ", ".join(failures))
+
+    def _record(
+        self,
+        candidate: Candidate,
+        prompt: str,
+        response: str | None,
+        elapsed: float,
+        error: str | None,
+        user_id: uuid.UUID | None,
+        conversation_id: uuid.UUID | None,
+    ) -> None:
+        params = {
+            "ok": error is None,
+            "elapsed": elapsed,
+            "id": candidate.id,
+            "user_id": user_id,
+            "conversation_id": conversation_id,
+            "prompt": prompt or "(empty)",
+            "response": response,
+            "error": error,
+        }
+        if self.record_pool is not None:
+            with self.record_pool.connection() as pconn:
+                pconn.execute(RECORD_PSYCOPG_SQL, params)
+            return
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                RECORD_SQL,
+                {
+                    "ok": error is None,
+                    "elapsed": elapsed,
+                    "id": candidate.id,
+                    "user_id": user_id,
+                    "conversation_id": conversation_id,
+                    "prompt": prompt or "(empty)",
+                    "response": response,
+                    "error": error,
+                },
+            )

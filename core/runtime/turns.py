@@ -1,0 +1,253 @@
+"""Running one turn of a conversation, as a stream of events.
+
+Semantics (crash safety):
+- The user's message is stored (and indexed) before the graph runs; the graph
+  then checkpoints every step in PostgreSQL (``durability="sync"``).
+- Messages made by a step are stored right after the step. Their ids come from
+  LangGraph's deterministic task ids, so a step that is re-run after a crash
+  produces the same ids and the store replaces instead of duplicating.
+- ``conversations.turn_pending`` is set with the user's message and cleared with
+  the final answer, so only an interrupted turn pays for reading its checkpoint.
+- A turn interrupted by a crash (or by all models failing) stays pending in its
+  checkpoint. The next ``POST .../messages`` first completes it, then runs the
+  new message; ``POST .../resume`` completes it alone. Messages the crash kept
+  out of the table are written from the checkpoint then. Tools may run again
+  when the crash hit while they ran (at-least-once).
+- One turn at a time per conversation, across processes (advisory lock): a
+  second concurrent request gets 409.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import StreamMode
+from sqlalchemy import Connection, Label, Row, func, literal_column
+
+from core.auth.users import Principal
+from core.conversations.messages import NewMessage, from_langchain, store_messages, stored_ids
+from core.conversations.store import get_conversation
+from core.errors import ConflictError, ModelUnavailableError, ValidationFailed
+from core.registry.snapshot import FINGERPRINT_EXPR
+from core.runtime.context import TurnContext
+from core.runtime.router import HOW_TO_CONFIGURE
+from core.runtime.service import AgentRuntime, CompiledRegistry
+
+# Read with the conversation, in one round trip: the turn lock (taken only when the
+# caller may see the conversation) and the registry fingerprint.
+MARK: Label[Any] = literal_column(FINGERPRINT_EXPR).label("mark")
+UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
+
+
+@dataclass
+class TurnEvent:
+    """``token``, ``message``, ``tool_call``, ``tool_result``, ``handoff``, ``resumed``,
+    ``final`` (and ``error``, made by the HTTP layer)."""
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def run_turn(
+    runtime: AgentRuntime,
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    content: str | None,
+    *,
+    stream_tokens: bool = False,
+) -> Iterator[TurnEvent]:
+    """Run one turn (or, with ``content`` None, only complete a pending one).
+
+    Args:
+        runtime: the process's runtime.
+        principal: the caller (owner of the conversation, or an admin).
+        conversation_id: the conversation (= thread id).
+        content: the user's message.
+        stream_tokens: also yield ``token`` events while models answer.
+
+    Yields:
+        Events; the last one is ``final`` with every message stored by this call.
+
+    Raises:
+        NotFoundError: not a conversation of the caller.
+        ConflictError: another turn of this conversation is running.
+        ModelUnavailableError: no usable model (nothing is stored then).
+    """
+    key = f"agentry-turn:{conversation_id}"
+    with runtime.db.engine.connect() as conn:
+        conversation = get_conversation(
+            conn,
+            principal,
+            conversation_id,
+            extra=(func.pg_try_advisory_lock(func.hashtextextended(key, 0)).label("got"), MARK),
+        )
+        if not conversation.got:
+            conn.rollback()
+            raise ConflictError(
+                "a turn of this conversation is already running; retry when it ends"
+            )
+        try:
+            # The turn's reads and writes share the lock's connection.
+            if not runtime.router.candidates(conn):
+                raise ModelUnavailableError(HOW_TO_CONFIGURE)
+            compiled = runtime.compiled(conn, conversation.mark)
+            # The session lock outlives this transaction, which _turn ends with its first
+            # write (usually the user's message): one transaction fewer per turn.
+            yield from _turn(
+                runtime, conn, compiled, principal, conversation, content, stream_tokens
+            )
+        finally:
+            conn.rollback()
+            _unlock(conn, key)
+
+
+def _unlock(conn: Connection, key: str) -> None:
+    """Release the turn lock in one round trip (autocommit: no BEGIN/COMMIT around it)."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.autocommit = True
+    try:
+        dbapi.execute(UNLOCK_SQL, (key,))
+    finally:
+        dbapi.autocommit = False
+
+
+def _turn(
+    runtime: AgentRuntime,
+    conn: Connection,
+    compiled: CompiledRegistry,
+    principal: Principal,
+    conversation: Row[Any],
+    content: str | None,
+    stream_tokens: bool,
+) -> Iterator[TurnEvent]:
+    conversation_id = conversation.id
+    turn = TurnContext(
+        runtime.db, runtime.settings, principal, conversation_id, conversation.user_id
+    )
+    config: RunnableConfig = {"configurable": {"thread_id": str(conversation_id)}}
+    drive = _Driver(conn, compiled, turn, config, stream_tokens, conversation)
+
+    if conversation.turn_pending:
+        conn.commit()  # no transaction stays open while the graph runs
+        # The last turn did not finish (crash, or every model failed): its checkpoint
+        # says where it stopped. Messages the crash kept out of the table come first.
+        state = compiled.graph.get_state(config)
+        messages: list[BaseMessage] = list((state.values or {}).get("messages", []))
+        if len(messages) != conversation.messages_count:
+            drive.store(messages, conversation.current_agent)
+        if state.next:
+            yield TurnEvent("resumed", {"pending": list(state.next)})
+            yield from drive.run(None)
+    if content is not None:
+        agent = drive.agent
+        if agent not in compiled.snapshot.agents:
+            raise ValidationFailed(f"agent {agent!r} of this conversation is not active any more")
+        human = HumanMessage(content, id=f"u-{uuid.uuid4()}")
+        for row in drive.store([human], agent):
+            yield TurnEvent("message", row)
+        yield from drive.run({"messages": [human], "agent": agent})
+    conn.commit()
+    yield TurnEvent(
+        "final",
+        {
+            "messages": drive.stored,
+            "current_agent": drive.agent,
+            "messages_count": drive.messages_count,
+        },
+    )
+
+
+class _Driver:
+    """Streams the graph and stores each step's messages as soon as the step ends."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        compiled: CompiledRegistry,
+        turn: TurnContext,
+        config: RunnableConfig,
+        stream_tokens: bool,
+        conversation: Row[Any],
+    ) -> None:
+        self.conn = conn  # the turn's own connection (it holds the turn lock)
+        self.compiled = compiled
+        self.turn = turn
+        self.config = config
+        self.stream_tokens = stream_tokens
+        self.stored: list[dict[str, Any]] = []
+        self.agent: str = str(conversation.current_agent)
+        self.messages_count: int = conversation.messages_count
+
+    def store(self, messages: list[BaseMessage], agent: str | None) -> list[dict[str, Any]]:
+        """Store a step's messages in one transaction of the turn's connection."""
+        if not messages:
+            return []
+        conn = self.conn
+        known = stored_ids(conn, self.turn.conversation_id) if len(messages) > 1 else set()
+        rows: list[NewMessage] = [
+            m for m in (from_langchain(msg, agent) for msg in messages) if m is not None
+        ]
+        fresh = [m for m in rows if m.lc_id not in known]
+        stored = store_messages(conn, self.turn.conversation_id, self.turn.user_id, fresh)
+        conn.commit()  # an error before this rolls the step's messages back (run_turn)
+        self.stored.extend(stored)
+        self.messages_count += len(stored)
+        return stored
+
+    def run(self, graph_input: dict[str, Any] | None) -> Iterator[TurnEvent]:
+        modes: list[StreamMode] = ["updates", "messages"] if self.stream_tokens else ["updates"]
+        parts = self.compiled.graph.stream(
+            graph_input, self.config, context=self.turn, stream_mode=modes, durability="sync"
+        )
+        # With a list of modes, each part is (mode, payload).
+        for mode, chunk in cast(Iterator[tuple[str, Any]], parts):
+            if mode == "messages":
+                message, meta = chunk
+                node = str(meta.get("langgraph_node", ""))
+                if (
+                    isinstance(message, AIMessageChunk)
+                    and node.startswith("agent.")
+                    and message.text
+                ):
+                    yield TurnEvent("token", {"text": message.text, "agent": node[6:]})
+                continue
+            for node, update in (chunk or {}).items():
+                if not isinstance(update, dict):
+                    continue
+                yield from self._step(node, update)
+
+    def _step(self, node: str, update: dict[str, Any]) -> Iterator[TurnEvent]:
+        messages = list(update.get("messages", []))
+        if update.get("agent"):
+            self.agent = str(update["agent"])
+        agent = node[6:] if node.startswith("agent.") else self.agent
+        for message in messages:
+            if isinstance(message, AIMessage):
+                for call in message.tool_calls:
+                    yield TurnEvent(
+                        "tool_call", {"id": call["id"], "name": call["name"], "args": call["args"]}
+                    )
+            elif isinstance(message, ToolMessage):
+                handoff = (
+                    message.artifact.get("handoff") if isinstance(message.artifact, dict) else None
+                )
+                if handoff:
+                    yield TurnEvent("handoff", handoff)
+                yield TurnEvent(
+                    "tool_result",
+                    {"id": message.tool_call_id, "name": message.name, "content": message.text},
+                )
+        for row in self.store(messages, agent):
+            yield TurnEvent("message", row)
