@@ -10,8 +10,9 @@ from fastapi import FastAPI
 import core
 from config import Settings, get_settings
 from core.api.problems import install_problem_handlers
-from core.api.routes import health, users
+from core.api.routes import audit, entities, health, mechanic, users
 from core.db.engine import Database, open_database
+from core.mechanic.live import EntityRegistry, start_live_entities
 
 
 def create_app(db: Database | None = None, settings: Settings | None = None) -> FastAPI:
@@ -31,9 +32,11 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = db is None
         app.state.db = db if db is not None else open_database(settings)
+        listener = start_live_entities(app.state.db, app.state.entities, settings.project_dir)
         try:
             yield
         finally:
+            listener.stop()
             if owned:
                 app.state.db.dispose()
 
@@ -44,9 +47,13 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.entities = EntityRegistry()
     if db is not None:
         app.state.db = db
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(users.router)
+    app.include_router(entities.router)
+    app.include_router(mechanic.router)
+    app.include_router(audit.router)
     return app
