@@ -19,11 +19,12 @@ config = context.config
 def _configure(connection: Connection) -> None:
     # The mechanic compares only dynamic tables: core and LangGraph tables are never touched.
     tables = config.attributes.get("only_tables")
+    include_name, include = only_tables(tables) if tables is not None else (None, include_object)
     context.configure(
         connection=connection,
         target_metadata=target_metadata(migration_settings()),
-        include_object=include_object,
-        include_name=only_tables(tables) if tables is not None else None,
+        include_object=include,
+        include_name=include_name,
         compare_type=compare_type,
         compare_server_default=False,
         transaction_per_migration=False,

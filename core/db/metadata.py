@@ -100,15 +100,28 @@ def include_object(
     )
 
 
-def only_tables(names: set[str]) -> Any:
-    """An ``include_name`` hook that reflects and compares only the ``names`` tables."""
+def only_tables(names: set[str]) -> tuple[Any, Any]:
+    """``include_name`` and ``include_object`` hooks comparing only the ``names`` tables.
+
+    ``include_name`` keeps other tables from being reflected at all; ``include_object``
+    keeps their models from looking new (and so from being created).
+
+    Returns:
+        ``(include_name, include_object)``.
+    """
 
     def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
         if type_ == "table":
             return name in names
         return True
 
-    return include_name
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+        if table is not None and table not in names:
+            return False
+        return include_object(obj, name, type_, reflected, compare_to)
+
+    return include_name, include
 
 
 def compare_type(

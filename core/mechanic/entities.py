@@ -23,6 +23,7 @@ from core.mechanic.render import build_table
 from core.mechanic.spec import INT_RANGES, EntityDef, FieldSpec, describe
 from core.memory.indexer import index_document, remove_document
 from core.models import SearchIndex
+from core.models.base import NAMING_CONVENTION
 
 MAX_PAGE = 200
 
@@ -78,7 +79,7 @@ class LiveEntity:
     update_model: type[BaseModel] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.table = build_table(self.defn, MetaData())
+        self.table = build_table(self.defn, MetaData(naming_convention=NAMING_CONVENTION))
         self.create_model = input_model(self.defn, partial=False)
         self.update_model = input_model(self.defn, partial=True)
 

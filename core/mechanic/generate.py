@@ -8,6 +8,7 @@ block: building them never blocks writers.
 
 from __future__ import annotations
 
+import argparse
 import io
 import shutil
 import tempfile
@@ -132,6 +133,7 @@ def generate_revision(conn: Connection, scratch: Settings, message: str) -> Gene
     with load_lock:
         load_dynamic_models(scratch.project_dir)
         cfg = alembic_config(scratch, conn)
+        cfg.cmd_opts = argparse.Namespace(quiet=True)  # no "Generating ..." on stdout
         cfg.attributes["only_tables"] = dynamic_tables()
         down = ScriptDirectory.from_config(cfg).get_current_head()
         try:
@@ -172,5 +174,10 @@ def _strip_bookkeeping(sql: str) -> str:
     """Drop comments and Alembic's alembic_version bookkeeping: the SQL of the change itself."""
     lines = [line for line in sql.splitlines() if not line.startswith("--")]
     statements = [s.strip() for s in "\n".join(lines).split(";\n")]
-    kept = [s for s in statements if s and "alembic_version" not in s]
+    kept: list[str] = []
+    for stmt in (s for s in statements if s and "alembic_version" not in s):
+        if stmt.rstrip(";") == "COMMIT" and kept and kept[-1].rstrip(";") == "BEGIN":
+            kept.pop()  # an empty transaction around an autocommit block says nothing
+        else:
+            kept.append(stmt)
     return "".join(f"{s.rstrip(';')};\n\n" for s in kept)

@@ -81,6 +81,13 @@ def _finding(rule: str, message: str) -> Finding:
     return Finding(rule=rule, message=message, fix=FIXES[rule])
 
 
+def _int_rank(t: TypeEngine[Any]) -> int:
+    # BigInteger and SmallInteger both subclass Integer: test them first.
+    if isinstance(t, BigInteger):
+        return 2
+    return 0 if isinstance(t, SmallInteger) else 1
+
+
 def is_widening(old: TypeEngine[Any] | None, new: TypeEngine[Any]) -> bool:
     """Whether changing ``old`` to ``new`` loses nothing (no narrowing, no reinterpretation)."""
     if old is None:
@@ -93,12 +100,9 @@ def is_widening(old: TypeEngine[Any] | None, new: TypeEngine[Any]) -> bool:
         return False
     if isinstance(old, Text):
         return isinstance(new, Text)
-    ints = (SmallInteger, Integer, BigInteger)
-    if isinstance(old, ints):
-        order = [SmallInteger, Integer, BigInteger]
-        rank = next(i for i, t in enumerate(order) if isinstance(old, t))
-        if isinstance(new, ints):
-            return next(i for i, t in enumerate(order) if isinstance(new, t)) >= rank
+    if isinstance(old, Integer):
+        if isinstance(new, Integer):
+            return _int_rank(new) >= _int_rank(old)
         return isinstance(new, Numeric) and getattr(new, "precision", None) is None
     return type(old) is type(new) and repr(old) == repr(new)
 
