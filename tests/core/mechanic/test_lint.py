@@ -176,7 +176,11 @@ def good_cases() -> list[tuple[str, list[Any], str]]:
         ),
         (
             "not null column with a default",
-            [ops.AddColumnOp(T, Column("level", Integer, nullable=False, server_default=text("1")))],
+            [
+                ops.AddColumnOp(
+                    T, Column("level", Integer, nullable=False, server_default=text("1"))
+                )
+            ],
             "ALTER TABLE character ADD COLUMN level INTEGER DEFAULT 1 NOT NULL;",
         ),
         (

@@ -8,10 +8,10 @@ from sqlalchemy import MetaData
 from sqlalchemy.schema import CreateTable
 
 import core.models
-from core.models.base import NAMING_CONVENTION
 from core.db.metadata import dynamic_tables, load_dynamic_models
 from core.mechanic.render import build_table, model_path, render_model
 from core.mechanic.spec import parse_spec, resolve
+from core.models.base import NAMING_CONVENTION
 from tests.core.mechanic.conftest import CHARACTER
 
 
