@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import core
-from core.cli import db, doctor, serve, users
+from core.cli import audit, bench, db, doctor, mechanic, serve, users
 from core.cli.edge import console
 
 app = typer.Typer(
@@ -19,6 +19,9 @@ app.command("seed")(serve.seed_command)
 app.command("doctor")(doctor.doctor)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
+app.add_typer(mechanic.app, name="mechanic")
+app.command("audit")(audit.audit)
+app.add_typer(bench.app, name="bench")
 
 
 @app.command()

@@ -109,7 +109,8 @@ class EntityListener:
                     self._refresh()
                     self._ready.set()
                     while not self._stop.is_set():
-                        got: list[Any] = list(conn.notifies(timeout=0.5))
+                        # stop_after=1: refresh as soon as one arrives (the rest are batched).
+                        got: list[Any] = list(conn.notifies(timeout=0.5, stop_after=1))
                         if got:
                             log.info("entities changed: %s", ", ".join(n.payload for n in got))
                             self._refresh()

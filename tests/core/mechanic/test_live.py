@@ -99,7 +99,9 @@ def test_an_entity_applied_through_one_process_is_live_in_the_other(
     admin, user = auth(admin_key), auth(user_key)
     assert httpx.get(f"{b}/v1/entities/planet", headers=user).status_code == 404
 
-    planned = httpx.post(f"{a}/v1/mechanic/changes", json={"spec": PLANET}, headers=admin, timeout=60)
+    planned = httpx.post(
+        f"{a}/v1/mechanic/changes", json={"spec": PLANET}, headers=admin, timeout=60
+    )
     assert planned.status_code == 201, planned.text
     change = planned.json()["id"]
     applied = httpx.post(f"{a}/v1/mechanic/changes/{change}/apply", headers=admin, timeout=60)
@@ -113,7 +115,9 @@ def test_an_entity_applied_through_one_process_is_live_in_the_other(
     )
     assert took < 5
     made = httpx.post(
-        f"{b}/v1/entities/planet", json={"name": "Arrakis", "description": "desert world"}, headers=user
+        f"{b}/v1/entities/planet",
+        json={"name": "Arrakis", "description": "desert world"},
+        headers=user,
     )
     assert made.status_code == 201, made.text
     items = httpx.get(f"{a}/v1/entities/planet", headers=user).json()["items"]
@@ -159,5 +163,7 @@ def test_a_concurrent_apply_in_another_process_waits_then_fails_clearly(
     assert busy.status_code == 409
     assert "another schema change is being applied; waited 1 s" in busy.json()["detail"]
     assert 1.0 <= waited < 10
-    done = httpx.post(f"{b}/v1/mechanic/changes/{planned.json()['id']}/apply", headers=admin, timeout=60)
+    done = httpx.post(
+        f"{b}/v1/mechanic/changes/{planned.json()['id']}/apply", headers=admin, timeout=60
+    )
     assert done.status_code == 200, done.text
