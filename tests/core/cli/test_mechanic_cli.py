@@ -1,4 +1,4 @@
-"""``agentry mechanic plan|apply|rollback|list``, ``agentry audit`` and ``agentry bench mechanic``."""
+"""`agentry mechanic plan|apply|rollback|list`, `agentry audit`, `agentry bench mechanic`."""
 
 from __future__ import annotations
 
