@@ -266,15 +266,18 @@ def _undo(
 ) -> list[str]:
     """Put the database, HEAD and the files back; returns what was done (for the audit row)."""
     done: list[str] = []
-    if conn.in_transaction():
-        conn.rollback()
     try:
+        if conn.in_transaction():
+            conn.rollback()
         _set_timeouts(conn, None)
     except Exception:  # the connection may be broken; the pool replaces it
         conn.invalidate()
     if upgraded:
         try:
+            # Same timeouts as the upgrade: a blocked downgrade falls back to the backup.
+            _set_timeouts(conn, settings)
             _migrate(conn, settings, "downgrade", down or "base")
+            _set_timeouts(conn, None)
             done.append(f"downgraded to {down}")
         except Exception as exc:
             if backup is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from pathlib import Path
 
 from sqlalchemy import text
@@ -41,19 +42,35 @@ def backup_database(db: Database, folder: Path, label: str) -> Path:
 
 
 def restore_database(db: Database, path: Path) -> None:
-    """Put the database back as it was in ``path`` (drop what it holds, restore the archive)."""
+    """Put the database back exactly as it was in ``path``.
+
+    The public schema is emptied and the archive replayed in one transaction (psql
+    ``--single-transaction``): objects made after the backup disappear too, and a
+    failing restore changes nothing.
+    """
     with db.engine.connect() as conn:
         major = server_major(conn)
     db.engine.dispose()  # our own pooled connections must not hold locks during the restore
-    run_tool(
-        [
-            find_tool("pg_restore", major),
-            "--clean",
-            "--if-exists",
-            "--single-transaction",
-            "-d",
-            db.conninfo,
-            str(path),
-        ],
-        "pg_restore",
-    )
+    with tempfile.TemporaryDirectory(prefix="agentry-restore-") as tmp:
+        script = Path(tmp) / "restore.sql"
+        run_tool(
+            [find_tool("pg_restore", major), "--no-owner", "-f", str(script), str(path)],
+            "pg_restore (script)",
+        )
+        run_tool(
+            [
+                find_tool("psql", major),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+                "-d",
+                db.conninfo,
+                "-c",
+                "DROP SCHEMA public CASCADE; CREATE SCHEMA public;",
+                "-f",
+                str(script),
+            ],
+            "restore",
+        )

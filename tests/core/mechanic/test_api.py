@@ -16,6 +16,7 @@ from core.db import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM, ToolCall
 from core.mechanic.tools import entity_tools
 from core.memory.search import keyword_search
+from core.memory.sources import source_for
 from tests.conftest import auth, create_test_user
 from tests.core.mechanic.conftest import CHARACTER
 
@@ -171,6 +172,27 @@ def test_a_model_that_proposes_nothing_is_a_clear_422(
     assert "proposed no schema change" in reply.json()["detail"]
 
 
+def test_an_unreachable_model_is_a_503(
+    client: TestClient, people: dict[str, Any], llm: ScriptedLLM
+) -> None:
+    llm.enqueue(Reply(status=500, error="boom"), Reply(status=500, error="boom"))
+    reply = client.post(
+        "/v1/mechanic/changes", json={"instruction": "do something"}, headers=people["admin"][1]
+    )
+    assert reply.status_code == 503
+    assert "the mechanic's model failed" in reply.json()["detail"]
+
+
+def test_live_entities_are_search_sources(client: TestClient, people: dict[str, Any]) -> None:
+    source = source_for("character")
+    assert source is not None
+    assert (source.table, source.fields, source.user_column) == (
+        "character",
+        ("name", "backstory"),
+        "created_by",
+    )
+
+
 def test_entity_crud_validates_scopes_pages_and_soft_deletes(
     client: TestClient, people: dict[str, Any], db: Database
 ) -> None:
@@ -321,6 +343,7 @@ def test_rollback_hides_the_entity_everywhere_and_reapply_brings_it_back(
     assert rolled.status_code == 200, rolled.text
     assert rolled.json()["status"] == "rolled_back"
     assert client.get("/v1/entities/spell", headers=alice).status_code == 404
+    assert client.get(f"/v1/entities/spell/{before[0]['id']}", headers=alice).status_code == 404
     registry = client.app.state.entities  # type: ignore[attr-defined]
     assert "create_spell" not in {t.name for t in entity_tools(registry, db.engine, alice_user.id)}
     audit = client.get("/v1/audit", params={"action": "rollback"}, headers=admin).json()

@@ -22,6 +22,7 @@ from core.mechanic.pgtools import find_tool
 from core.mechanic.plan import plan_change
 from core.mechanic.spec import parse_spec
 from core.memory.search import keyword_search
+from core.memory.sources import source_for
 from tests.conftest import create_test_user
 from tests.core.mechanic.conftest import CHARACTER
 
@@ -310,6 +311,7 @@ def test_rollback_retires_keeps_data_reverts_and_reapply_brings_it_back(
         assert [h.entity_id for h in keyword_search(conn, "lighthouse", user_id=owner.id)] == [
             record["id"]
         ]
+    assert source_for("location") is not None
         changes = conn.execute(
             text(
                 "SELECT id, entity, revision, git_commit FROM mechanic_changes "
@@ -340,6 +342,7 @@ def test_rollback_retires_keeps_data_reverts_and_reapply_brings_it_back(
         live.refresh(conn)
     with pytest.raises(Exception, match="no entity type 'location'"):
         live.get("location")
+    assert source_for("location") is None  # no longer a search source
     row = audit_rows(db)[-1]
     assert (row["action"], row["status"], row["actor"]) == ("rollback", "succeeded", "user:admin")
     assert row["details"]["reverted_commit"] == location_change.git_commit == applied
