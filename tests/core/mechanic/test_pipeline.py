@@ -311,7 +311,6 @@ def test_rollback_retires_keeps_data_reverts_and_reapply_brings_it_back(
         assert [h.entity_id for h in keyword_search(conn, "lighthouse", user_id=owner.id)] == [
             record["id"]
         ]
-    assert source_for("location") is not None
         changes = conn.execute(
             text(
                 "SELECT id, entity, revision, git_commit FROM mechanic_changes "
@@ -320,6 +319,7 @@ def test_rollback_retires_keeps_data_reverts_and_reapply_brings_it_back(
         ).all()
     location_change = changes[-1]
     assert location_change.entity == "location"
+    assert source_for("location") is not None
     # Only the newest revision can be rolled back.
     with pytest.raises(ConflictError, match="roll back the later changes first"):
         rollback_change(db, msettings, changes[0].id, actor="system")
