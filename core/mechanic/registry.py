@@ -28,7 +28,12 @@ def load_entities(conn: Connection) -> dict[str, RegisteredEntity]:
     out: dict[str, RegisteredEntity] = {}
     for r in conn.execute(select(EntityType.__table__)).mappings():
         defn = EntityDef.model_validate(
-            {"name": r["name"], "fields": r["fields"], "indexes": r["indexes"]}
+            {
+                "name": r["name"],
+                "description": r["description"],
+                "fields": r["fields"],
+                "indexes": r["indexes"],
+            }
         )
         out[r["name"]] = RegisteredEntity(defn, r["status"], r["revision"])
     return out
@@ -39,6 +44,7 @@ def save_entity(conn: Connection, defn: EntityDef, status: str, revision: str | 
     values = {
         "name": defn.name,
         "table_name": defn.table,
+        "description": defn.description,
         "fields": [f.model_dump(mode="json", exclude_defaults=True) for f in defn.fields],
         "searchable_fields": defn.searchable,
         "indexes": [ix.model_dump(mode="json") for ix in defn.indexes],

@@ -1,4 +1,4 @@
-"""mechanic: mechanic_changes (plans and their status), entity_types.indexes
+"""mechanic: mechanic_changes (plans and their status), entity_types.indexes and description
 
 Revision ID: 0004
 Revises: 0001
@@ -20,6 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column("entity_types", sa.Column("description", sa.Text(), nullable=True))
     op.add_column(
         "entity_types",
         sa.Column(
@@ -81,3 +82,4 @@ def downgrade() -> None:
     op.drop_index("ix_mechanic_changes_created_at", table_name="mechanic_changes")
     op.drop_table("mechanic_changes")
     op.drop_column("entity_types", "indexes")
+    op.drop_column("entity_types", "description")

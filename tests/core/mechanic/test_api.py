@@ -13,10 +13,12 @@ from fastapi.testclient import TestClient
 from config import Settings
 from core.api.app import create_app
 from core.db import Database
+from core.db.metadata import dynamic_tables, load_dynamic_models
 from core.devtools.scripted_llm import Reply, ScriptedLLM, ToolCall
 from core.mechanic.tools import entity_tools
 from core.memory.search import keyword_search
 from core.memory.sources import source_for
+from core.models import Base
 from tests.conftest import auth, create_test_user
 from tests.core.mechanic.conftest import CHARACTER
 
@@ -355,3 +357,14 @@ def test_rollback_hides_the_entity_everywhere_and_reapply_brings_it_back(
     assert (
         client.post(f"/v1/mechanic/changes/{spell['id']}/apply", headers=admin).status_code == 409
     )
+
+
+def test_the_server_imports_dynamic_models_at_start(
+    db: Database, msettings: Settings, client: TestClient
+) -> None:
+    load_dynamic_models(None)  # forget them (the checkout has none)
+    assert "character" not in Base.metadata.tables
+    with TestClient(create_app(db=db, settings=msettings)):
+        assert "character" in dynamic_tables()
+        assert "character" in Base.metadata.tables
+    load_dynamic_models(None)
