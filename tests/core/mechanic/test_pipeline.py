@@ -374,3 +374,55 @@ def test_retire_entity_hides_it_and_keeps_its_table(
             conn.execute(text("SELECT status FROM entity_types WHERE name='location'")).scalar()
             == "retired"
         )
+
+
+def test_a_stale_plan_is_refused(db: Database, msettings: Settings) -> None:
+    first = plan(
+        db,
+        msettings,
+        {
+            "action": "add_fields",
+            "entity": "character",
+            "fields": [{"name": "eyes", "type": "text"}],
+        },
+    )
+    second = plan(
+        db,
+        msettings,
+        {
+            "action": "add_fields",
+            "entity": "character",
+            "fields": [{"name": "hair", "type": "text"}],
+        },
+    )
+    apply_change(db, msettings, first["id"], actor="system")
+    with pytest.raises(ConflictError, match="stale plan"):
+        apply_change(db, msettings, second["id"], actor="system")
+    assert "hair" not in columns(db, "character")
+
+
+def test_hand_edited_files_are_not_overwritten(
+    db: Database, msettings: Settings, project: Path
+) -> None:
+    change = plan(
+        db,
+        msettings,
+        {
+            "action": "add_fields",
+            "entity": "character",
+            "fields": [{"name": "voice", "type": "text"}],
+        },
+    )
+    model = project / "dynamic/schema/character.py"
+    original = model.read_text()
+    model.write_text(original + "# my local edit\n")
+    try:
+        with pytest.raises(
+            ConflictError, match="uncommitted changes in dynamic/schema/character.py"
+        ):
+            apply_change(db, msettings, change["id"], actor="system")
+        assert model.read_text().endswith("# my local edit\n")
+        assert "voice" not in columns(db, "character")
+    finally:
+        model.write_text(original)
+    assert clean(project)
