@@ -61,6 +61,8 @@ def _show(change: dict[str, Any]) -> None:
     for item in plan.get("files", []):
         verb = "delete" if item["content"] is None else "write"
         console.print(f"  {verb} {item['path']}")
+    if plan.get("diff") and change["status"] == "planned":
+        console.print(Syntax(plan["diff"], "diff", word_wrap=True))
     lint = plan.get("lint", {})
     console.print(f"lint: {'ok' if lint.get('ok') else 'refused'}")
     for finding in lint.get("findings", []):

@@ -28,6 +28,7 @@ from core.db.migrate import MIGRATION_LOCK_KEY, alembic_config, current_revision
 from core.errors import AgentryError, ConflictError, MechanicError
 from core.mechanic import entities, gitops, registry
 from core.mechanic.backup import backup_database, restore_database
+from core.mechanic.dryrun import snapshot
 from core.mechanic.spec import ChangeSpec, EntityDef
 
 TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
@@ -197,12 +198,15 @@ def _apply_locked(
         "lint": plan.get("lint"),
     }
     step, upgraded, backup = "backup", False, None
+    before: dict[str, Any] | None = None
     try:
         backup = backup_database(db, settings.backup_path, str(change["id"])[:8])
         details["backup"] = str(backup)
         step = "write files"
         _write_files(project, plan["files"])
         step = "upgrade"
+        before = snapshot(conn)
+        conn.commit()
         _set_timeouts(conn, settings)
         started = time.perf_counter()
         _migrate(conn, settings, "upgrade", rev)
@@ -237,7 +241,9 @@ def _apply_locked(
             return registry.get_change(tx, change["id"])
     except Exception as exc:
         error = f"{step} failed: {exc}"
-        details["undo"] = _undo(db, settings, conn, repo, previous, paths, upgraded, down, backup)
+        details["undo"] = _undo(
+            db, settings, conn, repo, previous, paths, upgraded, down, backup, before
+        )
         _fail(
             db,
             change,
@@ -263,8 +269,14 @@ def _undo(
     upgraded: bool,
     down: str | None,
     backup: Path | None,
+    before: dict[str, Any] | None,
 ) -> list[str]:
-    """Put the database, HEAD and the files back; returns what was done (for the audit row)."""
+    """Put the database, HEAD and the files back; returns what was done (for the audit row).
+
+    A completed upgrade is downgraded. Whatever else is left different from the schema
+    snapshot taken before the upgrade (a half-built concurrent index, a failed downgrade)
+    is undone by restoring the backup.
+    """
     done: list[str] = []
     try:
         if conn.in_transaction():
@@ -280,10 +292,14 @@ def _undo(
             _set_timeouts(conn, None)
             done.append(f"downgraded to {down}")
         except Exception as exc:
-            if backup is None:
-                raise
+            done.append(f"downgrade failed: {exc}")
+            conn.invalidate()
+    if before is not None and backup is not None:
+        with db.engine.connect() as check:
+            now = snapshot(check)
+        if now != before:
             restore_database(db, backup)
-            done.append(f"downgrade failed ({exc}); restored {backup}")
+            done.append(f"schema differed from before the upgrade; restored {backup}")
     gitops.restore(repo, previous, paths)
     done.append(f"files and HEAD reset to {previous}")
     return done

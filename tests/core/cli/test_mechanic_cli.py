@@ -53,6 +53,10 @@ def test_plan_apply_list_audit_rollback(cli_env: Path, tmp_path: Path) -> None:
 
     listed = invoke("mechanic", "list", "--json", "--status", "planned")
     assert change["id"] in [c["id"] for c in json.loads(listed.output)]
+    shown = invoke("mechanic", "plan", str(spec_file))
+    assert shown.exit_code == 0, shown.output
+    assert "+def define(metadata: MetaData) -> Table:" in shown.output  # the diff
+    assert "CREATE TABLE character" in shown.output and "lint: ok" in shown.output
     table = invoke("mechanic", "list")
     assert table.exit_code == 0 and "planned" in table.output
 

@@ -418,7 +418,7 @@ def test_hand_edited_files_are_not_overwritten(
     model.write_text(original + "# my local edit\n")
     try:
         with pytest.raises(
-            ConflictError, match="uncommitted changes in dynamic/schema/character.py"
+            ConflictError, match=r"uncommitted changes in dynamic/schema/character\.py"
         ):
             apply_change(db, msettings, change["id"], actor="system")
         assert model.read_text().endswith("# my local edit\n")
@@ -426,3 +426,34 @@ def test_hand_edited_files_are_not_overwritten(
     finally:
         model.write_text(original)
     assert clean(project)
+
+
+def test_a_half_built_concurrent_index_is_undone_by_restoring_the_backup(
+    db: Database, msettings: Settings, project: Path
+) -> None:
+    # The dry run has no data, so it cannot know that existing rows break uniqueness.
+    with db.engine.begin() as conn:
+        for _ in range(2):
+            conn.execute(text("INSERT INTO character (name, role) VALUES ('Twin', 'double')"))
+    spec = {
+        "action": "add_index",
+        "entity": "character",
+        "index": {"fields": ["name", "role"], "unique": True},
+    }
+    change = plan(db, msettings, spec)
+    assert change["plan"]["dry_run"]["ok"]
+    head, rev = git.Repo(project).head.commit.hexsha, revision_of(db)
+    with pytest.raises(MechanicError, match="could not create unique index"):
+        apply_change(db, msettings, change["id"], actor="system")
+    with db.engine.connect() as conn:
+        # CREATE INDEX CONCURRENTLY leaves an INVALID index behind when it fails: gone.
+        assert not conn.execute(
+            text("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_character_name_role'")
+        ).scalar()
+        twins = conn.execute(text("SELECT count(*) FROM character WHERE name = 'Twin'")).scalar()
+    assert twins == 2  # the data is as it was
+    assert revision_of(db) == rev
+    assert git.Repo(project).head.commit.hexsha == head and clean(project)
+    row = audit_rows(db)[-1]
+    assert row["status"] == "failed"
+    assert any("restored" in step for step in row["details"]["undo"])
