@@ -11,10 +11,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+
 from config import Settings
 from core.db.engine import Database
 from core.db.metadata import dynamic_tables, load_lock
-from core.errors import PolicyViolation, ValidationFailed
+from core.errors import ConflictError, PolicyViolation, ValidationFailed
 from core.mechanic import registry
 from core.mechanic.dryrun import dry_run
 from core.mechanic.generate import (
@@ -69,7 +71,13 @@ def build_plan(
     """
     with db.engine.connect() as conn:
         entities = registry.load_entities(conn)
+        taken = conn.execute(
+            text("SELECT to_regclass(:t)"), {"t": f'public."{spec.entity}"'}
+        ).scalar()
     known = entities.get(spec.entity)
+    if spec.action == "add_entity" and taken is not None and known is None:
+        # Someone else's table: the mechanic must never adopt (or alter) it.
+        raise ConflictError(f"a table named {spec.entity!r} already exists in the database")
     active = {n: e.defn for n, e in entities.items() if e.status == "active"}
     after = resolve(
         spec,

@@ -457,3 +457,14 @@ def test_a_half_built_concurrent_index_is_undone_by_restoring_the_backup(
     row = audit_rows(db)[-1]
     assert row["status"] == "failed"
     assert any("restored" in step for step in row["details"]["undo"])
+
+
+def test_a_table_the_mechanic_does_not_own_is_never_adopted(
+    db: Database, msettings: Settings
+) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE gadget (id int primary key, secret text)"))
+    spec = {"action": "add_entity", "entity": "gadget", "fields": [{"name": "x", "type": "text"}]}
+    with pytest.raises(ConflictError, match="a table named 'gadget' already exists"):
+        plan(db, msettings, spec)
+    assert columns(db, "gadget") == {"id", "secret"}
