@@ -295,13 +295,19 @@ def _undo(
             done.append(f"downgrade failed: {exc}")
             conn.invalidate()
     if before is not None and backup is not None:
-        with db.engine.connect() as check:
-            now = snapshot(check)
-        if now != before:
-            restore_database(db, backup)
-            done.append(f"schema differed from before the upgrade; restored {backup}")
-    gitops.restore(repo, previous, paths)
-    done.append(f"files and HEAD reset to {previous}")
+        try:
+            with db.engine.connect() as check:
+                now = snapshot(check)
+            if now != before:
+                restore_database(db, backup)
+                done.append(f"schema differed from before the upgrade; restored {backup}")
+        except Exception as exc:  # recorded: an operator restores from the named backup
+            done.append(f"restore from {backup} failed: {exc}")
+    try:
+        gitops.restore(repo, previous, paths)
+        done.append(f"files and HEAD reset to {previous}")
+    except Exception as exc:
+        done.append(f"resetting files to {previous} failed: {exc}")
     return done
 
 
