@@ -151,7 +151,7 @@ def run_bench(settings: Settings, entities: int) -> dict[str, Any]:
             }
         )
         registry = EntityRegistry()
-        listener = EntityListener(db.conninfo, db.engine, registry).start()
+        listener = EntityListener(db.conninfo, db.engine, registry).start(wait=10)
         try:
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task("entity additions", total=entities)

@@ -87,9 +87,11 @@ class EntityListener:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="entity-listener", daemon=True)
 
-    def start(self, timeout: float = 10.0) -> EntityListener:
+    def start(self, wait: float = 0.0) -> EntityListener:
+        """Start listening; ``wait`` seconds at most for the first load (routes load lazily)."""
         self._thread.start()
-        self._ready.wait(timeout)
+        if wait > 0:
+            self._ready.wait(wait)
         return self
 
     def stop(self) -> None:
@@ -103,7 +105,7 @@ class EntityListener:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     # Anything committed while we were not listening is picked up here.
                     self._refresh()
