@@ -10,7 +10,6 @@ import git
 import pytest
 
 from config import Settings
-from core.mechanic.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -62,7 +61,3 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def msettings(test_settings: Settings, project: Path) -> Settings:
     return mechanic_settings(test_settings, project)
-
-
-def spec_of(data: dict[str, Any]) -> Any:
-    return parse_spec(data)

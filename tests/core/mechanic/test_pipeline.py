@@ -468,3 +468,48 @@ def test_a_table_the_mechanic_does_not_own_is_never_adopted(
     with pytest.raises(ConflictError, match="a table named 'gadget' already exists"):
         plan(db, msettings, spec)
     assert columns(db, "gadget") == {"id", "secret"}
+
+
+def test_rolled_back_fields_stay_hidden_with_their_data_and_come_back(
+    db: Database, msettings: Settings, project: Path
+) -> None:
+    nick = plan(
+        db,
+        msettings,
+        {
+            "action": "add_fields",
+            "entity": "character",
+            "fields": [{"name": "nickname", "type": "text"}],
+        },
+    )
+    apply_change(db, msettings, nick["id"], actor="system")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO character (name, nickname) VALUES ('Al', 'Big Al')"))
+    rollback_change(db, msettings, nick["id"], actor="system")
+    live = EntityRegistry()
+    with db.engine.connect() as conn:
+        live.refresh(conn)
+    assert live.get("character").defn.field("nickname") is None  # hidden from API and tools
+    assert "nickname" in columns(db, "character")  # the data is kept
+    # A later change must not propose dropping the hidden column.
+    weight = plan(
+        db,
+        msettings,
+        {
+            "action": "add_fields",
+            "entity": "character",
+            "fields": [{"name": "weight", "type": "numeric"}],
+        },
+    )
+    assert "nickname" not in weight["plan"]["files"][1]["content"]
+    apply_change(db, msettings, weight["id"], actor="system")
+    back = apply_change(db, msettings, nick["id"], actor="system")
+    assert back["status"] == "applied"
+    with db.engine.connect() as conn:
+        live.refresh(conn)
+        assert live.get("character").defn.field("nickname") is not None
+        assert (
+            conn.execute(text("SELECT nickname FROM character WHERE name = 'Al'")).scalar()
+            == "Big Al"
+        )
+    assert clean(project)
