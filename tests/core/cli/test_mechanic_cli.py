@@ -106,4 +106,5 @@ def test_bench_mechanic_smoke(cli_env: Path) -> None:
     lock = report["lock"]
     assert lock["writes_baseline"] > 0 and lock["writes_during_apply"] > 0
     assert lock["during_apply_write_max_ms"] > 0
+    assert lock["lock_samples"] > 0 and lock["access_exclusive_longest_ms"] >= 0
     assert lock["within_lock_timeout"] is True
