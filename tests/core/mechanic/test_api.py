@@ -368,3 +368,16 @@ def test_the_server_imports_dynamic_models_at_start(
         assert "character" in dynamic_tables()
         assert "character" in Base.metadata.tables
     load_dynamic_models(None)
+
+
+def test_openapi_documents_the_mechanic_surface(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {
+        "/v1/mechanic/changes",
+        "/v1/mechanic/changes/{change_id}",
+        "/v1/mechanic/changes/{change_id}/apply",
+        "/v1/mechanic/changes/{change_id}/rollback",
+        "/v1/entities/{entity}",
+        "/v1/entities/{entity}/{record_id}",
+        "/v1/audit",
+    } <= set(paths)
