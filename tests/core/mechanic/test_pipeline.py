@@ -513,3 +513,31 @@ def test_rolled_back_fields_stay_hidden_with_their_data_and_come_back(
             == "Big Al"
         )
     assert clean(project)
+
+
+def test_a_failed_rollback_changes_nothing(
+    db: Database, msettings: Settings, project: Path, tmp_path: Path
+) -> None:
+    with db.engine.connect() as conn:
+        latest = conn.execute(
+            text("SELECT id, revision FROM mechanic_changes WHERE status='applied' "
+                 "ORDER BY applied_at DESC LIMIT 1")
+        ).one()  # fmt: skip
+    repo = git.Repo(project)
+    head = repo.head.commit.hexsha
+    repo.create_remote("origin", str(tmp_path / "gone.git"))
+    try:
+        with pytest.raises(MechanicError, match="git push"):
+            rollback_change(db, msettings, latest.id, actor="system")
+    finally:
+        repo.delete_remote(repo.remote("origin"))
+    assert repo.head.commit.hexsha == head and clean(project)
+    assert revision_of(db) == latest.revision
+    with db.engine.connect() as conn:
+        status = conn.execute(
+            text("SELECT status FROM mechanic_changes WHERE id = :i"), {"i": latest.id}
+        ).scalar()
+    assert status == "applied"
+    row = audit_rows(db)[-1]
+    assert (row["action"], row["status"]) == ("rollback", "failed")
+    assert "git push" in row["details"]["error"]
