@@ -89,6 +89,23 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", alias="AGENTRY_HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="AGENTRY_PORT")
 
+    # --- the mechanic (runtime schema changes) ------------------------------------
+    # Git repository the mechanic commits to (default: AGENTRY_PROJECT_DIR) and its branch
+    # (default: whatever is checked out). Pushed to AGENTRY_GIT_REMOTE when it is configured.
+    git_repo: Path | None = Field(default=None, alias="AGENTRY_GIT_REPO")
+    git_branch: str | None = Field(default=None, alias="AGENTRY_GIT_BRANCH")
+    git_remote: str = Field(default="origin", alias="AGENTRY_GIT_REMOTE")
+    backup_dir: Path | None = Field(default=None, alias="AGENTRY_BACKUP_DIR")
+    mechanic_lock_wait: float = Field(
+        default=30.0, gt=0, le=3600, alias="AGENTRY_MECHANIC_LOCK_WAIT"
+    )
+    mechanic_lock_timeout: float = Field(
+        default=5.0, gt=0, le=600, alias="AGENTRY_MECHANIC_LOCK_TIMEOUT"
+    )
+    mechanic_statement_timeout: float = Field(
+        default=120.0, gt=0, le=86400, alias="AGENTRY_MECHANIC_STATEMENT_TIMEOUT"
+    )
+
     @field_validator("database_url", "llm_base_url", "llm_model", "llm_api_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
@@ -118,6 +135,16 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         """``AGENTRY_HOME`` as an absolute path (created on demand by its users)."""
         return self.home.expanduser().resolve()
+
+    @property
+    def git_repo_dir(self) -> Path:
+        """The repository the mechanic commits to (``AGENTRY_GIT_REPO`` or the project)."""
+        return (self.git_repo or self.project_dir).expanduser().resolve()
+
+    @property
+    def backup_path(self) -> Path:
+        """Where ``pg_dump`` backups go (``AGENTRY_BACKUP_DIR`` or ``AGENTRY_HOME/backups``)."""
+        return (self.backup_dir or self.home_dir / "backups").expanduser().resolve()
 
     @property
     def uses_embedded_database(self) -> bool:

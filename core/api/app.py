@@ -10,9 +10,22 @@ from fastapi import FastAPI
 import core
 from config import Settings, get_settings
 from core.api.problems import install_problem_handlers
-from core.api.routes import agents, conversations, health, models, tools, users
+from core.api.routes import (
+    agents,
+    audit,
+    conversations,
+    entities,
+    health,
+    mechanic,
+    models,
+    tools,
+    users,
+)
 from core.db.engine import Database, open_database
+from core.mechanic.live import EntityRegistry, start_live_entities
+from core.mechanic.tools import entity_tool_provider
 from core.runtime import lifecycle as runtime_lifecycle
+from core.runtime.tool_providers import register_tool_provider, unregister_tool_provider
 
 
 def create_app(db: Database | None = None, settings: Settings | None = None) -> FastAPI:
@@ -32,11 +45,17 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = db is None
         app.state.db = db if db is not None else open_database(settings)
+        listener = start_live_entities(app.state.db, app.state.entities, settings.project_dir)
+        entity_tools = register_tool_provider(
+            entity_tool_provider(app.state.db, app.state.entities)
+        )
         runtime_lifecycle.start(app)
         try:
             yield
         finally:
             runtime_lifecycle.stop(app)
+            unregister_tool_provider(entity_tools)
+            listener.stop()
             if owned:
                 app.state.db.dispose()
 
@@ -47,6 +66,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.entities = EntityRegistry()
     if db is not None:
         app.state.db = db
     install_problem_handlers(app)
@@ -56,4 +76,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(tools.router)
     app.include_router(models.router)
     app.include_router(conversations.router)
+    app.include_router(entities.router)
+    app.include_router(mechanic.router)
+    app.include_router(audit.router)
     return app

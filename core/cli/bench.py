@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, text
 
 from config import Settings, get_settings
 from core.bench.chat import run_chat_bench
+from core.cli import bench_mechanic
 from core.cli.edge import console, edge
 from core.db import Database, open_database, prepare_database
 from core.db.engine import create_db_engine, normalize_url
@@ -106,3 +107,6 @@ class _null:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+app.command("mechanic")(bench_mechanic.bench_mechanic)

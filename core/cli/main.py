@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import core
-from core.cli import agents, bench, chat, db, doctor, models, prune, serve, users
+from core.cli import agents, audit, bench, chat, db, doctor, mechanic, models, prune, serve, users
 from core.cli.edge import console
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(bench.app, name="bench")
 app.command("chat")(chat.chat)
 app.command("prune")(prune.prune)
+app.add_typer(mechanic.app, name="mechanic")
+app.command("audit")(audit.audit)
 
 
 @app.command()
