@@ -74,3 +74,7 @@ class AuthError(AgentryError):
 class ForbiddenError(AgentryError):
     status = 403
     title = "Forbidden"
+
+
+class EmbeddingMismatchError(ConfigError):
+    """The configured embedding model or dimensions differ from what the index holds."""

@@ -9,7 +9,7 @@ from core.models.audit import AuditLog
 from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
 from core.models.registry import Agent, EntityType, Tool
-from core.models.search import SearchIndex
+from core.models.search import SearchEmbeddingSpace, SearchIndex
 from core.models.users import User, UserRole
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "EntityType",
     "Message",
     "PromptHistory",
+    "SearchEmbeddingSpace",
     "SearchIndex",
     "Tool",
     "User",
