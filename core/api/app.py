@@ -11,7 +11,9 @@ import core
 from config import Settings, get_settings
 from core.api.problems import install_problem_handlers
 from core.api.routes import health, users
+from core.api.routes import search as search_routes
 from core.db.engine import Database, open_database
+from core.memory.service import start_memory
 
 
 def create_app(db: Database | None = None, settings: Settings | None = None) -> FastAPI:
@@ -31,9 +33,13 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = db is None
         app.state.db = db if db is not None else open_database(settings)
+        # Vector memory: refuse to serve with a mismatched embedding model; embed in background.
+        memory_worker = start_memory(app.state.db.engine, settings)
         try:
             yield
         finally:
+            if memory_worker is not None:
+                memory_worker.stop()
             if owned:
                 app.state.db.dispose()
 
@@ -49,4 +55,5 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(users.router)
+    app.include_router(search_routes.router)
     return app

@@ -6,6 +6,9 @@ import typer
 
 import core
 from core.cli import db, doctor, serve, users
+from core.cli import bench as bench_cli
+from core.cli import index as index_cli
+from core.cli import search as search_cli
 from core.cli.edge import console
 
 app = typer.Typer(
@@ -19,6 +22,9 @@ app.command("seed")(serve.seed_command)
 app.command("doctor")(doctor.doctor)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
+app.command("search")(search_cli.search_command)
+app.command("index")(index_cli.index_command)
+app.add_typer(bench_cli.app, name="bench")
 
 
 @app.command()

@@ -154,4 +154,3 @@ def run_backlog(
         if progress:
             progress("embed", report.embedded, pending)
     return report
-
