@@ -49,9 +49,7 @@ def bench_search(
                 raise ValidationFailed(f"--dataset: only cisi is available (got {dataset!r})")
             from core.memory.bench.cisi import run_cisi
 
-            report = run_cisi(
-                settings, limit_queries=queries, limit_docs=docs, progress=progress
-            )
+            report = run_cisi(settings, limit_queries=queries, limit_docs=docs, progress=progress)
         else:
             if scale < 100:
                 raise ValidationFailed("--scale: at least 100 vectors")

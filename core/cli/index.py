@@ -50,7 +50,11 @@ def index_command(
 
             if reembed_all:
                 n = reembed(
-                    db.engine, db.conninfo, embedder, settings, batch_size=batch_size,
+                    db.engine,
+                    db.conninfo,
+                    embedder,
+                    settings,
+                    batch_size=batch_size,
                     progress=progress,
                 )
             else:

@@ -82,6 +82,7 @@ def search_command(
     table = Table("#", "type", "id", "score", "ranks", "snippet")
     for i, h in enumerate(hits, start=1):
         ranks = " ".join(f"{m}:{r}" for m, r in h.ranks.items())
-        table.add_row(str(i), h.entity_type, str(h.entity_id)[:8], f"{h.score:.4f}", ranks,
-                      h.snippet[:80])
+        table.add_row(
+            str(i), h.entity_type, str(h.entity_id)[:8], f"{h.score:.4f}", ranks, h.snippet[:80]
+        )
     console.print(table)

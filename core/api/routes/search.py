@@ -23,9 +23,7 @@ class SearchHit(BaseModel):
     entity_type: str
     entity_id: uuid.UUID
     snippet: str
-    score: float = Field(
-        description="cosine similarity (vector), BM25 (keyword), RRF (hybrid)"
-    )
+    score: float = Field(description="cosine similarity (vector), BM25 (keyword), RRF (hybrid)")
     rank: dict[str, int] = Field(description="1-based rank of the hit in each mode that found it")
     metadata: dict[str, Any]
     created_at: datetime | None
