@@ -17,7 +17,9 @@ def test_local_model_is_384_dims_normalized_semantic_and_loaded_once(
 ) -> None:
     assert isinstance(embedder, LocalEmbedder)
     assert (embedder.model, embedder.dims) == ("all-MiniLM-L6-v2", 384)
-    vecs = embedder.embed(["A cat sits on the mat.", "A kitten rests on a rug.", "Stock prices fell."])
+    vecs = embedder.embed(
+        ["A cat sits on the mat.", "A kitten rests on a rug.", "Stock prices fell."]
+    )
     assert vecs.shape == (3, 384) and vecs.dtype == np.float32
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.2

@@ -114,12 +114,20 @@ def test_long_content_is_chunked_and_reindexing_never_duplicates(
         assert all(embedded for _, embedded, _ in index_rows(conn, doc))
         # Same text again: no new rows, vectors kept; new text: replaced.
         again = index_document(
-            conn, entity_type="note", entity_id=doc, text=long_text, user_id=bob.id,
+            conn,
+            entity_type="note",
+            entity_id=doc,
+            text=long_text,
+            user_id=bob.id,
             settings=SETTINGS,
         )
         assert again == n and all(e for _, e, _ in index_rows(conn, doc))
         index_document(
-            conn, entity_type="note", entity_id=doc, text="short now", user_id=bob.id,
+            conn,
+            entity_type="note",
+            entity_id=doc,
+            text="short now",
+            user_id=bob.id,
             settings=SETTINGS,
         )
         assert index_rows(conn, doc) == [(0, False, None)]
@@ -189,12 +197,20 @@ def test_backlog_indexes_every_source_once_and_purges_deleted_rows(
         assert ("index character", 2, 2) in progress
         with db.engine.begin() as conn:
             hits = search(
-                conn, "calculating machines", user_id=dave.id, mode="vector", embedder=embedder,
+                conn,
+                "calculating machines",
+                user_id=dave.id,
+                mode="vector",
+                embedder=embedder,
                 entity_type="character",
             )
             assert hits[0].entity_id == ids[0] and ids[2] not in {h.entity_id for h in hits}
             villains = search(
-                conn, "senate", user_id=dave.id, mode="hybrid", embedder=embedder,
+                conn,
+                "senate",
+                user_id=dave.id,
+                mode="hybrid",
+                embedder=embedder,
                 metadata={"role": "villain"},
             )
             meta = conn.execute(
@@ -204,14 +220,17 @@ def test_backlog_indexes_every_source_once_and_purges_deleted_rows(
             assert [h.entity_id for h in villains] == [ids[1]]
             msgs = search(conn, "indexing", user_id=dave.id, mode="keyword")
             assert backlog_msg in {h.entity_id for h in msgs}
-            conn.execute(text("UPDATE character SET is_deleted = true WHERE id = :i"), {"i": ids[1]})
+            conn.execute(
+                text("UPDATE character SET is_deleted = true WHERE id = :i"), {"i": ids[1]}
+            )
 
         second = run_backlog(db.engine, embedder, SETTINGS)
         assert second.indexed["character"] == 0 and second.removed["character"] == 1
         with db.engine.begin() as conn:
             assert search(conn, "senate traitor", user_id=dave.id, mode="keyword") == []
             count = conn.execute(
-                select(func.count()).select_from(SearchIndex)
+                select(func.count())
+                .select_from(SearchIndex)
                 .where(SearchIndex.entity_type == "character")
             ).scalar_one()
             assert count == 1

@@ -39,7 +39,9 @@ def rdb(pg_server: Any, template_db: str, test_settings: Settings) -> Iterator[D
 
 def vector_top(db: Database, query: str, settings: Settings, embedder: Embedder) -> uuid.UUID:
     with db.engine.begin() as conn:
-        hits = search(conn, query, user_id=None, mode="vector", settings=settings, embedder=embedder)
+        hits = search(
+            conn, query, user_id=None, mode="vector", settings=settings, embedder=embedder
+        )
     return hits[0].entity_id
 
 
@@ -50,8 +52,9 @@ def test_mismatch_is_detected_at_start_and_reembed_switches_without_downtime(
     ids = [uuid.uuid4() for _ in DOCS]
     with rdb.engine.begin() as conn:
         for i, body in zip(ids, DOCS, strict=True):
-            index_document(conn, entity_type="note", entity_id=i, text=body, user_id=user.id,
-                           embedder=embedder)
+            index_document(
+                conn, entity_type="note", entity_id=i, text=body, user_id=user.id, embedder=embedder
+            )
     assert check_memory(rdb.engine, test_settings).model == "all-MiniLM-L6-v2"
 
     with ScriptedLLM() as llm:
@@ -82,14 +85,24 @@ def test_mismatch_is_detected_at_start_and_reembed_switches_without_downtime(
         # An old server writes (and embeds) a message while the re-embed runs.
         late = uuid.uuid4()
         with rdb.engine.begin() as conn:
-            index_document(conn, entity_type="note", entity_id=late, text="late bicycles arrive",
-                           user_id=user.id)
+            index_document(
+                conn,
+                entity_type="note",
+                entity_id=late,
+                text="late bicycles arrive",
+                user_id=user.id,
+            )
             assert embed_pending(conn, embedder) == 1
 
         with rdb.engine.begin() as conn:
             assert reembed.fill_batch(conn, new_embedder, limit=10) == 2
-        build_index(rdb.conninfo, new, column="embedding_next", name=reembed.NEXT_INDEX_NAME,
-                    concurrently=True)
+        build_index(
+            rdb.conninfo,
+            new,
+            column="embedding_next",
+            name=reembed.NEXT_INDEX_NAME,
+            concurrently=True,
+        )
         reembed.switch(rdb.engine, new_embedder)
 
         with rdb.engine.connect() as conn:
@@ -102,8 +115,9 @@ def test_mismatch_is_detected_at_start_and_reembed_switches_without_downtime(
             check_memory(rdb.engine, test_settings)
         # An old-model worker notices the switch instead of writing 384-d vectors.
         with rdb.engine.begin() as conn:
-            index_document(conn, entity_type="note", entity_id=uuid.uuid4(), text="newer",
-                           user_id=user.id)
+            index_document(
+                conn, entity_type="note", entity_id=uuid.uuid4(), text="newer", user_id=user.id
+            )
         with pytest.raises(EmbeddingMismatchError), rdb.engine.begin() as conn:
             embed_pending(conn, embedder)
         assert vector_top(rdb, "cats purr", new, new_embedder) == ids[0]
