@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 import core
-from core.cli import db, doctor, serve, users
 from core.cli import bench as bench_cli
+from core.cli import db, doctor, serve, users
 from core.cli import index as index_cli
 from core.cli import search as search_cli
 from core.cli.edge import console

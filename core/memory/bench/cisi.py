@@ -195,7 +195,7 @@ def run_cisi(
             for q in judged
         }
         sweep.append({"rrf_k": rrf_k, "vector_weight": wv, "keyword_weight": wk, **score(fused)})
-    exact = modes["exact"]["ndcg@10"] or 1.0
+    exact_ndcg = modes["exact"]["ndcg@10"] or 1.0
     best_single = max(modes["vector"]["ndcg@10"], modes["keyword"]["ndcg@10"])
     report.update(
         modes=modes,
@@ -209,7 +209,7 @@ def run_cisi(
             "sweep": sweep,
         },
         ratios={
-            "hnsw_vs_exact_ndcg": round(modes["vector"]["ndcg@10"] / exact, 4),
+            "hnsw_vs_exact_ndcg": round(modes["vector"]["ndcg@10"] / exact_ndcg, 4),
             "hybrid_vs_best_single_ndcg": round(modes["hybrid"]["ndcg@10"] / (best_single or 1), 4),
         },
         goals={

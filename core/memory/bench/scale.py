@@ -155,7 +155,10 @@ def run_scale(
         }
         results: dict[str, Any] = {}
         for name, (flt, mask, force) in cases.items():
-            lat, recalls, counts, plans = [], [], [], set()
+            lat: list[float] = []
+            recalls: list[float] = []
+            counts: list[int] = []
+            plans: set[str] = set()
             expected = K if mask is None else min(K, int(np.sum(mask)))
             with db.engine.begin() as conn:
                 for i, q in enumerate(qvecs):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from core.memory.chunking import chunk_text
@@ -19,7 +21,7 @@ def test_long_text_chunks_respect_size_overlap_and_word_boundaries() -> None:
     # No word is cut, every word survives, and consecutive chunks share words.
     assert all(set(c.split()) <= set(words) for c in chunks)
     assert {w for c in chunks for w in c.split()} == set(words)
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert set(a.split()) & set(b.split())
     no_overlap = chunk_text(text, size=200, overlap=0)
     assert sum(len(c.split()) for c in no_overlap) == len(words)

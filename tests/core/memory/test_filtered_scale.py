@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import text
 
 from config import Settings, load_settings
-from core.db import Database
 from core.memory.bulk import BulkRow, bulk_load
 from core.memory.filters import SearchFilter
 from core.memory.search import run_vector_query

@@ -68,9 +68,11 @@ def test_mismatch_is_detected_at_start_and_reembed_switches_without_downtime(
         # A server configured for another model refuses to start, saying what to do.
         with pytest.raises(EmbeddingMismatchError, match="agentry index --reembed"):
             check_memory(rdb.engine, new)
-        with pytest.raises(EmbeddingMismatchError, match="AGENTRY_EMBEDDING_DIMS=1536"):
-            with TestClient(create_app(rdb, new)):
-                pass
+        with (
+            pytest.raises(EmbeddingMismatchError, match="AGENTRY_EMBEDDING_DIMS=1536"),
+            TestClient(create_app(rdb, new)),
+        ):
+            pass
 
         assert reembed.begin(rdb.engine, new_embedder) == 3
         with rdb.engine.begin() as conn:
