@@ -132,3 +132,33 @@ def test_bad_parameters_are_4xx_problems_naming_the_parameter(
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
     assert field in r.json()["detail"]
+
+
+def test_server_embeds_new_messages_in_the_background(db: Database, world: dict[str, Any]) -> None:
+    import time
+
+    from sqlalchemy import select
+
+    from core.models import User
+
+    with db.engine.begin() as conn:
+        alice_id = conn.execute(select(User.id).where(User.email == "alice@search.org")).scalar()
+        fresh = uuid.uuid4()
+        # What the chat path does: index without embedding, in its own transaction.
+        index_document(
+            conn,
+            entity_type="message",
+            entity_id=fresh,
+            text="Remind me to renew the car insurance",
+            user_id=alice_id,
+        )
+    deadline = time.monotonic() + 30
+    found: list[str] = []
+    while time.monotonic() < deadline:
+        found = [
+            h["entity_id"] for h in hits(world, "alice", q="vehicle policy", mode="vector", k=1)
+        ]
+        if found == [str(fresh)]:
+            break
+        time.sleep(0.2)
+    assert found == [str(fresh)]

@@ -144,3 +144,23 @@ def test_bench_search_needs_one_of_dataset_or_scale(
     assert missing.exit_code != 0 and "CISI not found" in missing.output
     assert "exactly one of" in runner.invoke(app, ["bench", "search"]).output
     assert "only cisi" in runner.invoke(app, ["bench", "search", "--dataset", "msmarco"]).output
+
+
+def test_up_refuses_a_mismatched_embedding_model(
+    db: Database, use_database: Any, monkeypatch: Any
+) -> None:
+    from config import get_settings
+    from core.memory.service import check_memory
+
+    use_database(db)
+    check_memory(db.engine, get_settings())  # the index is in the MiniLM space
+    monkeypatch.setenv("AGENTRY_EMBEDDING_PROVIDER", "openai")
+    monkeypatch.setenv("AGENTRY_EMBEDDING_MODEL", "text-embedding-3-large")
+    monkeypatch.setenv("AGENTRY_EMBEDDING_DIMS", "3072")
+    from config import reset_settings
+
+    reset_settings()
+    result = runner.invoke(app, ["up", "--port", "1"])
+    assert result.exit_code == 2
+    assert "holds all-MiniLM-L6-v2 vectors (384 dims)" in result.output
+    assert "agentry index --reembed" in result.output

@@ -236,3 +236,34 @@ def test_backlog_indexes_every_source_once_and_purges_deleted_rows(
             assert count == 1
     finally:
         unregister_source("character")
+
+
+def test_search_memory_tool_is_scoped_and_json_ready(db: Database, embedder: Embedder) -> None:
+    import json
+
+    from core.memory.tool import search_memory
+
+    erin, _ = create_test_user(db, "erin@idx.org")
+    frank, _ = create_test_user(db, "frank@idx.org")
+    with db.engine.begin() as conn:
+        mine = uuid.uuid4()
+        index_document(
+            conn,
+            entity_type="message",
+            entity_id=mine,
+            text="Erin's passport number is in the blue drawer",
+            user_id=erin.id,
+            embedder=embedder,
+        )
+        index_document(
+            conn,
+            entity_type="message",
+            entity_id=uuid.uuid4(),
+            text="Frank keeps his passport in the safe",
+            user_id=frank.id,
+            embedder=embedder,
+        )
+        hits = search_memory(conn, "where is my passport", user_id=erin.id, k=5)
+    assert [h["entity_id"] for h in hits] == [str(mine)]
+    assert hits[0]["rank"] == {"vector": 1, "keyword": 1}
+    json.dumps(hits)
