@@ -163,14 +163,19 @@ def run_vector_query(
     """
     where, params = flt.where()
     cap = max(settings.search_exact_threshold, limit) + 1
-    total = int(conn.execute(TOTAL_ESTIMATE_SQL).scalar() or 0)
-    if flt.is_empty and total > cap:
-        candidates = total
-    else:
-        candidates = int(
-            conn.execute(text(COUNT_SQL.format(where=where)), {**params, "cap": cap}).scalar_one()
-        )
-    total = max(total, candidates)
+    count_sql = text(COUNT_SQL.format(where=where))
+
+    def count() -> int:
+        return int(conn.execute(count_sql, {**params, "cap": cap}).scalar_one())
+
+    # Unfiltered (admin) queries go straight to the index: counting is only needed
+    # when its answer comes back short. Filtered ones are planned by their size.
+    candidates: int | None = None
+    total = 0
+    if not flt.is_empty and force is None:
+        total = int(conn.execute(TOTAL_ESTIMATE_SQL).scalar() or 0)
+        candidates = count()
+        total = max(total, candidates)
     if force is PlanKind.exact:
         plan = VectorPlan(PlanKind.exact, 0)
     elif force is not None:
@@ -179,7 +184,7 @@ def run_vector_query(
         plan = choose_plan(
             version=_pgvector_version(conn),
             filtered=not flt.is_empty,
-            candidates=candidates,
+            candidates=candidates if candidates is not None else cap,
             total=total,
             limit=limit,
             ef_search=settings.hnsw_ef_search,
@@ -192,8 +197,11 @@ def run_vector_query(
         for stmt in plan.settings_sql():
             conn.execute(text(stmt))
         rows = list(conn.execute(text(plan.query_sql(where)), qparams))
-        complete = len(rows) >= limit or len(rows) >= candidates
-        if complete or plan.kind is PlanKind.exact or force is not None:
+        if len(rows) >= limit or plan.kind is PlanKind.exact or force is not None:
+            return VectorRun(plans, rows)
+        if candidates is None:
+            candidates = count()
+        if len(rows) >= candidates:
             return VectorRun(plans, rows)
         plan = next_plan(plan)
 

@@ -26,7 +26,10 @@ from core.memory.search import Hit, fuse, keyword_hits, search, vector_search
 from core.memory.strategy import PlanKind
 
 NAMESPACE = uuid.UUID("6f0e2a4e-3c1b-4f7e-9a51-0c1515c15100")
-RRF_SWEEP = [(60, 1.0, 1.0), (20, 1.0, 1.0), (60, 1.0, 0.5), (60, 2.0, 1.0), (10, 1.0, 0.5)]
+# (rrf_k, vector weight, keyword weight): fused from the same per-mode lists, no new queries.
+RRF_SWEEP = [
+    (rrf_k, 1.0, wk) for rrf_k in (5, 10, 20, 40, 60) for wk in (0.25, 0.5, 0.75, 1.0)
+]
 
 
 @dataclass
