@@ -84,13 +84,13 @@ class Settings(BaseSettings):
     search_exact_threshold: int = Field(
         default=10_000, ge=0, le=10_000_000, alias="AGENTRY_SEARCH_EXACT_THRESHOLD"
     )
-    rrf_k: int = Field(default=60, ge=1, le=10_000, alias="AGENTRY_RRF_K")
+    rrf_k: int = Field(default=20, ge=1, le=10_000, alias="AGENTRY_RRF_K")
     hybrid_depth: int = Field(default=100, ge=1, le=1000, alias="AGENTRY_HYBRID_DEPTH")
     hybrid_vector_weight: float = Field(
         default=1.0, ge=0, le=100, alias="AGENTRY_HYBRID_VECTOR_WEIGHT"
     )
     hybrid_keyword_weight: float = Field(
-        default=1.0, ge=0, le=100, alias="AGENTRY_HYBRID_KEYWORD_WEIGHT"
+        default=0.5, ge=0, le=100, alias="AGENTRY_HYBRID_KEYWORD_WEIGHT"
     )
     index_build_memory: str = Field(
         default="512MB", pattern=r"^[0-9]+(kB|MB|GB)$", alias="AGENTRY_INDEX_BUILD_MEMORY"

@@ -267,3 +267,14 @@ def test_search_memory_tool_is_scoped_and_json_ready(db: Database, embedder: Emb
     assert [h["entity_id"] for h in hits] == [str(mine)]
     assert hits[0]["rank"] == {"vector": 1, "keyword": 1}
     json.dumps(hits)
+
+
+def test_sources_accept_plain_identifiers_only() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="bad identifiers"):
+        SearchableSource("x", "x; DROP TABLE users", ("name",))
+    with pytest.raises(ValueError, match="bad identifiers"):
+        SearchableSource("x", "x", ())
+    with pytest.raises(ValueError, match="bad identifiers"):
+        SearchableSource("x", "x", ("name",), metadata_columns=("a-b",))
