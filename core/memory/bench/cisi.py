@@ -27,9 +27,7 @@ from core.memory.strategy import PlanKind
 
 NAMESPACE = uuid.UUID("6f0e2a4e-3c1b-4f7e-9a51-0c1515c15100")
 # (rrf_k, vector weight, keyword weight): fused from the same per-mode lists, no new queries.
-RRF_SWEEP = [
-    (rrf_k, 1.0, wk) for rrf_k in (5, 10, 20, 40, 60) for wk in (0.25, 0.5, 0.75, 1.0)
-]
+RRF_SWEEP = [(rrf_k, 1.0, wk) for rrf_k in (5, 10, 20, 40, 60) for wk in (0.25, 0.5, 0.75, 1.0)]
 
 
 @dataclass
