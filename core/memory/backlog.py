@@ -93,6 +93,60 @@ def index_source(
     return n, last
 
 
+def sync_row(
+    conn: Connection, entity_type: str, entity_id: object, *, settings: Settings | None = None
+) -> int:
+    """Bring one row of a registered source up to date in the index (after a write).
+
+    The mechanic's CRUD calls this after create, update and (soft) delete: the row is
+    read by its source declaration and indexed, or removed when deleted or gone.
+
+    Returns:
+        Index rows the document now has (0 when removed).
+
+    Raises:
+        KeyError: ``entity_type`` is not a registered source.
+    """
+    import uuid
+
+    from config import get_settings
+    from core.memory.indexer import remove_document
+    from core.memory.sources import source_for
+
+    source = source_for(entity_type)
+    if source is None:
+        raise KeyError(f"{entity_type!r} is not a searchable source")
+    cols = ", ".join(f"t.{f}" for f in source.fields)
+    user = f"t.{source.user_column}" if source.user_column else "NULL"
+    created = f"t.{source.created_column}" if source.created_column else "NULL"
+    meta = "".join(f", t.{c} AS meta_{c}" for c in source.metadata_columns)
+    row = (
+        conn.execute(
+            text(
+                f"SELECT t.id, {cols}, {user} AS owner, {created} AS created{meta} "
+                f"FROM {source.table} t WHERE t.id = :id AND {_live(source)}"
+            ),
+            {"id": entity_id},
+        )
+        .mappings()
+        .one_or_none()
+    )
+    if row is None:
+        assert isinstance(entity_id, uuid.UUID)
+        remove_document(conn, entity_type=entity_type, entity_id=entity_id)
+        return 0
+    return index_document(
+        conn,
+        entity_type=entity_type,
+        entity_id=row["id"],
+        text="\n".join(str(row[f]) for f in source.fields if row[f] is not None),
+        user_id=row["owner"],
+        metadata={c: _jsonable(row[f"meta_{c}"]) for c in source.metadata_columns},
+        created_at=row["created"],
+        settings=settings or get_settings(),
+    )
+
+
 def _jsonable(value: object) -> object:
     return value if isinstance(value, str | int | float | bool) or value is None else str(value)
 

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, func, select, text
 
 from config import load_settings
 from core.db import Database
-from core.memory.backlog import run_backlog
+from core.memory.backlog import run_backlog, sync_row
 from core.memory.embeddings import Embedder
 from core.memory.indexer import embed_pending, has_pending, index_document
 from core.memory.search import search
@@ -220,6 +220,20 @@ def test_backlog_indexes_every_source_once_and_purges_deleted_rows(
             assert [h.entity_id for h in villains] == [ids[1]]
             msgs = search(conn, "indexing", user_id=dave.id, mode="keyword")
             assert backlog_msg in {h.entity_id for h in msgs}
+            # One row after a write (what the mechanic's CRUD calls): update, then delete.
+            conn.execute(
+                text("UPDATE character SET backstory = 'now a loyal gardener' WHERE id = :i"),
+                {"i": ids[0]},
+            )
+            assert sync_row(conn, "character", ids[0], settings=SETTINGS) == 1
+            kw = search(conn, "gardener", user_id=dave.id, mode="keyword")
+            assert [h.entity_id for h in kw] == [ids[0]]
+            conn.execute(
+                text("UPDATE character SET is_deleted = true WHERE id = :i"), {"i": ids[0]}
+            )
+            assert sync_row(conn, "character", ids[0], settings=SETTINGS) == 0
+            assert search(conn, "gardener", user_id=dave.id, mode="keyword") == []
+            # The other one is soft-deleted behind the indexer's back: the backlog purges it.
             conn.execute(
                 text("UPDATE character SET is_deleted = true WHERE id = :i"), {"i": ids[1]}
             )
@@ -233,7 +247,7 @@ def test_backlog_indexes_every_source_once_and_purges_deleted_rows(
                 .select_from(SearchIndex)
                 .where(SearchIndex.entity_type == "character")
             ).scalar_one()
-            assert count == 1
+            assert count == 0
     finally:
         unregister_source("character")
 
