@@ -165,3 +165,25 @@ def test_short_results_retry_up_to_an_exact_scan(
     kinds = [(p.kind, p.ef_search) for p in run.plans]
     assert kinds[0] == (PlanKind.overfetch, 10) and len(run.rows) == 30
     assert len(kinds) > 2 and kinds[1] == (PlanKind.overfetch, 20)
+
+
+def test_iterative_plan_sql_runs_and_is_resorted(db: Database, loaded: dict[str, Any]) -> None:
+    """The >= 0.8 query is valid SQL here too (only its SET needs pgvector 0.8)."""
+    plan = VectorPlan(PlanKind.iterative, 100)
+    flt = SearchFilter(user_id=loaded["owner"])
+    where, params = flt.where()
+    q = clustered_vectors(1, seed=8)[0]
+    from core.memory.indexer import vector_literal
+
+    with db.engine.begin() as conn:
+        conn.execute(text(plan.settings_sql()[0]))  # ef_search; iterative_scan is 0.8-only
+        with pytest.raises(Exception, match="iterative_scan"), conn.begin_nested():
+            conn.execute(text(plan.settings_sql()[1]))
+        rows = list(
+            conn.execute(
+                text(plan.query_sql(where)), {**params, "q": vector_literal(q), "limit": 10}
+            )
+        )
+    distances = [r.distance for r in rows]
+    assert distances == sorted(distances) and rows
+    assert all(int(r.content.split()[1]) % 100 == 0 for r in rows)
