@@ -292,3 +292,45 @@ def test_sources_accept_plain_identifiers_only() -> None:
         SearchableSource("x", "x", ())
     with pytest.raises(ValueError, match="bad identifiers"):
         SearchableSource("x", "x", ("name",), metadata_columns=("a-b",))
+
+
+def test_two_workers_share_the_queue_without_embedding_a_row_twice(
+    db: Database, embedder: Embedder
+) -> None:
+    import threading
+
+    from core.memory.worker import EmbeddingWorker
+
+    gina, _ = create_test_user(db, "gina@idx.org")
+    with db.engine.begin() as conn:
+        for i in range(40):
+            index_document(
+                conn,
+                entity_type="queue",
+                entity_id=uuid.uuid4(),
+                text=f"queued note number {i}",
+                user_id=gina.id,
+                settings=SETTINGS,
+            )
+    with db.engine.connect() as conn:
+        pending = conn.execute(
+            text("SELECT count(*) FROM search_index WHERE embedding IS NULL")
+        ).scalar_one()
+    assert pending >= 40
+    small = load_settings(AGENTRY_EMBEDDING_BATCH_SIZE="8")
+    workers = [EmbeddingWorker(db.engine, small) for _ in range(2)]
+
+    def drain(worker: EmbeddingWorker) -> None:
+        while worker.run_once():
+            pass
+
+    threads = [threading.Thread(target=drain, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with db.engine.connect() as conn:
+        assert not has_pending(conn)
+    # SKIP LOCKED: every row embedded exactly once between them, and both took part.
+    assert sum(w.embedded for w in workers) == pending
+    assert all(w.embedded > 0 for w in workers)
