@@ -106,3 +106,7 @@ class PolicyViolation(ValidationFailed):
     """A schema change breaks the migration policy (lint); the report says why and how to fix."""
 
     title = "Schema change refused by policy"
+
+
+class EmbeddingMismatchError(ConfigError):
+    """The configured embedding model or dimensions differ from what the index holds."""

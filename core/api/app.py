@@ -21,9 +21,11 @@ from core.api.routes import (
     tools,
     users,
 )
+from core.api.routes import search as search_routes
 from core.db.engine import Database, open_database
 from core.mechanic.live import EntityRegistry, start_live_entities
 from core.mechanic.tools import entity_tool_provider
+from core.memory.service import start_memory
 from core.runtime import lifecycle as runtime_lifecycle
 from core.runtime.tool_providers import register_tool_provider, unregister_tool_provider
 
@@ -45,6 +47,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = db is None
         app.state.db = db if db is not None else open_database(settings)
+        # Vector memory: refuse to serve with a mismatched embedding model; embed in background.
+        memory_worker = start_memory(app.state.db.engine, settings)
         listener = start_live_entities(app.state.db, app.state.entities, settings.project_dir)
         entity_tools = register_tool_provider(
             entity_tool_provider(app.state.db, app.state.entities)
@@ -56,6 +60,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
             runtime_lifecycle.stop(app)
             unregister_tool_provider(entity_tools)
             listener.stop()
+            if memory_worker is not None:
+                memory_worker.stop()
             if owned:
                 app.state.db.dispose()
 
@@ -79,4 +85,5 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(entities.router)
     app.include_router(mechanic.router)
     app.include_router(audit.router)
+    app.include_router(search_routes.router)
     return app

@@ -16,7 +16,6 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,9 +28,9 @@ from rich.table import Table
 from sqlalchemy import text
 
 from config import Settings, get_settings
+from core.bench.database import bench_database
 from core.cli.edge import console, edge
-from core.db import Database, open_database, prepare_database
-from core.db.engine import create_db_engine, normalize_url
+from core.db import Database
 from core.errors import NotFoundError
 from core.mechanic.apply import apply_change
 from core.mechanic.live import EntityListener, EntityRegistry
@@ -39,36 +38,6 @@ from core.mechanic.plan import plan_change
 from core.mechanic.spec import parse_spec
 
 GOAL_SECONDS = 10.0
-
-
-@contextmanager
-def scratch_database(settings: Settings) -> Iterator[Database]:
-    """A new, migrated database on the configured server; dropped afterwards."""
-    name = f"agentry_bench_{uuid.uuid4().hex[:10]}"
-    if settings.database_url is None:
-        db = open_database(settings, database=name)
-    else:
-        url = normalize_url(settings.database_url)
-        admin = create_db_engine(url, settings)
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        scratch = url.set(database=name)
-        db = Database(url=scratch, engine=create_db_engine(scratch, settings))
-    try:
-        prepare_database(db, settings)
-        yield db
-    finally:
-        db.dispose()
-        keeper = open_database(settings) if settings.database_url is None else None
-        engine = (
-            keeper.engine
-            if keeper
-            else create_db_engine(normalize_url(settings.database_url or ""), settings)
-        )
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
 
 
 @contextmanager
@@ -179,7 +148,7 @@ def _wait_live(registry: EntityRegistry, name: str, timeout: float = 30) -> None
 def run_bench(settings: Settings, entities: int) -> dict[str, Any]:
     """Measure; returns the report (see the module docstring)."""
     lead, plans, applies, ddl = [], [], [], []
-    with scratch_database(settings) as db, scratch_project(settings) as project:
+    with bench_database(settings, "mechanic") as (db, _), scratch_project(settings) as project:
         bench_settings = settings.model_copy(
             update={
                 "project_dir": project,

@@ -23,7 +23,8 @@ from core.mechanic import registry
 from core.mechanic.agent import spec_from_instruction
 from core.mechanic.apply import apply_change, rollback_change
 from core.mechanic.plan import plan_change
-from core.mechanic.spec import parse_spec
+from core.mechanic.spec import ChangeSpec, parse_spec
+from core.runtime.router import ModelRouter, register_default_model
 
 app = typer.Typer(help="Schema changes by the mechanic: plan, review, apply, roll back.")
 ACTOR = "system"
@@ -95,14 +96,18 @@ def plan(
                 raise ValidationFailed(f"cannot read {spec_file}: {exc.strerror}") from None
             spec = parse_spec(raw)
         else:
-            spec = _step(
-                "asking the mechanic agent", lambda: spec_from_instruction(settings, instruction)
-            )
+            spec = _step("asking the mechanic agent", lambda: _ask(db, settings, instruction))
         change = _step(
             f"planning {spec.summary()}",
             lambda: plan_change(db, settings, spec, actor=ACTOR, instruction=instruction),
         )
     _print_json(change) if as_json else _show(change)
+
+
+def _ask(db: Database, settings: Settings, instruction: str) -> ChangeSpec:
+    with db.engine.begin() as conn:
+        register_default_model(conn, settings)
+    return spec_from_instruction(ModelRouter(db, settings), settings, instruction)
 
 
 @app.command()

@@ -6,17 +6,17 @@ its arguments are validated like any other spec. The model never writes code.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
 from langchain_core.messages import HumanMessage, SystemMessage
-from langchain_openai import ChatOpenAI
-from pydantic import SecretStr
 
 from config import Settings
-from core.errors import ServiceUnavailable, ValidationFailed
+from core.errors import ModelUnavailableError, ServiceUnavailable, ValidationFailed
 from core.mechanic.spec import ChangeSpec, parse_spec
+from core.runtime.router import HOW_TO_CONFIGURE, ModelRouter
 
 TOOL_NAME = "propose_schema_change"
 FALLBACK_PROMPT = (
@@ -50,35 +50,30 @@ def system_prompt(settings: Settings) -> str:
         return FALLBACK_PROMPT
 
 
-def chat_model(settings: Settings) -> ChatOpenAI:
-    """The configured default model, or a 503 that says how to configure one."""
-    if not settings.llm_base_url or not settings.llm_model:
-        raise ServiceUnavailable(
-            "no LLM is configured for the mechanic agent: set AGENTRY_LLM_BASE_URL and "
-            "AGENTRY_LLM_MODEL (and AGENTRY_LLM_API_KEY), or send a spec instead of an instruction"
-        )
-    return ChatOpenAI(
-        base_url=settings.llm_base_url,
-        model=settings.llm_model,
-        api_key=SecretStr(settings.llm_api_key or "not-needed"),
-        timeout=60,
-        max_retries=1,
-    )
+def spec_from_instruction(
+    router: ModelRouter, settings: Settings, instruction: str, *, user_id: uuid.UUID | None = None
+) -> ChangeSpec:
+    """Ask the model router for a spec (recorded in prompt_history like every call).
 
-
-def spec_from_instruction(settings: Settings, instruction: str) -> ChangeSpec:
-    """Ask the model for a spec.
+    Args:
+        router: the process's model router (best usable model, fallback on failure).
+        settings: where the mechanic's system prompt is read from.
+        instruction: the admin's request in plain words.
+        user_id: the admin, for the call record.
 
     Raises:
-        ServiceUnavailable: no model configured, or it could not be reached (503).
+        ModelUnavailableError: no model configured (503, says how to configure one).
+        ServiceUnavailable: every model failed (503).
         ValidationFailed: the model did not propose a valid spec (422).
     """
-    model = chat_model(settings).bind_tools([spec_tool()], tool_choice=TOOL_NAME)
+    if not router.candidates():
+        raise ModelUnavailableError(HOW_TO_CONFIGURE + "; or send a spec instead of an instruction")
+    messages = [SystemMessage(system_prompt(settings)), HumanMessage(instruction)]
     try:
-        reply = model.invoke([SystemMessage(system_prompt(settings)), HumanMessage(instruction)])
-    except Exception as exc:
-        raise ServiceUnavailable(f"the mechanic's model failed: {exc}") from exc
-    calls = [c for c in getattr(reply, "tool_calls", []) if c["name"] == TOOL_NAME]
+        reply = router.invoke(messages, [spec_tool()], tool_choice=TOOL_NAME, user_id=user_id)
+    except ModelUnavailableError as exc:
+        raise ServiceUnavailable(f"the mechanic's model failed: {exc.message}") from exc
+    calls = [c for c in reply.tool_calls if c["name"] == TOOL_NAME]
     if not calls:
         raise ValidationFailed(
             f"the model proposed no schema change (it answered: {str(reply.content)[:200]!r})"

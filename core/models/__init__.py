@@ -10,7 +10,7 @@ from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
 from core.models.mechanic import MechanicChange
 from core.models.registry import Agent, EntityType, Tool
-from core.models.search import SearchIndex
+from core.models.search import SearchEmbeddingSpace, SearchIndex
 from core.models.users import User, UserRole
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "MechanicChange",
     "Message",
     "PromptHistory",
+    "SearchEmbeddingSpace",
     "SearchIndex",
     "Tool",
     "User",

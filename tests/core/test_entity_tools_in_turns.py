@@ -70,3 +70,40 @@ def test_agent_creates_and_finds_an_entity_through_its_tools(
     assert [(r["name"], r["backstory"]) for r in records] == [("Ada", "a poet")]
     tool_message = next(m for m in turn.json()["messages"] if m["role"] == "tool")
     assert '"name": "Ada"' in tool_message["content"]
+
+
+def test_records_made_in_a_turn_are_found_by_search_for_their_owner_only(
+    client: TestClient, db: Database
+) -> None:
+    _, alice_key = create_test_user(db, "alice2@turns.org")
+    _, bob_key = create_test_user(db, "bob2@turns.org")
+    created = client.post(
+        "/v1/entities/character",
+        json={"name": "Brunhild", "backstory": "a shipwright who builds longships"},
+        headers=auth(alice_key),
+    )
+    assert created.status_code == 201, created.text
+    record_id = created.json()["id"]
+
+    hits = client.get(
+        "/v1/search",
+        params={"q": "longships", "entity_type": "character"},
+        headers=auth(alice_key),
+    ).json()["hits"]
+    assert record_id in {h["entity_id"] for h in hits}
+    assert "keyword" in next(h for h in hits if h["entity_id"] == record_id)["rank"]
+    other = client.get(
+        "/v1/search",
+        params={"q": "longships", "entity_type": "character"},
+        headers=auth(bob_key),
+    ).json()["hits"]
+    assert other == []
+
+    deleted = client.delete(f"/v1/entities/character/{record_id}", headers=auth(alice_key))
+    assert deleted.status_code in (200, 204), deleted.text
+    after = client.get(
+        "/v1/search",
+        params={"q": "longships", "entity_type": "character", "mode": "keyword"},
+        headers=auth(alice_key),
+    ).json()["hits"]
+    assert after == []

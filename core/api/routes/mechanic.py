@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, Field, model_validator
 
-from core.api.deps import AdminUser, DbDep, SettingsDep
+from core.api.deps import AdminUser, DbDep, RuntimeDep, SettingsDep
 from core.mechanic import registry
 from core.mechanic.agent import spec_from_instruction
 from core.mechanic.apply import apply_change, rollback_change
@@ -41,12 +41,14 @@ def _refresh(request: Request, db: Any) -> None:
 
 
 @router.post("/changes", status_code=201, summary="Plan a change (files, SQL, lint, dry run)")
-def create_change(body: ChangeRequest, admin: AdminUser, db: DbDep, settings: SettingsDep) -> Any:
+def create_change(
+    body: ChangeRequest, admin: AdminUser, db: DbDep, settings: SettingsDep, runtime: RuntimeDep
+) -> Any:
     if body.spec is not None:
         spec = parse_spec(body.spec)
     else:
         assert body.instruction is not None
-        spec = spec_from_instruction(settings, body.instruction)
+        spec = spec_from_instruction(runtime.router, settings, body.instruction, user_id=admin.id)
     change = plan_change(db, settings, spec, actor=admin.actor, instruction=body.instruction)
     return jsonable_encoder(change)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from config import Settings
 from core.api.app import create_app
@@ -118,7 +119,7 @@ def test_instruction_needs_a_configured_model(
 
 
 def test_instruction_becomes_a_spec_through_an_llm_tool_call_then_apply(
-    client: TestClient, people: dict[str, Any], llm: ScriptedLLM
+    client: TestClient, people: dict[str, Any], llm: ScriptedLLM, db: Database
 ) -> None:
     admin_user, admin = people["admin"]
     llm.enqueue(Reply(tool_calls=[ToolCall("propose_schema_change", CHARACTER)]))
@@ -133,6 +134,17 @@ def test_instruction_becomes_a_spec_through_an_llm_tool_call_then_apply(
     assert "action" in sent["tools"][0]["function"]["parameters"]["properties"]
     assert sent["messages"][-1]["content"] == instruction
     assert "mechanic" in sent["messages"][0]["content"]
+    assert sent["tool_choice"]["function"]["name"] == "propose_schema_change"
+    # The call went through the model router: recorded like every other model call.
+    with db.engine.connect() as conn:
+        recorded = (
+            conn.execute(
+                text("SELECT success FROM prompt_history WHERE user_id = :u"), {"u": admin_user.id}
+            )
+            .scalars()
+            .all()
+        )
+    assert recorded == [True]
 
     listed = client.get("/v1/mechanic/changes?status=planned", headers=admin).json()
     assert body["id"] in [c["id"] for c in listed]
