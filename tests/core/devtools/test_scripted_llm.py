@@ -61,7 +61,7 @@ def test_errors_and_slow_replies(llm: ScriptedLLM) -> None:
     started = time.monotonic()
     with pytest.raises(openai.APITimeoutError):
         chat(llm, timeout=0.3).invoke("x")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 1.9  # the 0.3 s timeout fired, not the 2 s reply
 
 
 def test_per_model_queues_models_and_embeddings(llm: ScriptedLLM) -> None:

@@ -113,7 +113,7 @@ def test_an_entity_applied_through_one_process_is_live_in_the_other(
         10,
         "planet live on B",
     )
-    assert took < 5
+    assert took < 10  # the bound for going live
     made = httpx.post(
         f"{b}/v1/entities/planet",
         json={"name": "Arrakis", "description": "desert world"},

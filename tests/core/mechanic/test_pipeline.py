@@ -285,7 +285,7 @@ def test_a_concurrent_apply_waits_with_a_bound_then_fails_clearly(
             ConflictError, match="another schema change is being applied; waited 1 s"
         ):
             apply_change(db, waiting, change["id"], actor="system")
-        assert 1.0 <= time.perf_counter() - started < 3.0
+        assert 1.0 <= time.perf_counter() - started < 8.0  # bounded, with room for a busy machine
     finally:
         holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
         holder.commit()
