@@ -271,16 +271,4 @@ class ModelRouter:
                 pconn.execute(RECORD_PSYCOPG_SQL, params)
             return
         with self.db.engine.begin() as conn:
-            conn.execute(
-                RECORD_SQL,
-                {
-                    "ok": error is None,
-                    "elapsed": elapsed,
-                    "id": candidate.id,
-                    "user_id": user_id,
-                    "conversation_id": conversation_id,
-                    "prompt": prompt or "(empty)",
-                    "response": response,
-                    "error": error,
-                },
-            )
+            conn.execute(RECORD_SQL, params)
