@@ -10,6 +10,7 @@ from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
 from core.models.registry import Agent, EntityType, Tool
 from core.models.search import SearchIndex
+from core.models.store import StoreItem
 from core.models.users import User, UserRole
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Message",
     "PromptHistory",
     "SearchIndex",
+    "StoreItem",
     "Tool",
     "User",
     "UserRole",
