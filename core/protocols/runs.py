@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage
 
 from core.errors import AgentryError, NotFoundError
 from core.protocols.serialize import jsonable, message_json, values_json
@@ -150,6 +150,7 @@ class Translator:
         self.modes = set(run.stream_modes)
         self.messages: list[BaseMessage] = list(values.get("messages", []))
         self.agent: str | None = values.get("agent")
+        self.streamed: set[str] = set()  # ids of messages sent as chunks
 
     def values(self) -> dict[str, Any]:
         state: dict[str, Any] = {"messages": self.messages}
@@ -190,6 +191,14 @@ class Translator:
                 yield "values", self.values()
         elif event.type == "chunk":
             message, meta = event.data["message"], jsonable(event.data["metadata"])
+            namespace = str(meta.get("langgraph_checkpoint_ns", ""))
+            if isinstance(message, AIMessageChunk) and ":" in namespace:
+                # The graph names a model's reply after its task (m-<task id>); chunks get
+                # that id too, so clients merge them into the message the state holds.
+                message = message.model_copy(update={"id": f"m-{namespace.rsplit(':', 1)[1]}"})
+                self.streamed.add(str(message.id))
+            elif message.id in self.streamed:
+                return  # the complete message of chunks already sent
             if "messages-tuple" in self.modes:
                 yield "messages", [message_json(message), meta]
             if "events" in self.modes:

@@ -263,7 +263,8 @@ def join_stream(
     stream_mode: list[str] | None = Query(default=None),
 ) -> StreamingResponse:
     run = _run(request, user, db, thread_id, run_id)
-    extra = set(stream_mode or []) - set(run.stream_modes)
+    # httpx sends an absent (None) stream_mode as an empty value.
+    extra = {m for m in stream_mode or [] if m} - set(run.stream_modes)
     if extra:
         raise ValidationFailed(
             f"stream_mode: {sorted(extra)[0]!r} was not requested when the run started"
