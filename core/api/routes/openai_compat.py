@@ -16,16 +16,19 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from langchain_core.messages import HumanMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from core.api.deps import CurrentUser, RuntimeDep, SessionDep
+from core.api.problems import problem
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
 from core.errors import AgentryError, ValidationFailed
@@ -40,8 +43,39 @@ from core.protocols.threads import (
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import TurnEvent, run_turn
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"])
-prefixed = APIRouter(prefix="/openai/v1", tags=["openai-compatible"])
+
+class OpenAIErrorRoute(APIRoute):
+    """Problems carry an OpenAI ``error`` object too, so OpenAI clients show the detail."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except AgentryError as exc:
+                return _error(exc.status, exc.title, exc.message)
+            except RequestValidationError as exc:
+                detail = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
+                    for e in exc.errors()
+                )
+                return _error(422, "Invalid request", detail)
+
+        return handle
+
+
+def _error(status: int, title: str, detail: str) -> Response:
+    response = problem(
+        status, title, detail, error={"message": detail, "type": title, "code": status}
+    )
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"], route_class=OpenAIErrorRoute)
+prefixed = APIRouter(prefix="/openai/v1", tags=["openai-compatible"], route_class=OpenAIErrorRoute)
 HEADER = "X-Agentry-Conversation"
 CHANNEL = "openai"
 # Values of options that mean "the default" and so are honoured by ignoring them.

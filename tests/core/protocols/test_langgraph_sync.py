@@ -64,7 +64,9 @@ def test_stream_a_run_in_every_mode(alice: SyncLangGraphClient, llm: ScriptedLLM
     updates = [p.data for p in parts if p.event == "updates"]
     assert [next(iter(u)) for u in updates] == ["agent.assistant", "tools", "agent.assistant"]
     tokens = [p.data for p in parts if p.event == "messages"]
-    text = "".join(chunk["content"] for chunk, meta in tokens if meta["langgraph_node"] == "agent.assistant")
+    text = "".join(
+        chunk["content"] for chunk, meta in tokens if meta["langgraph_node"] == "agent.assistant"
+    )
     assert "It is tea time." in text
     events = [p.data["event"] for p in parts if p.event == "events"]
     assert events[0] == "on_chain_start" and events[-1] == "on_chain_end"
@@ -88,7 +90,9 @@ def test_wait_continue_and_read(
     alice: SyncLangGraphClient, live: LiveServer, keys: dict[str, str]
 ) -> None:
     tid = alice.threads.create()["thread_id"]
-    first = alice.runs.wait(tid, "assistant", input={"messages": [{"role": "user", "content": "hello"}]})
+    first = alice.runs.wait(
+        tid, "assistant", input={"messages": [{"role": "user", "content": "hello"}]}
+    )
     assert first["messages"][-1]["content"] == "echo: hello"  # type: ignore[index]
     second = alice.runs.wait(
         tid, "assistant", input={"messages": [{"type": "human", "content": "again"}]}
@@ -127,7 +131,12 @@ def test_update_state_adds_messages(alice: SyncLangGraphClient) -> None:
     tid = alice.threads.create()["thread_id"]
     alice.threads.update_state(
         tid,
-        {"messages": [{"role": "user", "content": "remember: blue"}, {"role": "assistant", "content": "noted"}]},
+        {
+            "messages": [
+                {"role": "user", "content": "remember: blue"},
+                {"role": "assistant", "content": "noted"},
+            ]
+        },
     )
     state = alice.threads.get_state(tid)
     assert [m["content"] for m in state["values"]["messages"]] == ["remember: blue", "noted"]
@@ -139,12 +148,18 @@ def test_update_state_adds_messages(alice: SyncLangGraphClient) -> None:
 
 
 def test_stateless_runs(alice: SyncLangGraphClient) -> None:
-    out = alice.runs.wait(None, "assistant", input={"messages": [{"role": "user", "content": "once"}]})
+    out = alice.runs.wait(
+        None, "assistant", input={"messages": [{"role": "user", "content": "once"}]}
+    )
     assert out["messages"][-1]["content"] == "echo: once"  # type: ignore[index]
     parts = list(
-        alice.runs.stream(None, "assistant", input={"messages": [{"role": "user", "content": "twice"}]})
+        alice.runs.stream(
+            None, "assistant", input={"messages": [{"role": "user", "content": "twice"}]}
+        )
     )
-    assert parts[-1].event == "values" and parts[-1].data["messages"][-1]["content"] == "echo: twice"
+    assert (
+        parts[-1].event == "values" and parts[-1].data["messages"][-1]["content"] == "echo: twice"
+    )
     # stateless threads are deleted at the end (on_completion 'delete', the default)
     assert all(
         not any(m.get("content") in ("once", "twice") for m in t["values"].get("messages", []))
@@ -168,21 +183,24 @@ def test_unsupported_options_are_422(
     tid = alice.threads.create()["thread_id"]
     with pytest.raises(httpx.HTTPStatusError) as refused:
         alice.runs.create(
-            tid, "assistant", input={"messages": [{"role": "user", "content": "x"}]}, **{option: value}
+            tid,
+            "assistant",
+            input={"messages": [{"role": "user", "content": "x"}]},
+            **{option: value},
         )
     assert refused.value.response.status_code == 422
     assert named in refused.value.response.text
 
 
-def test_another_users_thread_is_404(
-    alice: SyncLangGraphClient, bob: SyncLangGraphClient
-) -> None:
+def test_another_users_thread_is_404(alice: SyncLangGraphClient, bob: SyncLangGraphClient) -> None:
     tid = alice.threads.create()["thread_id"]
     for call in (
         lambda: bob.threads.get(tid),
         lambda: bob.threads.get_state(tid),
         lambda: bob.threads.get_history(tid),
-        lambda: bob.runs.wait(tid, "assistant", input={"messages": [{"role": "user", "content": "x"}]}),
+        lambda: bob.runs.wait(
+            tid, "assistant", input={"messages": [{"role": "user", "content": "x"}]}
+        ),
         lambda: bob.runs.list(tid),
     ):
         with pytest.raises(httpx.HTTPStatusError) as hidden:
