@@ -56,4 +56,5 @@ def live(db: Database, llm: ScriptedLLM) -> Iterator[LiveServer]:
 def keys(db: Database) -> dict[str, str]:
     _, alice = create_test_user(db, "alice@example.org")
     _, bob = create_test_user(db, "bob@example.org")
-    return {"alice": alice, "bob": bob}
+    _, admin = create_test_user(db, "root@example.org", admin=True)
+    return {"alice": alice, "bob": bob, "admin": admin}

@@ -254,3 +254,30 @@ def test_store(alice: SyncLangGraphClient, bob: SyncLangGraphClient) -> None:
     with pytest.raises(httpx.HTTPStatusError) as ttl:
         alice.store.put_item(["notes"], "t", {"x": 1}, ttl=5)
     assert ttl.value.response.status_code == 422 and "ttl" in ttl.value.response.text
+
+
+def test_background_stateless_run_and_agent_choice(
+    live: LiveServer, keys: dict[str, str], alice: SyncLangGraphClient
+) -> None:
+    run = alice.runs.create(
+        None, "assistant", input={"messages": [{"role": "user", "content": "bg"}]}
+    )
+    assert run["assistant_id"] == "assistant" and run["thread_id"]
+    # an admin-only agent is refused to a user
+    with pytest.raises(httpx.HTTPStatusError) as forbidden:
+        alice.runs.wait(None, "mechanic", input={"messages": [{"role": "user", "content": "x"}]})
+    assert forbidden.value.response.status_code == 403
+    # asking for another agent on a later run switches the thread to it
+    admin = get_sync_client(url=live.url, api_key=keys["admin"])
+    tid = admin.threads.create(graph_id="assistant")["thread_id"]
+    admin.runs.wait(tid, "assistant", input={"messages": [{"role": "user", "content": "one"}]})
+    admin.runs.wait(tid, "mechanic", input={"messages": [{"role": "user", "content": "two"}]})
+    switches = httpx.get(
+        f"{live.url}/v1/conversations/{tid}/switches",
+        headers={"Authorization": f"Bearer {keys['admin']}"},
+    ).json()
+    assert [(s["from_agent"], s["to_agent"]) for s in switches] == [
+        (None, "assistant"),
+        ("assistant", "mechanic"),
+    ]
+    assert admin.threads.get(tid)["metadata"]["assistant_id"] == "mechanic"

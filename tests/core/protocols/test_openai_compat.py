@@ -134,6 +134,13 @@ def test_errors(client: OpenAI, keys: dict[str, str], live: LiveServer) -> None:
             messages=[{"role": "user", "content": "steal"}],
             extra_headers={"X-Agentry-Conversation": cid},
         )
+    with pytest.raises(openai.UnprocessableEntityError) as client_tools:
+        client.chat.completions.create(
+            model="assistant",
+            messages=[{"role": "user", "content": "x"}],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        )
+    assert "tools" in str(client_tools.value)
     nobody = OpenAI(base_url=f"{live.url}/v1", api_key="agk_wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         nobody.models.list()
