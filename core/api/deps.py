@@ -41,7 +41,10 @@ def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
 
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit when the route returns, before the response is sent, so a
+# client's next request always sees the write (the default "request" scope commits after
+# the response went out).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_current_user(

@@ -29,7 +29,9 @@ from core.runtime.turns import TurnEvent
 
 log = logging.getLogger(__name__)
 
-STREAM_MODES = ("values", "updates", "messages-tuple", "events")
+# "custom" carries what nodes write with LangGraph's stream writer; Agentry's nodes
+# write nothing there, so it is valid and stays empty.
+STREAM_MODES = ("values", "updates", "messages-tuple", "events", "custom")
 KEEP_FINISHED = 1000  # finished runs remembered per process
 
 

@@ -281,3 +281,28 @@ def test_background_stateless_run_and_agent_choice(
         ("assistant", "mechanic"),
     ]
     assert admin.threads.get(tid)["metadata"]["assistant_id"] == "mechanic"
+
+
+def test_agent_chat_ui_style_run_and_resumable_join(alice: SyncLangGraphClient) -> None:
+    """What Agent Chat UI sends: values + messages-tuple + custom, subgraphs, resumable."""
+    tid = alice.threads.create()["thread_id"]
+    parts = list(
+        alice.runs.stream(
+            tid,
+            "assistant",
+            input={"messages": [{"type": "human", "content": [{"type": "text", "text": "ui"}]}]},
+            stream_mode=["values", "messages-tuple", "custom"],
+            stream_subgraphs=True,
+            stream_resumable=True,
+            on_disconnect="continue",
+        )
+    )
+    assert parts[-1].event == "values"
+    assert parts[-1].data["messages"][-1]["content"] == "echo: ui"
+    assert not [p for p in parts if p.event == "custom"]  # nodes write no custom data
+    assert [p.id for p in parts] == [str(i) for i in range(len(parts))]
+    run_id = parts[0].data["run_id"]
+    # rejoining after event 1 replays the rest only
+    rest = list(alice.runs.join_stream(tid, run_id, last_event_id="1"))
+    assert [p.id for p in rest] == [p.id for p in parts[2:]]
+    assert rest[-1].data == parts[-1].data

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,8 +46,6 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "feedback_keys": (None, []),
     "langsmith_tracer": (None,),
     "strict_resume": (None, False),
-    "stream_subgraphs": (None, False),
-    "stream_resumable": (None, False),
     "multitask_strategy": (None, "reject"),
     "if_not_exists": (None, "reject"),
     "durability": (None, "sync"),
@@ -65,6 +63,10 @@ class RunCreate(BaseModel):
     stream_mode: str | list[str] = "values"
     on_disconnect: Literal["cancel", "continue"] | None = None
     on_completion: Literal["delete", "keep"] | None = None
+    # Agentry graphs have no subgraphs: streaming them adds nothing, so both are honoured.
+    stream_subgraphs: bool | None = None
+    # Every run keeps its events: a stream can be rejoined (Last-Event-ID) while it runs.
+    stream_resumable: bool | None = None
 
 
 def _modes(body: RunCreate) -> list[str]:
@@ -160,11 +162,12 @@ def _forget(runtime: AgentRuntime, user: Principal, conversation_id: uuid.UUID) 
         delete_conversation(conn, user, conversation_id)
 
 
-def _sse(run: Run, cancel_on_disconnect: bool) -> StreamingResponse:
+def _sse(run: Run, cancel_on_disconnect: bool, start: int = 0) -> StreamingResponse:
     def stream() -> Iterator[str]:
         try:
-            for name, data in run.tail():
-                yield f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
+            for position, (name, data) in enumerate(run.tail(start), start):
+                body = json.dumps(data, default=str)
+                yield f"event: {name}\ndata: {body}\nid: {position}\n\n"
         finally:
             if cancel_on_disconnect and not run.done:
                 run.cancel.set()
@@ -261,6 +264,7 @@ def join_stream(
     db: DbDep,
     cancel_on_disconnect: bool = False,
     stream_mode: list[str] | None = Query(default=None),
+    last_event_id: str | None = Header(default=None),
 ) -> StreamingResponse:
     run = _run(request, user, db, thread_id, run_id)
     # httpx sends an absent (None) stream_mode as an empty value.
@@ -269,7 +273,11 @@ def join_stream(
         raise ValidationFailed(
             f"stream_mode: {sorted(extra)[0]!r} was not requested when the run started"
         )
-    return _sse(run, cancel_on_disconnect)
+    try:
+        start = int(last_event_id) + 1 if last_event_id else 0
+    except ValueError:
+        raise ValidationFailed("Last-Event-ID: must be an event id of this run") from None
+    return _sse(run, cancel_on_disconnect, max(start, 0))
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", summary="Cancel a run")
