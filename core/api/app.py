@@ -12,6 +12,7 @@ from config import Settings, get_settings
 from core.api.problems import install_problem_handlers
 from core.api.routes import agents, conversations, health, models, openai_compat, tools, users
 from core.api.routes.protocol import assistants as protocol_assistants
+from core.api.routes.protocol import info as protocol_info
 from core.api.routes.protocol import runs as protocol_runs
 from core.api.routes.protocol import store as protocol_store
 from core.api.routes.protocol import threads as protocol_threads
@@ -61,6 +62,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(models.router)
     app.include_router(conversations.router)
     # The LangGraph Agent Protocol (langgraph_sdk) and the OpenAI-compatible chat API.
+    app.include_router(protocol_info.router)
     app.include_router(protocol_assistants.router)
     app.include_router(protocol_threads.router)
     app.include_router(protocol_runs.router)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from core.api.deps import CurrentUser, SessionDep, SettingsDep
+from core.api.routes.openai_compat import is_openai_client, models_json
 from core.models import AiModel
 from core.runtime.router import usable_models
 
@@ -24,8 +25,6 @@ def list_models(
 ) -> Any:
     # The OpenAI-compatible surface shares this path: an OpenAI SDK (base_url .../v1)
     # gets what it can parse; /openai/v1/models always answers that shape.
-    from core.api.routes.openai_compat import is_openai_client, models_json
-
     if is_openai_client(request):
         return models_json(session, user)
     conn = session.connection()

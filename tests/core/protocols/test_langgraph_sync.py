@@ -306,3 +306,10 @@ def test_agent_chat_ui_style_run_and_resumable_join(alice: SyncLangGraphClient) 
     rest = list(alice.runs.join_stream(tid, run_id, last_event_id="1"))
     assert [p.id for p in rest] == [p.id for p in parts[2:]]
     assert rest[-1].data == parts[-1].data
+
+
+def test_info_is_public(live: LiveServer) -> None:
+    info = httpx.get(f"{live.url}/info")
+    assert info.status_code == 200
+    assert info.json()["flags"]["assistants"] is True
+    assert info.json()["flags"]["crons"] is False
