@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, text
 
 from config import Settings, get_settings
 from core.bench.chat import run_chat_bench
+from core.bench.protocols import run_protocols_bench
 from core.cli.edge import console, edge
 from core.db import Database, open_database, prepare_database
 from core.db.engine import create_db_engine, normalize_url
@@ -106,3 +107,34 @@ class _null:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+@app.command("protocols")
+@edge
+def protocols(
+    turns: int = typer.Option(50, "--turns", min=3, help="Turns through each surface."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Time per turn through the Agent Protocol and the OpenAI-compatible chat, against
+    Agentry's own messages route in the same run."""
+    from rich.progress import Progress
+
+    settings = get_settings()
+    db = bench_database(settings)
+    try:
+        prepare_database(db, settings)
+        with Progress(console=console, disable=as_json, transient=True) as progress:
+            task = progress.add_task("turns", total=4 * turns)
+            result = run_protocols_bench(
+                db, settings, turns=turns, tick=lambda: progress.advance(task)
+            )
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table("surface", "p50 ms", "p95 ms", "ratio p50 vs native")
+    for name in ("native_messages", "agent_protocol_wait", "agent_protocol_stream", "openai_chat"):
+        row = result[name]
+        table.add_row(name, str(row["p50_ms"]), str(row["p95_ms"]), str(row["ratio_p50_vs_native"]))
+    console.print(table)
