@@ -55,14 +55,20 @@ def live_server(db: Database, settings: Settings) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def _timed(turn: Callable[[str], Any], turns: int, tick: Callable[[], None]) -> list[float]:
-    turn("warm up")
-    times = []
+def _timed(
+    surfaces: dict[str, Callable[[str], Any]], turns: int, tick: Callable[[], None]
+) -> dict[str, list[float]]:
+    """Interleaved (one turn of each surface per round), so warm-up and the machine's
+    load hit every surface alike."""
+    for turn in surfaces.values():
+        turn("warm up")
+    times: dict[str, list[float]] = {name: [] for name in surfaces}
     for i in range(turns):
-        started = time.perf_counter()
-        turn(f"message number {i}")
-        times.append((time.perf_counter() - started) * 1000)
-        tick()
+        for name, turn in surfaces.items():
+            started = time.perf_counter()
+            turn(f"message number {i}")
+            times[name].append((time.perf_counter() - started) * 1000)
+            tick()
     return times
 
 
@@ -127,15 +133,19 @@ def run_protocols_bench(
                     extra_headers={"X-Agentry-Conversation": conversation},
                 )
 
-            baseline = _timed(native, turns, tick)
-            measured = {
-                "agent_protocol_wait": _timed(wait, turns, tick),
-                "agent_protocol_stream": _timed(stream, turns, tick),
-                "openai_chat": _timed(openai_chat, turns, tick),
-            }
+            measured = _timed(
+                {
+                    "native_messages": native,
+                    "agent_protocol_wait": wait,
+                    "agent_protocol_stream": stream,
+                    "openai_chat": openai_chat,
+                },
+                turns,
+                tick,
+            )
+    baseline = measured["native_messages"]
     return {
         "benchmark": "protocols",
         "turns": turns,
-        "native_messages": _summary(baseline, baseline),
         **{name: _summary(times, baseline) for name, times in measured.items()},
     }

@@ -14,7 +14,7 @@ from core.conversations.messages import from_langchain, store_messages
 from core.conversations.store import get_conversation
 from core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
 from core.models import Conversation
-from core.protocols.serialize import state_json, values_json
+from core.protocols.serialize import checkpoint_json, state_json, values_json
 from core.registry.specs import AgentSpec
 from core.runtime.graph import agent_node
 from core.runtime.handoffs import record_switch
@@ -176,17 +176,7 @@ def append_messages(
             if r is not None
         ]
         store_messages(conn, conversation_id, conversation.user_id, rows, track_turn=False)
-    return {"checkpoint": state_json_checkpoint(config, str(conversation_id))}
-
-
-def state_json_checkpoint(config: Any, thread_id: str) -> dict[str, Any]:
-    conf = (config or {}).get("configurable", {})
-    return {
-        "thread_id": thread_id,
-        "checkpoint_ns": conf.get("checkpoint_ns", ""),
-        "checkpoint_id": conf.get("checkpoint_id"),
-        "checkpoint_map": None,
-    }
+    return {"checkpoint": checkpoint_json(config, str(conversation_id))}
 
 
 def thread_state(
