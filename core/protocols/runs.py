@@ -135,6 +135,10 @@ class RunRegistry:
             raise NotFoundError(f"no run {run_id} on thread {thread_id}")
         return run
 
+    def forget(self, run_id: uuid.UUID) -> None:
+        with self._lock:
+            self._runs.pop(run_id, None)
+
     def of_thread(self, thread_id: uuid.UUID) -> list[Run]:
         with self._lock:
             runs = [r for r in self._runs.values() if r.thread_id == thread_id]

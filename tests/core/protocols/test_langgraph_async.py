@@ -66,6 +66,9 @@ def test_background_run_join_and_list(live: LiveServer, keys: dict[str, str]) ->
         # a finished run's stream can still be joined: it replays the events
         replay = [p async for p in client.runs.join_stream(tid, run["run_id"])]
         assert replay[0].event == "metadata" and replay[-1].event == "values"
+        await client.runs.delete(tid, run["run_id"])
+        assert await client.runs.list(tid) == []
+        assert await client.threads.count(metadata={"graph_id": "assistant"}) >= 1
 
     asyncio.run(scenario())
 

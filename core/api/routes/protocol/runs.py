@@ -19,7 +19,7 @@ from core.api.deps import CurrentUser, DbDep, RuntimeDep, SessionDep
 from core.api.routes.protocol.threads import CHANNEL, run_registry
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, delete_conversation, get_conversation
-from core.errors import AgentryError, ValidationFailed
+from core.errors import AgentryError, ConflictError, ValidationFailed
 from core.protocols.runs import STREAM_MODES, Run, Translator, launch
 from core.protocols.threads import (
     ASSISTANT_KEY,
@@ -300,6 +300,17 @@ def cancel(
             status_code=200, content=json.dumps(run.json()), media_type="application/json"
         )
     return Response(status_code=202)
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, summary="Forget a run")
+def delete_run(
+    thread_id: uuid.UUID, run_id: uuid.UUID, request: Request, user: CurrentUser, db: DbDep
+) -> Response:
+    run = _run(request, user, db, thread_id, run_id)
+    if not run.done:
+        raise ConflictError("the run is still going: cancel it first")
+    run_registry(request).forget(run.run_id)
+    return Response(status_code=204)
 
 
 # --- stateless runs ---------------------------------------------------------------

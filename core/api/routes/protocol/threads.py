@@ -142,6 +142,18 @@ def search(
     return [thread_json(runtime, r, busy=registry.busy(r.id)) for r in page]
 
 
+@router.post("/count", summary="How many threads of the caller match")
+def count(
+    body: ThreadSearch,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> int:
+    body.limit, body.offset = 1000, 0
+    return len(search(body, request, user, session, runtime))
+
+
 @router.get("/{thread_id}", summary="One thread with its current values")
 def get_one(
     thread_id: uuid.UUID,
