@@ -313,3 +313,22 @@ def test_info_is_public(live: LiveServer) -> None:
     assert info.status_code == 200
     assert info.json()["flags"]["assistants"] is True
     assert info.json()["flags"]["crons"] is False
+
+
+def test_failing_model_then_resume_without_input(
+    alice: SyncLangGraphClient, llm: ScriptedLLM
+) -> None:
+    tid = alice.threads.create()["thread_id"]
+    llm.enqueue(*[Reply(status=503) for _ in range(6)])
+    with pytest.raises(Exception) as failed:
+        alice.runs.wait(tid, "assistant", input={"messages": [{"role": "user", "content": "hi"}]})
+    assert "no model available" in str(failed.value).lower()
+    llm.clear()  # the failures the router's attempts did not use
+    run = alice.runs.list(tid)[0]
+    assert run["status"] == "error"
+    assert alice.threads.get(tid)["status"] == "error"  # the turn is pending
+    # a run without input completes the interrupted turn from its checkpoint
+    out = alice.runs.wait(tid, "assistant")
+    assert [m["content"] for m in out["messages"]] == ["hi", "echo: hi"]  # type: ignore[index]
+    assert alice.threads.get(tid)["status"] == "idle"
+    assert alice.threads.search(status="idle", ids=[tid])[0]["thread_id"] == tid
