@@ -113,3 +113,25 @@ def test_async_store(live: LiveServer, keys: dict[str, str]) -> None:
         assert (await client.store.search_items(["prefs"]))["items"] == []
 
     asyncio.run(scenario())
+
+
+def test_disconnect_cancels_when_asked(
+    live: LiveServer, keys: dict[str, str], llm: ScriptedLLM
+) -> None:
+    async def scenario() -> None:
+        client = get_client(url=live.url, api_key=keys["alice"])
+        tid = (await client.threads.create())["thread_id"]
+        llm.enqueue(Reply("never seen", delay=1.0))
+        stream = client.runs.stream(tid, "assistant", input=USER, on_disconnect="cancel")
+        first = await stream.__anext__()
+        assert first.event == "metadata"
+        await stream.aclose()  # the client goes away
+        run_id = first.data["run_id"]
+        for _ in range(100):
+            run = await client.runs.get(tid, run_id)
+            if run["status"] != "running" and run["status"] != "pending":
+                break
+            await asyncio.sleep(0.1)
+        assert run["status"] == "interrupted"
+
+    asyncio.run(scenario())

@@ -332,3 +332,24 @@ def test_failing_model_then_resume_without_input(
     assert [m["content"] for m in out["messages"]] == ["hi", "echo: hi"]  # type: ignore[index]
     assert alice.threads.get(tid)["status"] == "idle"
     assert alice.threads.search(status="idle", ids=[tid])[0]["thread_id"] == tid
+
+
+def test_history_filter_search_sort_and_bad_node(alice: SyncLangGraphClient) -> None:
+    older = alice.threads.create(metadata={"batch": "sort"})["thread_id"]
+    newer = alice.threads.create(metadata={"batch": "sort"})["thread_id"]
+    ascending = alice.threads.search(
+        metadata={"batch": "sort"}, sort_by="created_at", sort_order="asc"
+    )
+    assert [t["thread_id"] for t in ascending] == [older, newer]
+    descending = alice.threads.search(metadata={"batch": "sort"}, sort_by="created_at")
+    assert [t["thread_id"] for t in descending] == [newer, older]
+    alice.runs.wait(older, "assistant", input={"messages": [{"role": "user", "content": "h"}]})
+    inputs = alice.threads.get_history(older, metadata={"source": "input"})
+    assert inputs and all(s["metadata"]["source"] == "input" for s in inputs)
+    everything = alice.threads.get_history(older, limit=50)
+    assert len(inputs) < len(everything)
+    with pytest.raises(httpx.HTTPStatusError) as bad:
+        alice.threads.update_state(
+            older, {"messages": [{"role": "user", "content": "x"}]}, as_node="nowhere"
+        )
+    assert bad.value.response.status_code == 422 and "as_node" in bad.value.response.text
