@@ -144,3 +144,14 @@ def test_errors(client: OpenAI, keys: dict[str, str], live: LiveServer) -> None:
     nobody = OpenAI(base_url=f"{live.url}/v1", api_key="agk_wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         nobody.models.list()
+
+
+def test_stream_reports_a_failing_model(client: OpenAI, llm: ScriptedLLM) -> None:
+    llm.enqueue(*[Reply(status=503) for _ in range(6)])
+    stream = client.chat.completions.create(
+        model="assistant", messages=[{"role": "user", "content": "fail"}], stream=True
+    )
+    with pytest.raises(openai.APIError) as failed:
+        list(stream)
+    llm.clear()
+    assert "every usable model failed" in str(failed.value)
