@@ -90,19 +90,13 @@ class Run:
             self.updated_at = _now()
             self.cond.notify_all()
 
-    def tail(self, start: int = 0) -> Iterator[tuple[str, Any]]:
-        """The run's events from ``start`` on, waiting for new ones until it ends."""
-        position = start
-        while True:
-            with self.cond:
-                while position >= len(self.events) and not self.done:
-                    self.cond.wait(timeout=1.0)
-                batch = self.events[position:]
-                finished = self.done
-            yield from batch
-            position += len(batch)
-            if finished and position >= len(self.events):
-                return
+    def batch(self, start: int, timeout: float) -> tuple[list[tuple[str, Any]], bool]:
+        """The events from ``start`` on (waiting up to ``timeout`` for one) and whether
+        the run has ended."""
+        with self.cond:
+            if start >= len(self.events) and not self.done:
+                self.cond.wait(timeout=timeout)
+            return self.events[start:], self.done
 
     def wait(self, timeout: float | None = None) -> bool:
         with self.cond:

@@ -121,7 +121,7 @@ def test_disconnect_cancels_when_asked(
     async def scenario() -> None:
         client = get_client(url=live.url, api_key=keys["alice"])
         tid = (await client.threads.create())["thread_id"]
-        llm.enqueue(Reply("never seen", delay=1.0))
+        llm.enqueue(Reply("never seen", delay=2.0))
         stream = client.runs.stream(tid, "assistant", input=USER, on_disconnect="cancel")
         first = await stream.__anext__()
         assert first.event == "metadata"

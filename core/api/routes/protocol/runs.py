@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -163,12 +164,20 @@ def _forget(runtime: AgentRuntime, user: Principal, conversation_id: uuid.UUID) 
 
 
 def _sse(run: Run, cancel_on_disconnect: bool, start: int = 0) -> StreamingResponse:
-    def stream() -> Iterator[str]:
+    async def stream() -> AsyncIterator[str]:
+        position = start
         try:
-            for position, (name, data) in enumerate(run.tail(start), start):
-                body = json.dumps(data, default=str)
-                yield f"event: {name}\ndata: {body}\nid: {position}\n\n"
+            while True:
+                # Wait in a worker thread, briefly, so a client that left is noticed.
+                events, ended = await run_in_threadpool(run.batch, position, 0.5)
+                for name, data in events:
+                    body = json.dumps(data, default=str)
+                    yield f"event: {name}\ndata: {body}\nid: {position}\n\n"
+                    position += 1
+                if ended and not events:
+                    return
         finally:
+            # Also reached when the server cancels the stream because the client left.
             if cancel_on_disconnect and not run.done:
                 run.cancel.set()
 
