@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -71,6 +71,31 @@ class Settings(BaseSettings):
         default=64, ge=4, le=1000, alias="AGENTRY_HNSW_EF_CONSTRUCTION"
     )
     hnsw_ef_search: int = Field(default=40, ge=1, le=1000, alias="AGENTRY_HNSW_EF_SEARCH")
+    # --- vector memory (issue 4) ------------------------------------------------
+    embedding_base_url: str | None = Field(default=None, alias="AGENTRY_EMBEDDING_BASE_URL")
+    embedding_api_key: str | None = Field(default=None, alias="AGENTRY_EMBEDDING_API_KEY")
+    embedding_batch_size: int = Field(
+        default=64, ge=1, le=2048, alias="AGENTRY_EMBEDDING_BATCH_SIZE"
+    )
+    chunk_size: int = Field(default=1000, ge=100, le=100_000, alias="AGENTRY_CHUNK_SIZE")
+    chunk_overlap: int = Field(default=200, ge=0, le=50_000, alias="AGENTRY_CHUNK_OVERLAP")
+    # Seconds between polls of the in-server embedding worker (0 disables it).
+    embed_interval: float = Field(default=0.5, ge=0, le=3600, alias="AGENTRY_EMBED_INTERVAL")
+    search_exact_threshold: int = Field(
+        default=10_000, ge=0, le=10_000_000, alias="AGENTRY_SEARCH_EXACT_THRESHOLD"
+    )
+    rrf_k: int = Field(default=20, ge=1, le=10_000, alias="AGENTRY_RRF_K")
+    hybrid_depth: int = Field(default=100, ge=1, le=1000, alias="AGENTRY_HYBRID_DEPTH")
+    hybrid_vector_weight: float = Field(
+        default=1.0, ge=0, le=100, alias="AGENTRY_HYBRID_VECTOR_WEIGHT"
+    )
+    hybrid_keyword_weight: float = Field(
+        default=0.5, ge=0, le=100, alias="AGENTRY_HYBRID_KEYWORD_WEIGHT"
+    )
+    index_build_memory: str = Field(
+        default="512MB", pattern=r"^[0-9]+(kB|MB|GB)$", alias="AGENTRY_INDEX_BUILD_MEMORY"
+    )
+    index_build_workers: int = Field(default=2, ge=0, le=64, alias="AGENTRY_INDEX_BUILD_WORKERS")
 
     # --- default LLM ------------------------------------------------------------
     llm_base_url: str | None = Field(default=None, alias="AGENTRY_LLM_BASE_URL")
@@ -89,7 +114,32 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", alias="AGENTRY_HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="AGENTRY_PORT")
 
-    @field_validator("database_url", "llm_base_url", "llm_model", "llm_api_key", mode="before")
+    # --- the mechanic (runtime schema changes) ------------------------------------
+    # Git repository the mechanic commits to (default: AGENTRY_PROJECT_DIR) and its branch
+    # (default: whatever is checked out). Pushed to AGENTRY_GIT_REMOTE when it is configured.
+    git_repo: Path | None = Field(default=None, alias="AGENTRY_GIT_REPO")
+    git_branch: str | None = Field(default=None, alias="AGENTRY_GIT_BRANCH")
+    git_remote: str = Field(default="origin", alias="AGENTRY_GIT_REMOTE")
+    backup_dir: Path | None = Field(default=None, alias="AGENTRY_BACKUP_DIR")
+    mechanic_lock_wait: float = Field(
+        default=30.0, gt=0, le=3600, alias="AGENTRY_MECHANIC_LOCK_WAIT"
+    )
+    mechanic_lock_timeout: float = Field(
+        default=5.0, gt=0, le=600, alias="AGENTRY_MECHANIC_LOCK_TIMEOUT"
+    )
+    mechanic_statement_timeout: float = Field(
+        default=120.0, gt=0, le=86400, alias="AGENTRY_MECHANIC_STATEMENT_TIMEOUT"
+    )
+
+    @field_validator(
+        "database_url",
+        "llm_base_url",
+        "llm_model",
+        "llm_api_key",
+        "embedding_base_url",
+        "embedding_api_key",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         # An exported-but-empty variable means "not configured", not "empty string".
@@ -107,17 +157,36 @@ class Settings(BaseSettings):
             raise ValueError("must be a PostgreSQL URL such as postgresql://user:pass@host:5432/db")
         return value
 
-    @field_validator("llm_base_url")
+    @field_validator("llm_base_url", "embedding_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
 
+    @model_validator(mode="after")
+    def _chunk_overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"AGENTRY_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
+                f"AGENTRY_CHUNK_SIZE ({self.chunk_size})"
+            )
+        return self
+
     @property
     def home_dir(self) -> Path:
         """``AGENTRY_HOME`` as an absolute path (created on demand by its users)."""
         return self.home.expanduser().resolve()
+
+    @property
+    def git_repo_dir(self) -> Path:
+        """The repository the mechanic commits to (``AGENTRY_GIT_REPO`` or the project)."""
+        return (self.git_repo or self.project_dir).expanduser().resolve()
+
+    @property
+    def backup_path(self) -> Path:
+        """Where ``pg_dump`` backups go (``AGENTRY_BACKUP_DIR`` or ``AGENTRY_HOME/backups``)."""
+        return (self.backup_dir or self.home_dir / "backups").expanduser().resolve()
 
     @property
     def uses_embedded_database(self) -> bool:

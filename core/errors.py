@@ -86,3 +86,27 @@ class ModelUnavailableError(AgentryError):
 
     status = 503
     title = "No model available"
+
+
+class ServiceUnavailable(AgentryError):
+    """A dependency the request needs (an LLM, a tool binary) is not configured or down."""
+
+    status = 503
+    title = "Service unavailable"
+
+
+class MechanicError(AgentryError):
+    """A schema change failed at one of its steps; nothing of it is left applied."""
+
+    status = 500
+    title = "Schema change failed"
+
+
+class PolicyViolation(ValidationFailed):
+    """A schema change breaks the migration policy (lint); the report says why and how to fix."""
+
+    title = "Schema change refused by policy"
+
+
+class EmbeddingMismatchError(ConfigError):
+    """The configured embedding model or dimensions differ from what the index holds."""

@@ -10,17 +10,21 @@ from alembic import context
 from sqlalchemy import Connection
 
 from core.db.engine import create_db_engine, normalize_url
-from core.db.metadata import compare_type, include_object, target_metadata
+from core.db.metadata import compare_type, include_object, only_tables, target_metadata
 from core.db.migrate import migration_settings
 
 config = context.config
 
 
 def _configure(connection: Connection) -> None:
+    # The mechanic compares only dynamic tables: core and LangGraph tables are never touched.
+    tables = config.attributes.get("only_tables")
+    include_name, include = only_tables(tables) if tables is not None else (None, include_object)
     context.configure(
         connection=connection,
-        target_metadata=target_metadata(),
-        include_object=include_object,
+        target_metadata=target_metadata(migration_settings()),
+        include_object=include,
+        include_name=include_name,
         compare_type=compare_type,
         compare_server_default=False,
         transaction_per_migration=False,
@@ -48,7 +52,7 @@ def run_migrations_online() -> None:
 def run_migrations_offline() -> None:
     context.configure(
         url="postgresql+psycopg://",
-        target_metadata=target_metadata(),
+        target_metadata=target_metadata(migration_settings()),
         literal_binds=True,
         include_object=include_object,
     )

@@ -1,23 +1,24 @@
-"""Built-in tool: keyword search over what the user said earlier, in any conversation."""
+"""Built-in tool: search everything this user wrote before — messages and records — by
+meaning and by words (hybrid search over the vector memory)."""
 
 from __future__ import annotations
 
-from core.memory.search import keyword_search
+from core.memory.tool import search_memory as search_user_memory
 from core.runtime.context import current_turn
 
 
 def search_memory(query: str, k: int = 5) -> str:
-    """Search earlier messages of this user for the given words.
+    """Search this user's earlier messages and records, by meaning and by words.
 
     Args:
-        query: words to look for.
+        query: what to look for, in plain words.
         k: at most this many results (1-20).
     """
     turn = current_turn()
     with turn.db.engine.connect() as conn:
-        hits = keyword_search(
-            conn, query, user_id=turn.user_id, k=max(1, min(k, 20)), entity_type="message"
+        hits = search_user_memory(
+            conn, query, user_id=turn.user_id, k=max(1, min(k, 20)), settings=turn.settings
         )
     if not hits:
-        return "no earlier message matches"
-    return "\n".join(f"- ({h.metadata.get('role', '?')}) {h.snippet}" for h in hits)
+        return "nothing in memory matches"
+    return "\n".join(f"- [{h['entity_type']}] {h['snippet']}" for h in hits)

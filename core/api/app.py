@@ -10,14 +10,30 @@ from fastapi import FastAPI
 import core
 from config import Settings, get_settings
 from core.api.problems import install_problem_handlers
-from core.api.routes import agents, conversations, health, models, openai_compat, tools, users
+from core.api.routes import (
+    agents,
+    audit,
+    conversations,
+    entities,
+    health,
+    mechanic,
+    models,
+    openai_compat,
+    tools,
+    users,
+)
+from core.api.routes import search as search_routes
 from core.api.routes.protocol import assistants as protocol_assistants
 from core.api.routes.protocol import info as protocol_info
 from core.api.routes.protocol import runs as protocol_runs
 from core.api.routes.protocol import store as protocol_store
 from core.api.routes.protocol import threads as protocol_threads
 from core.db.engine import Database, open_database
+from core.mechanic.live import EntityRegistry, start_live_entities
+from core.mechanic.tools import entity_tool_provider
+from core.memory.service import start_memory
 from core.runtime import lifecycle as runtime_lifecycle
+from core.runtime.tool_providers import register_tool_provider, unregister_tool_provider
 
 
 def create_app(db: Database | None = None, settings: Settings | None = None) -> FastAPI:
@@ -37,11 +53,21 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = db is None
         app.state.db = db if db is not None else open_database(settings)
+        # Vector memory: refuse to serve with a mismatched embedding model; embed in background.
+        memory_worker = start_memory(app.state.db.engine, settings)
+        listener = start_live_entities(app.state.db, app.state.entities, settings.project_dir)
+        entity_tools = register_tool_provider(
+            entity_tool_provider(app.state.db, app.state.entities)
+        )
         runtime_lifecycle.start(app)
         try:
             yield
         finally:
             runtime_lifecycle.stop(app)
+            unregister_tool_provider(entity_tools)
+            listener.stop()
+            if memory_worker is not None:
+                memory_worker.stop()
             if owned:
                 app.state.db.dispose()
 
@@ -52,6 +78,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.entities = EntityRegistry()
     if db is not None:
         app.state.db = db
     install_problem_handlers(app)
@@ -61,6 +88,10 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(tools.router)
     app.include_router(models.router)
     app.include_router(conversations.router)
+    app.include_router(entities.router)
+    app.include_router(mechanic.router)
+    app.include_router(audit.router)
+    app.include_router(search_routes.router)
     # The LangGraph Agent Protocol (langgraph_sdk) and the OpenAI-compatible chat API.
     app.include_router(protocol_info.router)
     app.include_router(protocol_assistants.router)

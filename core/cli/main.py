@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 import core
-from core.cli import agents, bench, chat, db, doctor, models, prune, serve, users
+from core.cli import agents, audit, bench, chat, db, doctor, mechanic, models, prune, serve, users
+from core.cli import index as index_cli
+from core.cli import search as search_cli
 from core.cli.edge import console
 
 app = typer.Typer(
@@ -25,6 +27,10 @@ app.add_typer(models.app, name="models")
 app.add_typer(bench.app, name="bench")
 app.command("chat")(chat.chat)
 app.command("prune")(prune.prune)
+app.add_typer(mechanic.app, name="mechanic")
+app.command("audit")(audit.audit)
+app.command("search")(search_cli.search_command)
+app.command("index")(index_cli.index_command)
 
 
 @app.command()

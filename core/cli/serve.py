@@ -14,6 +14,7 @@ from config import get_settings
 from core.api.app import create_app
 from core.cli.edge import console, edge
 from core.db import open_database, prepare_database
+from core.memory.service import check_memory
 from core.registry.seed import registry_is_empty, seed
 
 
@@ -35,6 +36,7 @@ def up(
     with console.status(f"preparing the database ({where})..."):
         db = open_database(settings)
         prepare_database(db, settings)
+        check_memory(db.engine, settings)  # a mismatched embedding model stops here, in one line
         with db.engine.begin() as conn:
             report = seed(conn, settings) if registry_is_empty(conn) else None
     if report is not None:

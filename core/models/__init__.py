@@ -8,8 +8,9 @@ from core.models.ai_models import AiModel, PromptHistory
 from core.models.audit import AuditLog
 from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
+from core.models.mechanic import MechanicChange
 from core.models.registry import Agent, EntityType, Tool
-from core.models.search import SearchIndex
+from core.models.search import SearchEmbeddingSpace, SearchIndex
 from core.models.store import StoreItem
 from core.models.users import User, UserRole
 
@@ -22,8 +23,10 @@ __all__ = [
     "Conversation",
     "ConversationStatus",
     "EntityType",
+    "MechanicChange",
     "Message",
     "PromptHistory",
+    "SearchEmbeddingSpace",
     "SearchIndex",
     "StoreItem",
     "Tool",

@@ -70,6 +70,11 @@ class EntityType(Base):
     )
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default=text("'active'"))
     revision: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    # Extra indexes of the entity (add_index), as [{"fields": [...], "unique": bool}].
+    indexes: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'[]'::jsonb")
+    )
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 

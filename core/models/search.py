@@ -9,11 +9,13 @@ from typing import Any
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Computed,
     ForeignKey,
     Identity,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     text,
@@ -38,6 +40,10 @@ class SearchIndex(Base):
     # Dimensions are fixed by the migration from AGENTRY_EMBEDDING_DIMS.
     embedding: Mapped[Any] = mapped_column(Vector(), nullable=True)
     embedding_model: Mapped[str | None] = mapped_column(String(200))
+    # Staging for `agentry index --reembed`: filled with the new model's vectors while
+    # searches keep using `embedding`, then swapped in by renaming (core/memory/reembed.py).
+    embedding_next: Mapped[Any] = mapped_column(Vector(), nullable=True)
+    embedding_next_model: Mapped[str | None] = mapped_column(String(200))
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
@@ -60,6 +66,16 @@ class SearchIndex(Base):
             unique=True,
         ),
         Index("ix_search_index_user_id", "user_id"),
+        Index("ix_search_index_created_at", "created_at"),
+        # Metadata filters are JSON containment (@>), which jsonb_path_ops serves.
+        Index(
+            "ix_search_index_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
+        # Rows still waiting for their vector: the embedding worker's queue.
+        Index("ix_search_index_pending", "id", postgresql_where=text("embedding IS NULL")),
         Index("ix_search_index_tsv", "tsv", postgresql_using="gin"),
         Index(
             HNSW_INDEX_NAME,
@@ -69,3 +85,23 @@ class SearchIndex(Base):
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
     )
+
+
+class SearchEmbeddingSpace(Base):
+    """The one embedding space the index is in: model and dimensions (a single row).
+
+    Written when the index first gets vectors and switched atomically by re-embedding;
+    servers compare it with their configuration at start.
+    """
+
+    __tablename__ = "search_embedding_space"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, server_default="1")
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    dims: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Set while `agentry index --reembed` builds the next space.
+    next_model: Mapped[str | None] = mapped_column(String(200))
+    next_dims: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = updated_at()
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)

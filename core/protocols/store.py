@@ -1,9 +1,8 @@
 """The Agent Protocol store over ``store_items`` and the search index.
 
 Items are scoped to their user. Search with a ``query`` goes through
-:func:`text_search`: semantic search when the vector-memory module provides
-``core.memory.search.semantic_search`` (same signature as ``keyword_search``),
-PostgreSQL full-text search until then.
+:func:`text_search`: hybrid (semantic + keyword) search of vector memory when it is
+installed, PostgreSQL full-text search otherwise.
 """
 
 from __future__ import annotations
@@ -64,13 +63,32 @@ SearchFn = Callable[..., list[memory_search.Hit]]
 
 
 def text_search() -> tuple[str, SearchFn]:
-    """The search the store uses: ``("semantic", fn)`` once vector memory provides
-    ``core.memory.search.semantic_search``, else ``("keyword", keyword_search)``."""
+    """The search the store uses for a ``query``.
+
+    ``("hybrid", fn)`` when vector memory is installed (``core.memory.search.search``:
+    vectors and keywords fused, so an item is found by meaning once the embedding worker
+    has embedded it, and by its words at once); ``("keyword", keyword_search)`` otherwise.
+    """
     module = importlib.import_module("core.memory.search")
-    semantic = getattr(module, "semantic_search", None)
-    if callable(semantic):
-        return "semantic", semantic
+    if callable(getattr(module, "search", None)) and hasattr(module, "vector_search"):
+        return "hybrid", _hybrid
     return "keyword", memory_search.keyword_search
+
+
+def _hybrid(
+    conn: Connection,
+    query: str,
+    *,
+    user_id: uuid.UUID | None,
+    k: int,
+    entity_type: str | None = None,
+) -> list[memory_search.Hit]:
+    module = importlib.import_module("core.memory.search")
+    limit = min(k, int(getattr(module, "MAX_K", 100)))
+    hits: list[memory_search.Hit] = module.search(
+        conn, query, user_id=user_id, k=limit, entity_type=entity_type, mode="hybrid"
+    )
+    return hits
 
 
 def item_json(

@@ -197,8 +197,9 @@ class ModelRouter:
     def invoke(
         self,
         messages: Sequence[BaseMessage],
-        tools: Sequence[BaseTool],
+        tools: Sequence[BaseTool | dict[str, Any]],
         *,
+        tool_choice: str | None = None,
         prefer: str | None = None,
         user_id: uuid.UUID | None = None,
         conversation_id: uuid.UUID | None = None,
@@ -207,7 +208,8 @@ class ModelRouter:
 
         Args:
             messages: the prompt (system message first).
-            tools: tools the model may call.
+            tools: tools the model may call (LangChain tools or OpenAI tool definitions).
+            tool_choice: a tool the model must call.
             prefer: the agent's model name, tried first when usable.
             user_id: recorded in prompt_history.
             conversation_id: recorded in prompt_history.
@@ -225,7 +227,7 @@ class ModelRouter:
         failures = []
         for candidate in candidates:
             client = self._client(candidate)
-            runnable = client.bind_tools(list(tools)) if tools else client
+            runnable = client.bind_tools(list(tools), tool_choice=tool_choice) if tools else client
             started = time.monotonic()
             try:
                 reply = runnable.invoke(list(messages))

@@ -44,10 +44,14 @@ def provided_tools(context: TurnContext) -> list[BaseTool]:
     """The tools of every provider for this turn; a failing provider is logged and skipped."""
     with _lock:
         providers = list(_providers)
-    tools: list[BaseTool] = []
+    tools: dict[str, BaseTool] = {}
     for provider in providers:
         try:
-            tools.extend(provider(context))
+            offered = provider(context)
         except Exception:  # one broken plug-in must not take every agent down
             log.exception("tool provider %r failed", provider)
-    return tools
+            continue
+        for tool in offered:
+            # Models reject duplicate tool names; the first provider to offer one wins.
+            tools.setdefault(tool.name, tool)
+    return list(tools.values())

@@ -1,7 +1,7 @@
 """protocols: the Agent Protocol store (store_items)
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 
 Items of ``langgraph_sdk``'s ``client.store``: JSON values per user, addressed by
 namespace (a text array) and key. Their text is indexed in ``search_index``
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0005"
-down_revision: str | None = "0002"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

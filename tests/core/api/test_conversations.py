@@ -324,6 +324,7 @@ def test_search_memory_finds_only_the_users_messages(
     ).json()
     result = next(m for m in body["messages"] if m["role"] == "tool")["content"]
     assert "cat" in result and "dog" not in result
+    assert "[message]" in result
 
 
 def test_tool_providers_add_tools_with_the_turn_context(

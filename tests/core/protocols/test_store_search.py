@@ -1,50 +1,37 @@
-"""The store's search is pluggable: semantic search is used once vector memory provides it."""
+"""The store's query search is vector memory's hybrid search: items are found by meaning."""
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
-import pytest
-
+from config import get_settings
 from core.db import Database
-from core.memory import search as memory_search
+from core.memory.embeddings import get_embedder
+from core.memory.indexer import embed_pending
 from core.protocols import store
 from tests.conftest import create_test_user
 
 
-def test_keyword_search_until_vector_memory_lands(db: Database) -> None:
-    kind, fn = store.text_search()
-    assert (kind, fn) == ("keyword", memory_search.keyword_search)
-
-
-def test_semantic_search_is_used_when_present(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_store_search_uses_vector_memory(db: Database) -> None:
+    assert store.text_search()[0] == "hybrid"
     principal, _ = create_test_user(db, "semantic@example.org")
-    calls: list[dict[str, Any]] = []
-
-    def semantic_search(conn: Any, query: str, **kwargs: Any) -> list[memory_search.Hit]:
-        calls.append({"query": query, **kwargs})
-        # "meaning" without shared words: the keyword index would find nothing
-        return [memory_search.Hit(store.ENTITY_TYPE, target, "", 0.9, {}) for target in targets]
-
+    other, _ = create_test_user(db, "someone-else@example.org")
     with db.engine.begin() as conn:
-        store.put_item(conn, principal.id, ["pets"], "cat", {"text": "a small feline"})
-        store.put_item(conn, principal.id, ["cars"], "van", {"text": "a vehicle"})
-        targets = [
-            row.id
-            for row in conn.execute(
-                store.GET_SQL, {"uid": principal.id, "ns": ["pets"], "key": "cat"}
-            )
-        ]
-        assert store.search_items(conn, principal.id, [], query="kitten") == []
-        monkeypatch.setattr(memory_search, "semantic_search", semantic_search, raising=False)
-        assert store.text_search()[0] == "semantic"
-        found = store.search_items(conn, principal.id, [], query="kitten")
-        assert [(i["key"], i["score"]) for i in found] == [("cat", 0.9)]
-        # the namespace prefix still applies to what the index returns
-        assert store.search_items(conn, principal.id, ["cars"], query="kitten") == []
-    assert calls[0]["query"] == "kitten" and calls[0]["user_id"] == principal.id
-    assert calls[0]["entity_type"] == store.ENTITY_TYPE
-    assert isinstance(targets[0], uuid.UUID)
+        store.put_item(conn, principal.id, ["pets"], "cat", {"text": "a small feline purring"})
+        store.put_item(conn, principal.id, ["cars"], "van", {"text": "a delivery vehicle"})
+        store.put_item(conn, other.id, ["pets"], "dog", {"text": "a young cat"})
+        store.put_item(conn, principal.id, ["pets"], "quiet", {"text": "kitten"}, index=False)
+    with db.engine.begin() as conn:
+        while embed_pending(conn, get_embedder(get_settings())):
+            pass
+    with db.engine.begin() as conn:
+        # no word in common with "kitten": only the vectors can find it
+        found = store.search_items(conn, principal.id, [], query="kitten", limit=2)
+        assert found[0]["key"] == "cat" and found[0]["score"] > 0
+        # the namespace prefix applies to what the index returns; others' items never show
+        assert [
+            i["key"] for i in store.search_items(conn, principal.id, ["cars"], query="kitten")
+        ] == ["van"]
+        keys = {i["key"] for i in store.search_items(conn, principal.id, [], query="kitten")}
+        assert "dog" not in keys
+        # index=False: stored and listed, but not searchable by query
+        assert "quiet" not in keys
+        assert "quiet" in {i["key"] for i in store.search_items(conn, principal.id, ["pets"])}

@@ -1,0 +1,85 @@
+"""``agentry bench search``: CISI quality (--dataset cisi) or synthetic scale (--scale N)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from config import get_settings
+from core.cli.edge import console, edge
+from core.errors import ValidationFailed
+
+
+@edge
+def bench_search(
+    dataset: str = typer.Option(None, "--dataset", help="Quality benchmark: cisi."),
+    scale: int = typer.Option(None, "--scale", help="Scale benchmark: number of vectors."),
+    queries: int = typer.Option(None, "--queries", help="Limit the number of queries."),
+    docs: int = typer.Option(None, "--docs", help="CISI: limit the number of documents."),
+    ingest_sample: int = typer.Option(
+        2000, "--ingest-sample", help="Scale: texts embedded end to end for the ingest rate."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Measure search quality on CISI or speed/recall at scale (see README)."""
+    if (dataset is None) == (scale is None):
+        raise ValidationFailed("give exactly one of --dataset cisi or --scale N")
+    settings = get_settings()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        disable=as_json,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        if dataset is not None:
+            if dataset.lower() != "cisi":
+                raise ValidationFailed(f"--dataset: only cisi is available (got {dataset!r})")
+            from core.memory.bench.cisi import run_cisi
+
+            report = run_cisi(settings, limit_queries=queries, limit_docs=docs, progress=progress)
+        else:
+            if scale < 100:
+                raise ValidationFailed("--scale: at least 100 vectors")
+            from core.memory.bench.scale import run_scale
+
+            report = run_scale(
+                settings,
+                n=scale,
+                queries=queries or 200,
+                ingest_sample=ingest_sample,
+                progress=progress,
+            )
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    _print(report)
+
+
+def _print(report: dict[str, Any]) -> None:
+    table = Table("metric", "value", title=f"bench search ({report.get('dataset', 'scale')})")
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(f"{prefix}[{i}]", v)
+        else:
+            table.add_row(prefix, str(value))
+
+    walk("", report)
+    console.print(table)

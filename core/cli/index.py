@@ -1,0 +1,74 @@
+"""``agentry index``: index the backlog of every searchable source, or re-embed everything."""
+
+from __future__ import annotations
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from config import get_settings
+from core.cli.edge import console, edge
+from core.db import open_database
+from core.memory.backlog import run_backlog
+from core.memory.embeddings import get_embedder
+from core.memory.reembed import reembed
+from core.memory.service import check_memory
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+@edge
+def index_command(
+    reembed_all: bool = typer.Option(
+        False, "--reembed", help="Rebuild every vector with the configured model."
+    ),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, max=10_000),
+) -> None:
+    """Index what is not indexed yet (all sources), purge deleted content, embed pending rows.
+
+    With --reembed: embed everything with the configured model into a staging column
+    while searches keep using the old vectors, then switch atomically.
+    """
+    settings = get_settings()
+    db = open_database(settings)
+    try:
+        embedder = get_embedder(settings)
+        with _bar() as bar:
+            tasks: dict[str, object] = {}
+
+            def progress(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task(phase, total=total)
+                bar.update(tasks[phase], completed=done, total=total)  # type: ignore[arg-type]
+
+            if reembed_all:
+                n = reembed(
+                    db.engine,
+                    db.conninfo,
+                    embedder,
+                    settings,
+                    batch_size=batch_size,
+                    progress=progress,
+                )
+            else:
+                check_memory(db.engine, settings)
+                report = run_backlog(
+                    db.engine, embedder, settings, batch_size=batch_size, progress=progress
+                )
+        if reembed_all:
+            console.print(f"re-embedded {n} index rows with {embedder.model}; switched")
+        else:
+            indexed = ", ".join(f"{t} {c}" for t, c in report.indexed.items())
+            removed = sum(report.removed.values())
+            console.print(
+                f"indexed: {indexed}; removed {removed} deleted; embedded {report.embedded}"
+            )
+    finally:
+        db.dispose()

@@ -1,0 +1,157 @@
+"""``agentry mechanic plan|apply|rollback|list``: schema changes from the terminal."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from fastapi.encoders import jsonable_encoder
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
+from rich.table import Table
+
+from config import Settings, get_settings
+from core.cli.edge import console, edge
+from core.db import Database, open_database
+from core.errors import ValidationFailed
+from core.mechanic import registry
+from core.mechanic.agent import spec_from_instruction
+from core.mechanic.apply import apply_change, rollback_change
+from core.mechanic.plan import plan_change
+from core.mechanic.spec import ChangeSpec, parse_spec
+from core.runtime.router import ModelRouter, register_default_model
+
+app = typer.Typer(help="Schema changes by the mechanic: plan, review, apply, roll back.")
+ACTOR = "system"
+T = TypeVar("T")
+
+
+@contextmanager
+def _database() -> Iterator[tuple[Database, Settings]]:
+    settings = get_settings()
+    db = open_database(settings)
+    try:
+        yield db, settings
+    finally:
+        db.dispose()
+
+
+def _step(label: str, work: Callable[[], T]) -> T:
+    """Run a long step under a spinner with elapsed time."""
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+        transient=True,
+    ) as progress:  # fmt: skip
+        progress.add_task(label, total=None)
+        return work()
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(jsonable_encoder(value), indent=2))
+
+
+def _show(change: dict[str, Any]) -> None:
+    plan = change["plan"]
+    console.print(f"[bold]{change['id']}[/] {change['status']}: {plan.get('message')}")
+    console.print(f"revision {change['revision']} (on {change['down_revision']})")
+    for item in plan.get("files", []):
+        verb = "delete" if item["content"] is None else "write"
+        console.print(f"  {verb} {item['path']}")
+    if plan.get("diff") and change["status"] == "planned":
+        console.print(Syntax(plan["diff"], "diff", word_wrap=True))
+    lint = plan.get("lint", {})
+    console.print(f"lint: {'ok' if lint.get('ok') else 'refused'}")
+    for finding in lint.get("findings", []):
+        console.print(f"  [{finding['rule']}] {finding['message']} (fix: {finding['fix']})")
+    dry = plan.get("dry_run", {})
+    console.print(f"dry run: {'ok' if dry.get('ok') else 'failed'} ({dry.get('seconds')} s)")
+    if plan.get("sql"):
+        console.print(Syntax(plan["sql"], "sql", word_wrap=True))
+    if change.get("git_commit"):
+        console.print(f"git commit {change['git_commit']}")
+    if change.get("error"):
+        console.print(f"[red]error:[/] {change['error']}")
+
+
+@app.command()
+@edge
+def plan(
+    spec_file: Path = typer.Argument(None, help="A spec file (JSON or YAML)."),
+    instruction: str = typer.Option(None, "--instruction", "-i", help="Plain words instead."),
+    as_json: bool = typer.Option(False, "--json", help="Print the change as JSON."),
+) -> None:
+    """Plan a change: files, SQL, lint report and dry run. Nothing is applied."""
+    if (spec_file is None) == (instruction is None):
+        raise ValidationFailed("give a spec file or --instruction (one of them)")
+    with _database() as (db, settings):
+        if spec_file is not None:
+            try:
+                raw = spec_file.read_text()
+            except OSError as exc:
+                raise ValidationFailed(f"cannot read {spec_file}: {exc.strerror}") from None
+            spec = parse_spec(raw)
+        else:
+            spec = _step("asking the mechanic agent", lambda: _ask(db, settings, instruction))
+        change = _step(
+            f"planning {spec.summary()}",
+            lambda: plan_change(db, settings, spec, actor=ACTOR, instruction=instruction),
+        )
+    _print_json(change) if as_json else _show(change)
+
+
+def _ask(db: Database, settings: Settings, instruction: str) -> ChangeSpec:
+    with db.engine.begin() as conn:
+        register_default_model(conn, settings)
+    return spec_from_instruction(ModelRouter(db, settings), settings, instruction)
+
+
+@app.command()
+@edge
+def apply(
+    change_id: uuid.UUID = typer.Argument(..., help="The planned change."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Apply a planned change: backup, migrate, commit, record; live everywhere."""
+    with _database() as (db, settings):
+        change = _step("applying", lambda: apply_change(db, settings, change_id, actor=ACTOR))
+    _print_json(change) if as_json else _show(change)
+
+
+@app.command()
+@edge
+def rollback(
+    change_id: uuid.UUID = typer.Argument(..., help="The applied change."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Roll back a change: the entity is retired (data kept) and the commit reverted."""
+    with _database() as (db, settings):
+        change = _step(
+            "rolling back", lambda: rollback_change(db, settings, change_id, actor=ACTOR)
+        )
+    _print_json(change) if as_json else _show(change)
+
+
+@app.command("list")
+@edge
+def list_command(
+    status: str = typer.Option(None, "--status", help="planned, applied, failed, rolled_back"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List changes, newest first."""
+    with _database() as (db, _), db.engine.connect() as conn:
+        changes = registry.list_changes(conn, status=status)
+    if as_json:
+        _print_json(changes)
+        return
+    table = Table("id", "status", "change", "revision", "created")
+    for c in changes:
+        table.add_row(
+            str(c["id"]), c["status"], str(c["plan"].get("message")), str(c["revision"]),
+            c["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+        )  # fmt: skip
+    console.print(table)

@@ -1,0 +1,392 @@
+"""Apply and roll back planned changes: one at a time across every server process.
+
+Apply: advisory lock (bounded wait) -> fresh-plan check -> pg_dump backup -> write
+files -> upgrade with lock_timeout -> git commit (+ push) -> registry, change row,
+audit row and NOTIFY in one transaction. Any failure undoes what was done (downgrade,
+or restore from the backup; files and HEAD reset) and records an audit row ``failed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+
+from config import Settings
+from core.db.engine import Database
+from core.db.metadata import load_lock
+from core.db.migrate import MIGRATION_LOCK_KEY, alembic_config, current_revision
+from core.errors import AgentryError, ConflictError, MechanicError
+from core.mechanic import entities, gitops, registry
+from core.mechanic.backup import backup_database, restore_database
+from core.mechanic.dryrun import snapshot
+from core.mechanic.spec import ChangeSpec, EntityDef
+
+TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
+UNLOCK = text("SELECT pg_advisory_unlock(:key)")
+
+
+@contextmanager
+def schema_lock(db: Database, wait: float) -> Iterator[Connection]:
+    """Hold the schema-change advisory lock on a connection of its own.
+
+    The key is the one migrations take at start-up, so an apply and a starting
+    server never migrate at once. Waits at most ``wait`` seconds.
+
+    Raises:
+        ConflictError: another process held the lock for the whole wait.
+    """
+    conn = db.engine.connect()
+    try:
+        deadline = time.monotonic() + wait
+        while not conn.execute(TRY_LOCK, {"key": MIGRATION_LOCK_KEY}).scalar_one():
+            conn.commit()
+            if time.monotonic() >= deadline:
+                raise ConflictError(
+                    f"another schema change is being applied; waited {wait:g} s for it "
+                    "(AGENTRY_MECHANIC_LOCK_WAIT): try again when it is done"
+                )
+            time.sleep(0.1)
+        conn.commit()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+            conn.execute(UNLOCK, {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
+    finally:
+        conn.close()
+
+
+def _set_timeouts(conn: Connection, settings: Settings | None) -> None:
+    if settings is None:
+        conn.execute(text("RESET lock_timeout"))
+        conn.execute(text("RESET statement_timeout"))
+    else:
+        conn.execute(text(f"SET lock_timeout = '{int(settings.mechanic_lock_timeout * 1000)}ms'"))
+        conn.execute(
+            text(f"SET statement_timeout = '{int(settings.mechanic_statement_timeout * 1000)}ms'")
+        )
+    conn.commit()
+
+
+def _migrate(conn: Connection, settings: Settings, action: str, target: str) -> None:
+    """Run Alembic on the lock's connection (it begins and commits its own transaction)."""
+    with load_lock:
+        cfg = alembic_config(settings, conn)
+        if action == "upgrade":
+            command.upgrade(cfg, target)
+        else:
+            command.downgrade(cfg, target)
+    if conn.in_transaction():
+        conn.commit()
+
+
+def _write_files(project: Path, files: list[dict[str, Any]]) -> None:
+    for item in files:
+        path = project / item["path"]
+        if item["content"] is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(item["content"])
+
+
+def _commit_message(change: dict[str, Any], revision: str, extra: str = "") -> str:
+    headline = change["instruction"] or change["plan"].get("message") or change["action"]
+    return f"{headline}\n\n{extra}Revision: {revision}\nChange: {change['id']}\n"
+
+
+def _go_live(conn: Connection, change: dict[str, Any], after: dict[str, Any] | None) -> None:
+    """Registry row, search index and NOTIFY for the entity's new state."""
+    name = change["entity"]
+    if after is None:
+        registry.set_entity_status(conn, name, "retired")
+        entities.unindex(conn, name)
+    else:
+        defn = EntityDef.model_validate(after)
+        registry.save_entity(conn, defn, "active", change["revision"])
+        entities.reindex(conn, defn)
+    registry.notify(conn, name)
+
+
+def _fail(
+    db: Database,
+    change: dict[str, Any],
+    *,
+    action: str,
+    actor: str,
+    error: str,
+    details: dict[str, Any],
+    branch: str | None,
+    status_after: str,
+) -> None:
+    with db.engine.begin() as conn:
+        registry.update_change(conn, change["id"], status=status_after, error=error)
+        registry.record_audit(
+            conn,
+            action=action,
+            actor=actor,
+            status="failed",
+            details={**details, "error": error},
+            git_branch=branch,
+        )
+
+
+def apply_change(
+    db: Database, settings: Settings, change_id: uuid.UUID, *, actor: str
+) -> dict[str, Any]:
+    """Apply a planned change (or re-apply a rolled-back one, planned afresh).
+
+    Returns:
+        The change after applying.
+
+    Raises:
+        ConflictError: another apply holds the lock past the wait, or the plan is stale.
+        MechanicError: a step failed; everything was undone and recorded.
+    """
+    from core.mechanic.plan import replan
+
+    with db.engine.connect() as conn:
+        change = registry.get_change(conn, change_id)
+    if change["status"] == "applied":
+        raise ConflictError(f"change {change_id} is already applied")
+    if change["status"] == "rolled_back":
+        change = replan(db, settings, change)
+    with schema_lock(db, settings.mechanic_lock_wait) as lock_conn:
+        return _apply_locked(db, settings, lock_conn, change, actor)
+
+
+def _apply_locked(
+    db: Database, settings: Settings, conn: Connection, change: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    project = Path(settings.project_dir)
+    plan = change["plan"]
+    rev, down = change["revision"], change["down_revision"]
+    live_rev = current_revision(conn)
+    conn.commit()
+    head = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+    if live_rev != down or head != down:
+        raise ConflictError(
+            f"stale plan: it builds on {down} but the database is at {live_rev} and the project "
+            f"at {head}; plan the change again"
+        )
+    repo = gitops.open_repo(settings)
+    branch = gitops.current_branch(repo)
+    rel = [f["path"] for f in plan["files"]]
+    paths = gitops.repo_paths(repo, project, rel)
+    gitops.ensure_clean(repo, paths)
+    previous = gitops.head_sha(repo)
+    details: dict[str, Any] = {
+        "change_id": str(change["id"]),
+        "entity": change["entity"],
+        "spec": change["spec"],
+        "instruction": change["instruction"],
+        "files_changed": rel,
+        "revision": rev,
+        "down_revision": down,
+        "lint": plan.get("lint"),
+    }
+    step, upgraded, backup = "backup", False, None
+    before: dict[str, Any] | None = None
+    try:
+        backup = backup_database(db, settings.backup_path, str(change["id"])[:8])
+        details["backup"] = str(backup)
+        step = "write files"
+        _write_files(project, plan["files"])
+        step = "upgrade"
+        before = snapshot(conn)
+        conn.commit()
+        _set_timeouts(conn, settings)
+        started = time.perf_counter()
+        _migrate(conn, settings, "upgrade", rev)
+        upgraded = True
+        details["upgrade_seconds"] = round(time.perf_counter() - started, 3)
+        _set_timeouts(conn, None)
+        step = "git commit"
+        sha = gitops.commit(repo, paths, _commit_message(change, rev))
+        step = "git push"
+        details["pushed_to"] = gitops.push(repo, settings)
+        step = "record"
+        with db.engine.begin() as tx:
+            _go_live(tx, change, change["after"])
+            registry.update_change(
+                tx,
+                change["id"],
+                status="applied",
+                git_commit=sha,
+                backup_path=str(backup),
+                error=None,
+                applied_at=dt.datetime.now(dt.UTC),
+            )
+            registry.record_audit(
+                tx,
+                action="schema_change",
+                actor=actor,
+                status="succeeded",
+                details=details,
+                git_commit=sha,
+                git_branch=branch,
+            )
+            return registry.get_change(tx, change["id"])
+    except Exception as exc:
+        error = f"{step} failed: {exc}"
+        details["undo"] = _undo(
+            db, settings, conn, repo, previous, paths, upgraded, down, backup, before
+        )
+        _fail(
+            db,
+            change,
+            action="schema_change",
+            actor=actor,
+            error=error,
+            details=details,
+            branch=branch,
+            status_after="failed",
+        )
+        if isinstance(exc, AgentryError) and not isinstance(exc, MechanicError):
+            raise type(exc)(error) from exc
+        raise MechanicError(f"applying {change['plan'].get('message')}: {error}") from exc
+
+
+def _undo(
+    db: Database,
+    settings: Settings,
+    conn: Connection,
+    repo: Any,
+    previous: str | None,
+    paths: list[str],
+    upgraded: bool,
+    down: str | None,
+    backup: Path | None,
+    before: dict[str, Any] | None,
+) -> list[str]:
+    """Put the database, HEAD and the files back; returns what was done (for the audit row).
+
+    A completed upgrade is downgraded. Whatever else is left different from the schema
+    snapshot taken before the upgrade (a half-built concurrent index, a failed downgrade)
+    is undone by restoring the backup.
+    """
+    done: list[str] = []
+    try:
+        if conn.in_transaction():
+            conn.rollback()
+        _set_timeouts(conn, None)
+    except Exception:  # the connection may be broken; the pool replaces it
+        conn.invalidate()
+    if upgraded:
+        try:
+            # Same timeouts as the upgrade: a blocked downgrade falls back to the backup.
+            _set_timeouts(conn, settings)
+            _migrate(conn, settings, "downgrade", down or "base")
+            _set_timeouts(conn, None)
+            done.append(f"downgraded to {down}")
+        except Exception as exc:
+            done.append(f"downgrade failed: {exc}")
+            conn.invalidate()
+    if before is not None and backup is not None:
+        try:
+            with db.engine.connect() as check:
+                now = snapshot(check)
+            if now != before:
+                restore_database(db, backup)
+                done.append(f"schema differed from before the upgrade; restored {backup}")
+        except Exception as exc:  # recorded: an operator restores from the named backup
+            done.append(f"restore from {backup} failed: {exc}")
+    try:
+        gitops.restore(repo, previous, paths)
+        done.append(f"files and HEAD reset to {previous}")
+    except Exception as exc:
+        done.append(f"resetting files to {previous} failed: {exc}")
+    return done
+
+
+def rollback_change(
+    db: Database, settings: Settings, change_id: uuid.UUID, *, actor: str
+) -> dict[str, Any]:
+    """Roll back an applied change: entity retired (data kept), commit reverted, audit ``rollback``.
+
+    Only the newest applied revision can be rolled back (revisions form one chain).
+    """
+    with db.engine.connect() as conn:
+        change = registry.get_change(conn, change_id)
+    if change["status"] != "applied":
+        raise ConflictError(f"change {change_id} is {change['status']}, not applied")
+    with schema_lock(db, settings.mechanic_lock_wait) as conn:
+        live_rev = current_revision(conn)
+        conn.commit()
+        if live_rev != change["revision"]:
+            raise ConflictError(
+                f"the database is at {live_rev}, after this change's {change['revision']}: "
+                "roll back the later changes first"
+            )
+        repo = gitops.open_repo(settings)
+        branch = gitops.current_branch(repo)
+        rel = [f["path"] for f in change["plan"]["files"]]
+        paths = gitops.repo_paths(repo, Path(settings.project_dir), rel)
+        previous = gitops.head_sha(repo)
+        spec = ChangeSpec.model_validate(change["spec"])
+        details: dict[str, Any] = {
+            "change_id": str(change["id"]),
+            "entity": change["entity"],
+            "reverted_commit": change["git_commit"],
+            "files_changed": rel,
+            "revision": change["down_revision"],
+            "rolled_back_revision": change["revision"],
+        }
+        step = "git revert"
+        try:
+            sha = gitops.revert(
+                repo,
+                change["git_commit"],
+                f"Roll back: {spec.summary()}\n\nReverts {change['git_commit']}; the table and "
+                f"its data are kept.\nRevision: {change['down_revision']}\n",
+            )
+            step = "git push"
+            details["pushed_to"] = gitops.push(repo, settings)
+            step = "record"
+            with db.engine.begin() as tx:
+                # The table stays (data kept); the history no longer includes the revision.
+                tx.execute(
+                    text("UPDATE alembic_version SET version_num = :down"),
+                    {"down": change["down_revision"]},
+                )
+                restored = dict(change, revision=change["down_revision"])
+                _go_live(tx, restored, change["before"])
+                registry.update_change(tx, change["id"], status="rolled_back")
+                registry.record_audit(
+                    tx,
+                    action="rollback",
+                    actor=actor,
+                    status="succeeded",
+                    details=details,
+                    git_commit=sha,
+                    git_branch=branch,
+                )
+                return registry.get_change(tx, change["id"])
+        except Exception as exc:
+            error = f"{step} failed: {exc}"
+            with contextlib.suppress(Exception):  # nothing to abort
+                repo.git.revert("--abort")
+            gitops.restore(repo, previous, paths)
+            _fail(
+                db,
+                change,
+                action="rollback",
+                actor=actor,
+                error=error,
+                details=details,
+                branch=branch,
+                status_after="applied",
+            )
+            raise MechanicError(f"rolling back {spec.summary()}: {error}") from exc

@@ -1,0 +1,69 @@
+"""Locating and running PostgreSQL's client tools (pg_dump, pg_restore) for a server.
+
+pg_dump refuses servers newer than itself, so the tool must be at least the server's
+major version: pgserver's own binaries for the embedded server, otherwise the newest
+found on the PATH or in the usual install folders.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Connection, text
+
+from core.errors import ConfigError, MechanicError
+
+
+def _pgserver_bin() -> Path | None:
+    try:
+        import pgserver
+    except ImportError:  # pragma: no cover - pgserver is a dependency
+        return None
+    folder = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    return folder if folder.is_dir() else None
+
+
+@lru_cache(maxsize=32)
+def tool_major(path: str) -> int:
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", out)
+    return int(match.group(1)) if match else 0
+
+
+def server_major(conn: Connection) -> int:
+    return int(conn.execute(text("SHOW server_version_num")).scalar_one()) // 10000
+
+
+def find_tool(name: str, min_major: int) -> str:
+    """The newest ``name`` whose major version is at least ``min_major``.
+
+    Raises:
+        ConfigError: none is installed; the message says which version is needed.
+    """
+    candidates: list[str] = []
+    bundled = _pgserver_bin()
+    if bundled is not None and (bundled / name).exists():
+        candidates.append(str(bundled / name))
+    on_path = shutil.which(name)
+    if on_path:
+        candidates.append(on_path)
+    candidates += [str(p) for p in Path("/usr/lib/postgresql").glob(f"*/bin/{name}")]
+    usable = [c for c in candidates if tool_major(c) >= min_major]
+    if not usable:
+        raise ConfigError(
+            f"{name} {min_major} or newer is needed for this PostgreSQL {min_major} server; "
+            f"found: {', '.join(candidates) or 'none'}"
+        )
+    return max(usable, key=tool_major)
+
+
+def run_tool(args: list[str], what: str, timeout: float = 600) -> str:
+    """Run a client tool; its stderr becomes the error message on failure."""
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise MechanicError(f"{what} failed: {proc.stderr.strip()[:500]}")
+    return proc.stdout

@@ -1,0 +1,1 @@
+"""Search benchmarks: CISI quality (``bench_cisi``) and synthetic scale (``bench_scale``)."""

@@ -1,0 +1,151 @@
+"""Bulk loading: binary COPY into ``search_index``, then build or extend the HNSW index.
+
+Inserting row by row into an HNSW index costs a graph insertion per row; a large
+load is much faster as COPY into an unindexed table followed by one (parallel)
+index build. :func:`bulk_load` drops the index first when the load is larger than
+what the table already holds, and otherwise lets COPY extend the existing index.
+Index builds run with AGENTRY_INDEX_BUILD_MEMORY as ``maintenance_work_mem`` and
+AGENTRY_INDEX_BUILD_WORKERS parallel maintenance workers.
+
+These functions own their transactions (a dedicated psycopg connection): bulk work
+is an operation of its own, not part of a request.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.types.json import Jsonb
+
+from config import Settings
+from core.models.search import HNSW_INDEX_NAME
+
+COPY_SQL = (
+    "COPY search_index (entity_type, entity_id, chunk, content, embedding, embedding_model, "
+    "metadata, user_id, created_at) FROM STDIN WITH (FORMAT BINARY)"
+)
+COPY_TYPES = ["text", "uuid", "int4", "text", "vector", "text", "jsonb", "uuid", "timestamptz"]
+COUNT_SQL = "SELECT count(*) FROM search_index"
+INDEX_EXISTS_SQL = "SELECT to_regclass(%s) IS NOT NULL"
+DROP_INDEX_SQL = f"DROP INDEX IF EXISTS {HNSW_INDEX_NAME}"
+INDEX_SIZE_SQL = "SELECT pg_relation_size(to_regclass(%s))"
+
+
+@dataclass
+class BulkRow:
+    """One chunk to load, already embedded."""
+
+    entity_type: str
+    entity_id: uuid.UUID
+    content: str
+    embedding: Any  # numpy float32 array
+    model: str
+    user_id: uuid.UUID | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    chunk: int = 0
+    created_at: datetime | None = None
+
+
+@dataclass
+class BulkReport:
+    rows: int
+    copy_seconds: float
+    index_seconds: float
+    rebuilt_index: bool
+    index_bytes: int
+
+
+def build_sql(
+    settings: Settings,
+    *,
+    column: str = "embedding",
+    name: str = HNSW_INDEX_NAME,
+    concurrently: bool = False,
+) -> list[str]:
+    """Statements that build an HNSW cosine index with the configured build resources."""
+    how = "CONCURRENTLY " if concurrently else ""
+    return [
+        f"SET maintenance_work_mem = '{settings.index_build_memory}'",
+        f"SET max_parallel_maintenance_workers = {int(settings.index_build_workers)}",
+        f"CREATE INDEX {how}IF NOT EXISTS {name} ON search_index USING hnsw "
+        f"({column} vector_cosine_ops) WITH (m = {int(settings.hnsw_m)}, "
+        f"ef_construction = {int(settings.hnsw_ef_construction)})",
+        "RESET maintenance_work_mem",
+        "RESET max_parallel_maintenance_workers",
+    ]
+
+
+def build_index(conninfo: str, settings: Settings, **kwargs: Any) -> float:
+    """Build the HNSW index (autocommit, so CONCURRENTLY works); returns seconds taken."""
+    start = time.perf_counter()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for stmt in build_sql(settings, **kwargs):
+            conn.execute(stmt)
+    return time.perf_counter() - start
+
+
+def bulk_load(
+    conninfo: str,
+    rows: Iterable[BulkRow],
+    settings: Settings,
+    *,
+    expected: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BulkReport:
+    """Load embedded chunks with binary COPY, then build or extend the HNSW index.
+
+    Args:
+        conninfo: libpq URI of the database (``Database.conninfo``).
+        rows: the chunks to load.
+        settings: index build parameters and resources.
+        expected: how many rows are coming (decides drop-and-rebuild vs extend).
+        progress: called with the number of rows copied so far, every 1000 rows.
+
+    Returns:
+        Counts and timings.
+    """
+    with psycopg.connect(conninfo) as conn:
+        register_vector(conn)
+        existing = conn.execute(COUNT_SQL).fetchone()[0]  # type: ignore[index]
+        rebuild = expected is None or expected > existing
+        if rebuild:
+            conn.execute(DROP_INDEX_SQL)
+        start = time.perf_counter()
+        n = 0
+        with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+            copy.set_types(COPY_TYPES)
+            for row in rows:
+                copy.write_row(
+                    [
+                        row.entity_type,
+                        row.entity_id,
+                        row.chunk,
+                        row.content,
+                        np.asarray(row.embedding, dtype=np.float32),
+                        row.model,
+                        Jsonb(row.metadata),
+                        row.user_id,
+                        row.created_at or datetime.now().astimezone(),
+                    ]
+                )
+                n += 1
+                if progress and n % 1000 == 0:
+                    progress(n)
+        conn.commit()
+        copy_seconds = time.perf_counter() - start
+        if progress:
+            progress(n)
+    index_seconds = build_index(conninfo, settings) if rebuild else 0.0
+    with psycopg.connect(conninfo) as conn:
+        size = conn.execute(INDEX_SIZE_SQL, (HNSW_INDEX_NAME,)).fetchone()[0]  # type: ignore[index]
+        conn.execute("ANALYZE search_index")
+        conn.commit()
+    return BulkReport(n, copy_seconds, index_seconds, rebuild, int(size or 0))

@@ -1,0 +1,84 @@
+"""The in-server embedding worker: drains rows whose embedding is still NULL.
+
+Chat turns only insert index rows (cheap, keyword-searchable at once); this
+thread embeds them in batches a moment later, so they become vector-searchable
+within about one poll interval (AGENTRY_EMBED_INTERVAL) plus the embedding time.
+The queue is the table itself (``embedding IS NULL``, partial index), drained with
+``FOR UPDATE SKIP LOCKED`` so any number of server processes can run a worker.
+The model is loaded only when there is work, so idle processes stay light.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine
+
+from config import Settings
+from core.errors import EmbeddingMismatchError
+from core.memory.embeddings import get_embedder
+from core.memory.indexer import embed_pending, has_pending
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddingWorker:
+    """A daemon thread that embeds pending index rows every ``interval`` seconds."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.embedded = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentry-embedder", daemon=True)
+
+    def start(self) -> EmbeddingWorker:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Check for work now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def run_once(self) -> int:
+        """Embed one batch; returns how many rows were embedded."""
+        with self.engine.connect() as conn:
+            if not has_pending(conn):
+                return 0
+        embedder = get_embedder(self.settings)
+        with self.engine.begin() as conn:
+            n = embed_pending(conn, embedder, limit=self.settings.embedding_batch_size)
+        self.embedded += n
+        return n
+
+    def _run(self) -> None:
+        backoff = self.settings.embed_interval
+        while not self._stop.is_set():
+            try:
+                n = self.run_once()
+                backoff = self.settings.embed_interval
+            except EmbeddingMismatchError as exc:
+                log.error("embedding worker stopped: %s", exc)
+                return
+            except Exception:
+                # A database hiccup or an endpoint error must not kill the worker.
+                log.exception("embedding worker batch failed; retrying")
+                n = 0
+                backoff = min(max(backoff * 2, 0.5), 30.0)
+            if n < self.settings.embedding_batch_size:
+                self._wake.wait(backoff)
+                self._wake.clear()
+
+
+def start_worker(engine: Engine, settings: Settings) -> EmbeddingWorker | None:
+    """Start the worker unless AGENTRY_EMBED_INTERVAL is 0."""
+    if settings.embed_interval <= 0:
+        return None
+    return EmbeddingWorker(engine, settings).start()

@@ -1,0 +1,148 @@
+"""Filtered completeness on 100k rows (1% and 0.1% filters), bulk COPY and index builds.
+
+Vectors are synthetic and seeded (core/memory/synthetic.py), loaded with binary COPY;
+the index is built after loading with smaller HNSW parameters than production to keep
+CI fast (build parameters do not change which rows a complete search must return).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from config import Settings, load_settings
+from core.memory.bulk import BulkRow, bulk_load
+from core.memory.filters import SearchFilter
+from core.memory.search import run_vector_query
+from core.memory.strategy import PlanKind
+from core.memory.synthetic import clustered_vectors
+from core.models.search import HNSW_INDEX_NAME
+from tests.conftest import fresh_database
+
+N = 100_000
+K = 10
+BUILD = load_settings(AGENTRY_HNSW_M="8", AGENTRY_HNSW_EF_CONSTRUCTION="32")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def big(pg_server: Any, template_db: str, test_settings: Settings) -> Any:
+    db = fresh_database(pg_server, test_settings, "filtered_100k")
+    vectors = clustered_vectors(N, seed=21)
+    owner, others = uuid.uuid4(), uuid.uuid4()
+    with db.engine.begin() as conn:
+        for uid in (owner, others):
+            conn.execute(
+                text("INSERT INTO users (id, email) VALUES (:i, :e)"),
+                {"i": uid, "e": f"{uid}@scale.org"},
+            )
+    one_pct = np.arange(N) % 100 == 0
+    tenth_pct = np.arange(N) % 1000 == 7
+    rows = (
+        BulkRow(
+            "doc",
+            uuid.uuid4(),
+            f"doc {i}",
+            vectors[i],
+            "synthetic",
+            owner if one_pct[i] else others,
+            {"tag": "rare"} if tenth_pct[i] else {},
+        )
+        for i in range(N)
+    )
+    start = time.perf_counter()
+    report = bulk_load(db.conninfo, rows, BUILD, expected=N)
+    print(
+        f"100k: copy {report.copy_seconds:.1f}s, index {report.index_seconds:.1f}s, "
+        f"total {time.perf_counter() - start:.1f}s"
+    )
+    yield {
+        "db": db,
+        "report": report,
+        "vectors": vectors,
+        "owner": owner,
+        "one_pct": one_pct,
+        "tenth_pct": tenth_pct,
+    }
+    db.dispose()
+
+
+def exact_ids(vectors: Any, q: Any, mask: Any) -> list[int]:
+    sims = np.where(mask, vectors @ q, -np.inf)
+    return [int(i) for i in np.argsort(-sims)[:K]]
+
+
+def ids(rows: list[Any]) -> list[int]:
+    return [int(r.content.split()[1]) for r in rows]
+
+
+def test_bulk_load_copies_then_builds_the_index(big: Any) -> None:
+    report, db = big["report"], big["db"]
+    assert report.rows == N and report.rebuilt_index and report.index_bytes > 10 * 2**20
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM search_index")).scalar() == N
+        indexdef = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": HNSW_INDEX_NAME}
+        ).scalar_one()
+    assert "hnsw (embedding vector_cosine_ops)" in indexdef and "m='8'" in indexdef
+
+
+@pytest.mark.parametrize("which", ["one_pct", "tenth_pct"])
+def test_filtered_queries_return_exactly_k_with_exact_recall(big: Any, which: str) -> None:
+    db, vectors, mask = big["db"], big["vectors"], big[which]
+    flt = (
+        SearchFilter(user_id=big["owner"])
+        if which == "one_pct"
+        else SearchFilter(metadata={"tag": "rare"})
+    )
+    queries = clustered_vectors(20, seed=99)
+    settings = load_settings()
+    with db.engine.begin() as conn:
+        for q in queries:
+            run = run_vector_query(conn, q, flt, limit=K, settings=settings)
+            assert [p.kind for p in run.plans] == [PlanKind.exact]
+            assert ids(run.rows) == exact_ids(vectors, q, mask)
+
+
+@pytest.mark.parametrize("which", ["one_pct", "tenth_pct"])
+def test_overfetch_through_the_hnsw_index_still_returns_k(big: Any, which: str) -> None:
+    """The large-set path on pgvector 0.6, forced to walk the HNSW graph."""
+    db, vectors, mask = big["db"], big["vectors"], big[which]
+    flt = (
+        SearchFilter(user_id=big["owner"])
+        if which == "one_pct"
+        else SearchFilter(metadata={"tag": "rare"})
+    )
+    settings = load_settings(AGENTRY_SEARCH_EXACT_THRESHOLD="0")
+    recalls, plain_counts = [], []
+    with db.engine.begin() as conn:
+        conn.execute(text("SET LOCAL enable_sort = off"))  # no btree + sort shortcut
+        for q in clustered_vectors(20, seed=98):
+            plain = run_vector_query(conn, q, flt, limit=K, settings=settings, force=PlanKind.hnsw)
+            plain_counts.append(len(plain.rows))
+            run = run_vector_query(conn, q, flt, limit=K, settings=settings)
+            assert run.plans[0].kind is PlanKind.overfetch
+            assert len(run.rows) == K
+            recalls.append(len(set(ids(run.rows)) & set(exact_ids(vectors, q, mask))) / K)
+    assert min(plain_counts) < K  # what users would get without a plan
+    assert float(np.mean(recalls)) >= 0.9
+
+
+def test_a_small_load_extends_the_existing_index(big: Any) -> None:
+    db = big["db"]
+    v = clustered_vectors(1, seed=1234)[0]
+    marker = uuid.uuid4()
+    report = bulk_load(
+        db.conninfo, [BulkRow("doc", marker, "doc -1", v, "synthetic")], BUILD, expected=1
+    )
+    assert not report.rebuilt_index and report.index_seconds == 0
+    with db.engine.begin() as conn:
+        run = run_vector_query(conn, v, SearchFilter(), limit=1, settings=load_settings())
+        assert run.plans[0].kind is PlanKind.hnsw
+        assert run.rows[0].entity_id == marker
