@@ -9,7 +9,11 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
+from config import get_settings
+from core.db import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM, ToolCall
+from core.memory.embeddings import get_embedder
+from core.memory.indexer import embed_pending
 from tests.core.protocols.conftest import LiveServer
 
 
@@ -221,7 +225,15 @@ def test_bearer_and_x_api_key_both_work(live: LiveServer, keys: dict[str, str]) 
     assert anonymous.status_code == wrong.status_code == 401
 
 
-def test_store(alice: SyncLangGraphClient, bob: SyncLangGraphClient) -> None:
+def embed_everything(db: Database) -> None:
+    """What the server's embedding worker does in the background, done now."""
+    while True:
+        with db.engine.begin() as conn:
+            if not embed_pending(conn, get_embedder(get_settings())):
+                return
+
+
+def test_store(alice: SyncLangGraphClient, bob: SyncLangGraphClient, db: Database) -> None:
     alice.store.put_item(["notes", "work"], "a", {"text": "the quarterly report is due friday"})
     alice.store.put_item(["notes", "home"], "b", {"text": "buy oat milk", "kind": "shopping"})
     alice.store.put_item(["notes", "home"], "c", {"text": "call the plumber", "kind": "chore"})
@@ -232,6 +244,7 @@ def test_store(alice: SyncLangGraphClient, bob: SyncLangGraphClient) -> None:
     assert sorted(i["key"] for i in home) == ["b", "c"]
     chores = alice.store.search_items(["notes"], filter={"kind": "chore"})["items"]
     assert [i["key"] for i in chores] == ["c"]
+    embed_everything(db)
     ranked = alice.store.search_items(["notes"], query="quarterly report")["items"]
     assert ranked[0]["key"] == "a" and ranked[0]["score"] > 0
     assert alice.store.list_namespaces(prefix=["notes"])["namespaces"] == [
@@ -248,6 +261,7 @@ def test_store(alice: SyncLangGraphClient, bob: SyncLangGraphClient) -> None:
     assert hidden.value.response.status_code == 404
     alice.store.put_item(["notes", "work"], "a", {"text": "report moved to monday"})
     assert alice.store.get_item(["notes", "work"], "a")["value"]["text"].endswith("monday")
+    embed_everything(db)
     assert alice.store.search_items(["notes"], query="monday")["items"][0]["key"] == "a"
     alice.store.delete_item(["notes", "work"], "a")
     with pytest.raises(httpx.HTTPStatusError):
