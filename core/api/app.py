@@ -18,10 +18,16 @@ from core.api.routes import (
     health,
     mechanic,
     models,
+    openai_compat,
     tools,
     users,
 )
 from core.api.routes import search as search_routes
+from core.api.routes.protocol import assistants as protocol_assistants
+from core.api.routes.protocol import info as protocol_info
+from core.api.routes.protocol import runs as protocol_runs
+from core.api.routes.protocol import store as protocol_store
+from core.api.routes.protocol import threads as protocol_threads
 from core.db.engine import Database, open_database
 from core.mechanic.live import EntityRegistry, start_live_entities
 from core.mechanic.tools import entity_tool_provider
@@ -86,4 +92,12 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(mechanic.router)
     app.include_router(audit.router)
     app.include_router(search_routes.router)
+    # The LangGraph Agent Protocol (langgraph_sdk) and the OpenAI-compatible chat API.
+    app.include_router(protocol_info.router)
+    app.include_router(protocol_assistants.router)
+    app.include_router(protocol_threads.router)
+    app.include_router(protocol_runs.router)
+    app.include_router(protocol_store.router)
+    app.include_router(openai_compat.router)
+    app.include_router(openai_compat.prefixed)
     return app

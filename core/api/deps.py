@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from config import Settings
@@ -17,6 +17,10 @@ from core.runtime.lifecycle import get_runtime
 from core.runtime.service import AgentRuntime
 
 bearer = HTTPBearer(auto_error=False, description="An Agentry API key (agentry users create)")
+# langgraph_sdk clients (Agent Chat UI, LangGraph Studio) send their key in x-api-key.
+api_key_header = APIKeyHeader(
+    name="x-api-key", auto_error=False, description="An Agentry API key (langgraph_sdk style)"
+)
 
 
 def get_db(request: Request) -> Database:
@@ -37,14 +41,21 @@ def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
 
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit when the route returns, before the response is sent, so a
+# client's next request always sees the write (the default "request" scope commits after
+# the response went out).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_current_user(
     db: DbDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    api_key: Annotated[str | None, Depends(api_key_header)] = None,
 ) -> Principal:
-    """The caller behind the bearer API key; 401 without a valid one."""
+    """The caller behind the bearer API key (or ``x-api-key``); 401 without a valid one."""
+    if (credentials is None or credentials.scheme.lower() != "bearer") and api_key:
+        with db.engine.connect() as conn:
+            return authenticate(conn, api_key)
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
     with db.engine.connect() as conn:

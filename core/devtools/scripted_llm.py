@@ -113,6 +113,11 @@ class ScriptedLLM:
             queue = self._queues.setdefault(model, deque())
             queue.extend(r if isinstance(r, Reply) else Reply(content=r) for r in replies)
 
+    def clear(self) -> None:
+        """Drop the replies not used yet (e.g. failures a retry did not consume)."""
+        with self._lock:
+            self._queues.clear()
+
     def pending(self) -> int:
         with self._lock:
             return sum(len(q) for q in self._queues.values())

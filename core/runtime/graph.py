@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool
@@ -21,6 +21,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+from typing_extensions import TypedDict  # pydantic (state JSON schemas) needs it on 3.11
 
 from core.errors import ValidationFailed
 from core.registry.snapshot import RegistrySnapshot

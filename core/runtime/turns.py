@@ -66,6 +66,7 @@ def run_turn(
     content: str | None,
     *,
     stream_tokens: bool = False,
+    raw: bool = False,
 ) -> Iterator[TurnEvent]:
     """Run one turn (or, with ``content`` None, only complete a pending one).
 
@@ -75,6 +76,9 @@ def run_turn(
         conversation_id: the conversation (= thread id).
         content: the user's message.
         stream_tokens: also yield ``token`` events while models answer.
+        raw: also yield the LangChain objects for protocol adapters (Agent Protocol):
+            ``input`` (the human message), ``step`` (node and state update, before the
+            step's other events) and ``chunk`` (message chunk and its metadata).
 
     Yields:
         Events; the last one is ``final`` with every message stored by this call.
@@ -105,7 +109,7 @@ def run_turn(
             # The session lock outlives this transaction, which _turn ends with its first
             # write (usually the user's message): one transaction fewer per turn.
             yield from _turn(
-                runtime, conn, compiled, principal, conversation, content, stream_tokens
+                runtime, conn, compiled, principal, conversation, content, stream_tokens, raw
             )
         finally:
             conn.rollback()
@@ -131,6 +135,7 @@ def _turn(
     conversation: Row[Any],
     content: str | None,
     stream_tokens: bool,
+    raw: bool = False,
 ) -> Iterator[TurnEvent]:
     conversation_id = conversation.id
     turn = TurnContext(
@@ -138,6 +143,7 @@ def _turn(
     )
     config: RunnableConfig = {"configurable": {"thread_id": str(conversation_id)}}
     drive = _Driver(conn, compiled, turn, config, stream_tokens, conversation)
+    drive.raw = raw
 
     if conversation.turn_pending:
         conn.commit()  # no transaction stays open while the graph runs
@@ -155,6 +161,8 @@ def _turn(
         if agent not in compiled.snapshot.agents:
             raise ValidationFailed(f"agent {agent!r} of this conversation is not active any more")
         human = HumanMessage(content, id=f"u-{uuid.uuid4()}")
+        if raw:
+            yield TurnEvent("input", {"message": human, "agent": agent})
         for row in drive.store([human], agent):
             yield TurnEvent("message", row)
         yield from drive.run({"messages": [human], "agent": agent})
@@ -189,6 +197,7 @@ class _Driver:
         self.stored: list[dict[str, Any]] = []
         self.agent: str = str(conversation.current_agent)
         self.messages_count: int = conversation.messages_count
+        self.raw = False  # also yield LangChain objects (see run_turn)
 
     def store(self, messages: list[BaseMessage], agent: str | None) -> list[dict[str, Any]]:
         """Store a step's messages in one transaction of the turn's connection."""
@@ -216,6 +225,8 @@ class _Driver:
             if mode == "messages":
                 message, meta = chunk
                 node = str(meta.get("langgraph_node", ""))
+                if self.raw:
+                    yield TurnEvent("chunk", {"message": message, "metadata": meta})
                 if (
                     isinstance(message, AIMessageChunk)
                     and node.startswith("agent.")
@@ -226,6 +237,8 @@ class _Driver:
             for node, update in (chunk or {}).items():
                 if not isinstance(update, dict):
                     continue
+                if self.raw:
+                    yield TurnEvent("step", {"node": node, "update": update})
                 yield from self._step(node, update)
 
     def _step(self, node: str, update: dict[str, Any]) -> Iterator[TurnEvent]:

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from core.api.deps import CurrentUser, SessionDep, SettingsDep
+from core.api.routes.openai_compat import is_openai_client, models_json
 from core.models import AiModel
 from core.runtime.router import usable_models
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.get("", summary="Models, best first, with reliability and whether usable")
+@router.get(
+    "",
+    summary="Models, best first, with reliability and whether usable"
+    " (OpenAI SDK callers get the agents as an OpenAI model list)",
+)
 def list_models(
-    user: CurrentUser, session: SessionDep, settings: SettingsDep
-) -> list[dict[str, Any]]:
+    user: CurrentUser, session: SessionDep, settings: SettingsDep, request: Request
+) -> Any:
+    # The OpenAI-compatible surface shares this path: an OpenAI SDK (base_url .../v1)
+    # gets what it can parse; /openai/v1/models always answers that shape.
+    if is_openai_client(request):
+        return models_json(session, user)
     conn = session.connection()
     usable = [c.name for c in usable_models(conn, settings)]
     rows = conn.execute(

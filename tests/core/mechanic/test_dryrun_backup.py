@@ -8,15 +8,19 @@ from sqlalchemy import text
 
 from config import Settings
 from core.db import Database
+from core.db.migrate import head_revision
 from core.mechanic.backup import backup_database, restore_database
 from core.mechanic.dryrun import dry_run
 from core.mechanic.generate import scratch_project
+
+# The core schema's newest revision: the hand-written one follows it.
+HEAD = head_revision()
 
 REVISION = '''"""hand-written"""
 from alembic import op
 
 revision = "mbad"
-down_revision = "0004"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -41,14 +45,14 @@ def shadow_count(db: Database) -> int:
 
 def write(scratch: Settings, up: str, down: str) -> None:
     path = Path(scratch.project_dir) / "migrations" / "versions" / "mbad_hand_written.py"
-    path.write_text(REVISION.format(up=up, down=down))
+    path.write_text(REVISION.format(up=up, down=down, head=HEAD))
 
 
 def test_a_downgrade_that_does_not_undo_is_caught(db: Database, msettings: Settings) -> None:
     before = shadow_count(db)
     with scratch_project(msettings) as scratch:
         write(scratch, "CREATE TABLE IF NOT EXISTS leftover (id int)", "pass")
-        result = dry_run(db, msettings, scratch, "mbad", "0004")
+        result = dry_run(db, msettings, scratch, "mbad", HEAD)
     assert not result.ok
     assert any("after downgrade" in d and "leftover" in d for d in result.differences)
     assert shadow_count(db) == before  # the shadow database is always dropped
@@ -59,14 +63,14 @@ def test_a_downgrade_that_does_not_undo_is_caught(db: Database, msettings: Setti
 def test_a_failing_upgrade_is_reported(db: Database, msettings: Settings) -> None:
     with scratch_project(msettings) as scratch:
         write(scratch, "ALTER TABLE no_such_table ADD COLUMN x int", 'op.execute("SELECT 1")')
-        result = dry_run(db, msettings, scratch, "mbad", "0004")
+        result = dry_run(db, msettings, scratch, "mbad", HEAD)
     assert not result.ok and "no_such_table" in (result.error or "")
 
 
 def test_a_good_revision_round_trips(db: Database, msettings: Settings) -> None:
     with scratch_project(msettings) as scratch:
         write(scratch, "CREATE TABLE fine (id int)", 'op.execute("DROP TABLE fine")')
-        result = dry_run(db, msettings, scratch, "mbad", "0004")
+        result = dry_run(db, msettings, scratch, "mbad", HEAD)
     assert result.ok, result
     assert result.steps[-1] == "schema snapshots equal"
 

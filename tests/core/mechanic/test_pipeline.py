@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from config import Settings
 from core.db import Database
-from core.db.migrate import MIGRATION_LOCK_KEY, current_revision
+from core.db.migrate import MIGRATION_LOCK_KEY, current_revision, head_revision
 from core.errors import ConflictError, MechanicError, PolicyViolation
 from core.mechanic import entities
 from core.mechanic.apply import apply_change, rollback_change
@@ -25,6 +25,8 @@ from core.memory.search import keyword_search
 from core.memory.sources import source_for
 from tests.conftest import create_test_user
 from tests.core.mechanic.conftest import CHARACTER
+
+HEAD = head_revision()  # what a planned revision follows
 
 LOCATION = {
     "action": "add_entity",
@@ -92,7 +94,7 @@ def test_plan_shows_everything_and_changes_nothing(
             conn.execute(text("DROP TABLE someone_elses"))
     p = change["plan"]
     assert change["status"] == "planned"
-    assert change["revision"].startswith("m") and change["down_revision"] == "0004"
+    assert change["revision"].startswith("m") and change["down_revision"] == HEAD
     assert [f["path"] for f in p["files"]] == [
         "dynamic/schema/character.py",
         f"migrations/versions/{change['revision']}_add_entity_character_name_role_age_.py",
@@ -109,7 +111,7 @@ def test_plan_shows_everything_and_changes_nothing(
     assert not (project / "dynamic/schema/character.py").exists()
     assert clean(project) and git.Repo(project).head.commit.hexsha == head
     assert "character" not in tables(db)
-    assert revision_of(db) == "0004"
+    assert revision_of(db) == HEAD
 
 
 def test_apply_migrates_commits_backs_up_and_records(

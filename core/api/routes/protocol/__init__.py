@@ -1,0 +1,1 @@
+"""The LangGraph Agent Protocol surface (what ``langgraph_sdk`` calls), at the root paths."""
