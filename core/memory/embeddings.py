@@ -59,20 +59,24 @@ class LocalEmbedder:
     def embed(self, texts: list[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dims), dtype=np.float32)
-        parts = []
+        # Slices of similar length pad little: sorting the whole batch by length first
+        # more than doubles throughput on short texts (the model sorts only per call).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        result = np.empty((len(texts), self.dims), dtype=np.float32)
         # The lock is taken per slice, so a search's query embedding waits for at most
         # one slice of a background batch, not the whole batch.
-        for start in range(0, len(texts), LOCK_SLICE):
+        for start in range(0, len(order), LOCK_SLICE):
+            picked = order[start : start + LOCK_SLICE]
             with self._lock:
                 out = self._model.encode(
-                    texts[start : start + LOCK_SLICE],
+                    [texts[i] for i in picked],
                     batch_size=min(self.batch_size, LOCK_SLICE),
                     convert_to_numpy=True,
                     normalize_embeddings=True,
                     show_progress_bar=False,
                 )
-            parts.append(np.asarray(out, dtype=np.float32))
-        return np.concatenate(parts)
+            result[picked] = np.asarray(out, dtype=np.float32)
+        return result
 
     def embed_query(self, text: str) -> Vectors:
         return self.embed([text])[0]

@@ -75,3 +75,14 @@ def test_bad_embedding_configuration_is_a_clear_error() -> None:
         get_embedder(load_settings(AGENTRY_EMBEDDING_MODEL="bge-small"))
     with pytest.raises(ConfigError, match="AGENTRY_CHUNK_OVERLAP"):
         load_settings(AGENTRY_CHUNK_SIZE="300", AGENTRY_CHUNK_OVERLAP="300")
+
+
+def test_local_embeddings_keep_input_order_whatever_the_lengths() -> None:
+    from core.memory.embeddings import LOCK_SLICE, LocalEmbedder
+
+    embedder = LocalEmbedder()
+    texts = [("word " * (n % 17 + 1)).strip() + f" {n}" for n in range(LOCK_SLICE * 2 + 5)]
+    together = embedder.embed(texts)
+    for i in (0, 1, LOCK_SLICE, len(texts) - 1):
+        alone = embedder.embed([texts[i]])[0]
+        assert float(together[i] @ alone) > 0.999
