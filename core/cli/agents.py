@@ -8,9 +8,8 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from config import get_settings
+from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import open_database
 from core.models import Agent, Tool
 from core.registry.sync import sync_registry
 
@@ -22,13 +21,8 @@ tools_app = typer.Typer(help="The tool registry (tools/*.py).", no_args_is_help=
 @edge
 def sync() -> None:
     """Sync agents and tools from agents/*.yaml and tools/*.py (all or nothing)."""
-    settings = get_settings()
-    db = open_database(settings)
-    try:
-        with db.engine.begin() as conn:
-            report = sync_registry(conn, settings.project_dir, actor="system")
-    finally:
-        db.dispose()
+    with cli_database() as (db, settings), db.engine.begin() as conn:
+        report = sync_registry(conn, settings.project_dir, actor="system")
     for kind, name, op in report.changes:
         console.print(f"{op} {kind} {name}")
     if not report.changed:
@@ -39,12 +33,8 @@ def sync() -> None:
 @edge
 def list_agents(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List agents with their version, tools and handoffs."""
-    db = open_database(get_settings())
-    try:
-        with db.engine.connect() as conn:
-            rows = conn.execute(select(Agent.__table__).order_by(Agent.name)).all()
-    finally:
-        db.dispose()
+    with cli_database() as (db, _), db.engine.connect() as conn:
+        rows = conn.execute(select(Agent.__table__).order_by(Agent.name)).all()
     if as_json:
         typer.echo(
             json.dumps(
@@ -71,12 +61,8 @@ def list_agents(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 @edge
 def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List tools with their module and input schema."""
-    db = open_database(get_settings())
-    try:
-        with db.engine.connect() as conn:
-            rows = conn.execute(select(Tool.__table__).order_by(Tool.name)).all()
-    finally:
-        db.dispose()
+    with cli_database() as (db, _), db.engine.connect() as conn:
+        rows = conn.execute(select(Tool.__table__).order_by(Tool.name)).all()
     if as_json:
         typer.echo(
             json.dumps(

@@ -9,10 +9,9 @@ import typer
 from fastapi.encoders import jsonable_encoder
 from rich.table import Table
 
-from config import get_settings
 from core.api.routes.audit import query_audit
+from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import open_database
 from core.errors import ValidationFailed
 
 
@@ -33,12 +32,8 @@ def audit(
             raise ValidationFailed(f"--since {since!r} is not an ISO date or timestamp") from None
         if start.tzinfo is None:
             start = start.replace(tzinfo=dt.UTC)
-    db = open_database(get_settings())
-    try:
-        with db.engine.connect() as conn:
-            rows = query_audit(conn, action=action, actor=actor, since=start, limit=limit)
-    finally:
-        db.dispose()
+    with cli_database() as (db, _), db.engine.connect() as conn:
+        rows = query_audit(conn, action=action, actor=actor, since=start, limit=limit)
     if as_json:
         typer.echo(json.dumps(jsonable_encoder(rows), indent=2))
         return

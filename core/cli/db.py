@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from config import get_settings
+from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import migrate, open_database, prepare_database
+from core.db import migrate, prepare_database
 
 app = typer.Typer(help="Database schema: upgrade and inspect migrations.", no_args_is_help=True)
 
@@ -15,26 +15,18 @@ app = typer.Typer(help="Database schema: upgrade and inspect migrations.", no_ar
 @edge
 def upgrade() -> None:
     """Create pgvector, apply every migration up to head, set up checkpoint tables."""
-    settings = get_settings()
-    db = open_database(settings)
-    try:
+    with cli_database() as (db, settings):
         with console.status("migrating..."):
             prepare_database(db, settings)
         with db.engine.connect() as conn:
             console.print(f"database at revision [bold]{migrate.current_revision(conn)}[/] (head)")
-    finally:
-        db.dispose()
 
 
 @app.command()
 @edge
 def current() -> None:
     """Print the revision the database is at and the head revision."""
-    settings = get_settings()
-    db = open_database(settings)
-    try:
+    with cli_database() as (db, settings):
         with db.engine.connect() as conn:
             rev = migrate.current_revision(conn)
         console.print(f"current: {rev or '(none)'}  head: {migrate.head_revision(settings)}")
-    finally:
-        db.dispose()

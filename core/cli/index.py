@@ -5,9 +5,8 @@ from __future__ import annotations
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from config import get_settings
+from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import open_database
 from core.memory.backlog import run_backlog
 from core.memory.embeddings import get_embedder
 from core.memory.reembed import reembed
@@ -36,9 +35,7 @@ def index_command(
     With --reembed: embed everything with the configured model into a staging column
     while searches keep using the old vectors, then switch atomically.
     """
-    settings = get_settings()
-    db = open_database(settings)
-    try:
+    with cli_database() as (db, settings):
         embedder = get_embedder(settings)
         with _bar() as bar:
             tasks: dict[str, object] = {}
@@ -70,5 +67,3 @@ def index_command(
             console.print(
                 f"indexed: {indexed}; removed {removed} deleted; embedded {report.embedded}"
             )
-    finally:
-        db.dispose()

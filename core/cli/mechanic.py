@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,9 +14,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
 
-from config import Settings, get_settings
+from config import Settings
+from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import Database, open_database
+from core.db import Database
 from core.errors import ValidationFailed
 from core.mechanic import registry
 from core.mechanic.agent import spec_from_instruction
@@ -29,16 +29,6 @@ from core.runtime.router import ModelRouter, register_default_model
 app = typer.Typer(help="Schema changes by the mechanic: plan, review, apply, roll back.")
 ACTOR = "system"
 T = TypeVar("T")
-
-
-@contextmanager
-def _database() -> Iterator[tuple[Database, Settings]]:
-    settings = get_settings()
-    db = open_database(settings)
-    try:
-        yield db, settings
-    finally:
-        db.dispose()
 
 
 def _step(label: str, work: Callable[[], T]) -> T:
@@ -88,7 +78,7 @@ def plan(
     """Plan a change: files, SQL, lint report and dry run. Nothing is applied."""
     if (spec_file is None) == (instruction is None):
         raise ValidationFailed("give a spec file or --instruction (one of them)")
-    with _database() as (db, settings):
+    with cli_database() as (db, settings):
         if spec_file is not None:
             try:
                 raw = spec_file.read_text()
@@ -117,7 +107,7 @@ def apply(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Apply a planned change: backup, migrate, commit, record; live everywhere."""
-    with _database() as (db, settings):
+    with cli_database() as (db, settings):
         change = _step("applying", lambda: apply_change(db, settings, change_id, actor=ACTOR))
     _print_json(change) if as_json else _show(change)
 
@@ -129,7 +119,7 @@ def rollback(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Roll back a change: the entity is retired (data kept) and the commit reverted."""
-    with _database() as (db, settings):
+    with cli_database() as (db, settings):
         change = _step(
             "rolling back", lambda: rollback_change(db, settings, change_id, actor=ACTOR)
         )
@@ -143,7 +133,7 @@ def list_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List changes, newest first."""
-    with _database() as (db, _), db.engine.connect() as conn:
+    with cli_database() as (db, _), db.engine.connect() as conn:
         changes = registry.list_changes(conn, status=status)
     if as_json:
         _print_json(changes)

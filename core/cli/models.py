@@ -8,9 +8,8 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from config import get_settings
+from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import open_database
 from core.models import AiModel
 from core.runtime.catalogue import sync_catalogue
 from core.runtime.router import register_default_model, usable_models
@@ -24,19 +23,14 @@ app = typer.Typer(
 @edge
 def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Models best first; 'usable' when active with credentials (the router's candidates)."""
-    settings = get_settings()
-    db = open_database(settings)
-    try:
-        with db.engine.begin() as conn:
-            register_default_model(conn, settings)
-            usable = [c.name for c in usable_models(conn, settings)]
-            rows = conn.execute(
-                select(AiModel.__table__).order_by(
-                    AiModel.priority.desc(), AiModel.reliability_score.desc(), AiModel.name
-                )
-            ).all()
-    finally:
-        db.dispose()
+    with cli_database() as (db, settings), db.engine.begin() as conn:
+        register_default_model(conn, settings)
+        usable = [c.name for c in usable_models(conn, settings)]
+        rows = conn.execute(
+            select(AiModel.__table__).order_by(
+                AiModel.priority.desc(), AiModel.reliability_score.desc(), AiModel.name
+            )
+        ).all()
     items = [
         {
             "name": r.name,
@@ -96,14 +90,10 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Register the models of an endpoint's /models (memory cache, database, endpoint)."""
-    db = open_database(get_settings())
-    try:
-        with db.engine.begin() as conn:
-            result = sync_catalogue(
-                conn, endpoint, free_only=free_only, api_key_env=api_key_env, refresh=refresh
-            )
-    finally:
-        db.dispose()
+    with cli_database() as (db, _), db.engine.begin() as conn:
+        result = sync_catalogue(
+            conn, endpoint, free_only=free_only, api_key_env=api_key_env, refresh=refresh
+        )
     if as_json:
         typer.echo(
             json.dumps(

@@ -6,9 +6,8 @@ import json
 
 import typer
 
-from config import get_settings
+from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import open_database
 from core.runtime.retention import prune_checkpoints
 
 
@@ -31,19 +30,14 @@ def prune(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Keep the latest checkpoints per conversation; drop those of deleted ones and orphans."""
-    settings = get_settings()
-    keep = keep or settings.checkpoint_keep
-    days = settings.prune_after_days if days is None else days
-    db = open_database(settings)
-    try:
-        with db.engine.connect() as conn:
-            report = prune_checkpoints(conn, keep=keep, deleted_after_days=days)
-            if dry_run:
-                conn.rollback()
-            else:
-                conn.commit()
-    finally:
-        db.dispose()
+    with cli_database() as (db, settings), db.engine.connect() as conn:
+        keep = keep or settings.checkpoint_keep
+        days = settings.prune_after_days if days is None else days
+        report = prune_checkpoints(conn, keep=keep, deleted_after_days=days)
+        if dry_run:
+            conn.rollback()
+        else:
+            conn.commit()
     if as_json:
         typer.echo(json.dumps({"dry_run": dry_run, **report.as_dict()}))
         return

@@ -7,9 +7,8 @@ import json
 import typer
 from rich.table import Table
 
-from config import get_settings
+from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import open_database
 from core.errors import NotFoundError, ValidationFailed
 from core.memory.filters import parse_metadata_value
 from core.memory.search import search
@@ -37,9 +36,7 @@ def search_command(
     as_json: bool = typer.Option(False, "--json", help="Print the hits as JSON."),
 ) -> None:
     """Search messages and entities by meaning, keywords, or both."""
-    settings = get_settings()
-    db = open_database(settings)
-    try:
+    with cli_database() as (db, settings):
         check_memory(db.engine, settings)
         with db.engine.begin() as conn:
             user_id = None
@@ -61,8 +58,6 @@ def search_command(
                 metadata=_metadata(meta),
                 settings=settings,
             )
-    finally:
-        db.dispose()
     if as_json:
         typer.echo(
             json.dumps(

@@ -12,6 +12,7 @@ import uvicorn
 
 from config import get_settings
 from core.api.app import create_app
+from core.cli.database import cli_database
 from core.cli.edge import console, edge
 from core.db import open_database, prepare_database
 from core.memory.service import check_memory
@@ -60,14 +61,10 @@ def _exit_normally(signum: int, frame: FrameType | None) -> None:
 @edge
 def seed_command() -> None:
     """Add the default models and the assistant and mechanic agents (idempotent)."""
-    settings = get_settings()
-    db = open_database(settings)
-    try:
+    with cli_database() as (db, settings):
         prepare_database(db, settings)
         with db.engine.begin() as conn:
             report = seed(conn, settings)
-    finally:
-        db.dispose()
     if report.changed:
         console.print(f"added {report.models_added} models and {report.agents_added} agents")
     else:

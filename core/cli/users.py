@@ -7,10 +7,9 @@ import json
 import typer
 from rich.table import Table
 
-from config import get_settings
 from core.auth.users import create_user, list_users, rotate_key
+from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import open_database
 
 app = typer.Typer(help="Users and API keys.", no_args_is_help=True)
 
@@ -24,12 +23,8 @@ def create(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Create a user and print its API key once (only a hash is stored)."""
-    db = open_database(get_settings())
-    try:
-        with db.engine.begin() as conn:
-            user, key = create_user(conn, email, name=name, admin=admin)
-    finally:
-        db.dispose()
+    with cli_database() as (db, _), db.engine.begin() as conn:
+        user, key = create_user(conn, email, name=name, admin=admin)
     if as_json:
         typer.echo(
             json.dumps(
@@ -45,12 +40,8 @@ def create(
 @edge
 def rotate(email: str = typer.Option(..., "--email")) -> None:
     """Give a user a new API key; the old one stops working."""
-    db = open_database(get_settings())
-    try:
-        with db.engine.begin() as conn:
-            key = rotate_key(conn, email)
-    finally:
-        db.dispose()
+    with cli_database() as (db, _), db.engine.begin() as conn:
+        key = rotate_key(conn, email)
     console.print(f"new API key (shown once): [bold]{key}[/]", highlight=False)
 
 
@@ -58,12 +49,8 @@ def rotate(email: str = typer.Option(..., "--email")) -> None:
 @edge
 def list_command() -> None:
     """List users."""
-    db = open_database(get_settings())
-    try:
-        with db.engine.connect() as conn:
-            rows = list_users(conn)
-    finally:
-        db.dispose()
+    with cli_database() as (db, _), db.engine.connect() as conn:
+        rows = list_users(conn)
     table = Table("email", "role", "active", "id")
     for row in rows:
         table.add_row(str(row["email"]), str(row["role"]), str(row["is_active"]), str(row["id"]))
