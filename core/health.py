@@ -113,17 +113,18 @@ def embedding_check(settings: Settings) -> Check:
             "embedding", True, f"remote provider {settings.embedding_provider}: not loaded"
         )
     try:
-        from core.memory.local_model import load_local_model
+        from core.memory.embeddings import get_embedder
 
-        model = load_local_model()
-        dims = len(model.encode(["health check"])[0])
+        embedder = get_embedder(settings)
+        dims = len(embedder.embed(["health check"])[0])
     except Exception as exc:
         return Check("embedding", False, f"cannot load local model: {_first_line(exc)}")
-    ok = dims == settings.embedding_dims
-    detail = f"{settings.embedding_model}, {dims} dims"
-    if not ok:
-        detail += f" but AGENTRY_EMBEDDING_DIMS={settings.embedding_dims}"
-    return Check("embedding", ok, detail, {"dims": dims})
+    runtime = getattr(embedder, "runtime", "torch")
+    detail = f"{settings.embedding_model}, {dims} dims, {runtime} runtime"
+    if runtime != settings.embedding_runtime:
+        # Still correct vectors, only slower: the log says why ONNX was not usable.
+        detail += f" (AGENTRY_EMBEDDING_RUNTIME={settings.embedding_runtime} unavailable)"
+    return Check("embedding", True, detail, {"dims": dims, "runtime": runtime})
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine, text
 
 from config import Settings
+from core.memory.drain import drain_pending
 from core.memory.embeddings import Embedder
-from core.memory.indexer import embed_pending, index_document
+from core.memory.indexer import count_pending, index_document
 from core.memory.sources import SearchableSource, sources
 
 Progress = Callable[[str, int, int], None]
@@ -201,17 +202,19 @@ def run_backlog(
                 progress(f"index {source.entity_type}", done, total)
         report.indexed[source.entity_type] = done
     with engine.connect() as conn:
-        pending = int(
-            conn.execute(
-                text("SELECT count(*) FROM search_index WHERE embedding IS NULL")
-            ).scalar_one()
+        pending = count_pending(conn)
+    if pending:
+
+        def advance(n: int) -> None:
+            report.embedded += n
+            if progress:
+                progress("embed", report.embedded, pending)
+
+        drain_pending(
+            engine,
+            embedder,
+            batch_size=batch_size,
+            threads=settings.embed_threads,
+            on_batch=advance,
         )
-    while pending:
-        with engine.begin() as conn:
-            n = embed_pending(conn, embedder, limit=batch_size)
-        if n == 0:
-            break
-        report.embedded += n
-        if progress:
-            progress("embed", report.embedded, pending)
     return report

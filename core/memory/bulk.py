@@ -143,9 +143,13 @@ def bulk_load(
         copy_seconds = time.perf_counter() - start
         if progress:
             progress(n)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        # Vacuumed before the HNSW index exists (cheap: the heap and the small
+        # indexes): otherwise autovacuum wakes up for the inserts a moment later and
+        # scans the whole HNSW graph while the new data is being used (measured: it
+        # cut the ingest rate right after a 100k load by a third).
+        conn.execute("VACUUM (ANALYZE) search_index" if rebuild else "ANALYZE search_index")
     index_seconds = build_index(conninfo, settings) if rebuild else 0.0
     with psycopg.connect(conninfo) as conn:
         size = conn.execute(INDEX_SIZE_SQL, (HNSW_INDEX_NAME,)).fetchone()[0]  # type: ignore[index]
-        conn.execute("ANALYZE search_index")
-        conn.commit()
     return BulkReport(n, copy_seconds, index_seconds, rebuild, int(size or 0))

@@ -6,12 +6,15 @@ within about one poll interval (AGENTRY_EMBED_INTERVAL) plus the embedding time.
 The queue is the table itself (``embedding IS NULL``, partial index), drained with
 ``FOR UPDATE SKIP LOCKED`` so any number of server processes can run a worker.
 The model is loaded only when there is work, so idle processes stay light.
+AGENTRY_EMBED_THREADS threads drain it, so one embeds while PostgreSQL inserts
+another's vectors into HNSW (core/memory/drain.py).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy import Engine
 
@@ -24,28 +27,39 @@ log = logging.getLogger(__name__)
 
 
 class EmbeddingWorker:
-    """A daemon thread that embeds pending index rows every ``interval`` seconds."""
+    """Daemon threads that embed pending index rows every ``interval`` seconds."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
         self.embedded = 0
         self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="agentry-embedder", daemon=True)
+        # One wake-up per thread, so no thread can consume another's.
+        self._wakes = [threading.Event() for _ in range(settings.embed_threads)]
+        self._count_lock = threading.Lock()
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(wake,), name=f"agentry-embedder-{i}", daemon=True
+            )
+            for i, wake in enumerate(self._wakes)
+        ]
 
     def start(self) -> EmbeddingWorker:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def wake(self) -> None:
         """Check for work now instead of at the next poll."""
-        self._wake.set()
+        for wake in self._wakes:
+            wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout)
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def run_once(self) -> int:
         """Embed one batch; returns how many rows were embedded."""
@@ -55,10 +69,11 @@ class EmbeddingWorker:
         embedder = get_embedder(self.settings)
         with self.engine.begin() as conn:
             n = embed_pending(conn, embedder, limit=self.settings.embedding_batch_size)
-        self.embedded += n
+        with self._count_lock:
+            self.embedded += n
         return n
 
-    def _run(self) -> None:
+    def _run(self, wake: threading.Event) -> None:
         backoff = self.settings.embed_interval
         while not self._stop.is_set():
             try:
@@ -73,8 +88,8 @@ class EmbeddingWorker:
                 n = 0
                 backoff = min(max(backoff * 2, 0.5), 30.0)
             if n < self.settings.embedding_batch_size:
-                self._wake.wait(backoff)
-                self._wake.clear()
+                wake.wait(backoff)
+                wake.clear()
 
 
 def start_worker(engine: Engine, settings: Settings) -> EmbeddingWorker | None:

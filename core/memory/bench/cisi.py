@@ -19,9 +19,10 @@ from typing import Any
 from config import Settings
 from core.errors import NotFoundError
 from core.memory.bench.common import bench_database, latency_ms, ndcg_at, recall_at
+from core.memory.drain import drain_pending
 from core.memory.embeddings import get_embedder
 from core.memory.filters import SearchFilter
-from core.memory.indexer import embed_pending, index_document
+from core.memory.indexer import count_pending, index_document
 from core.memory.search import Hit, fuse, keyword_hits, search, vector_search
 from core.memory.strategy import PlanKind
 
@@ -110,15 +111,22 @@ def run_cisi(
                     metadata={"doc": doc_id},
                     settings=bsettings,
                 )
-        embedded = 0
-        while True:
-            with db.engine.begin() as conn:
-                n = embed_pending(conn, embedder, limit=bsettings.embedding_batch_size)
-            if not n:
-                break
-            embedded += n
+        with db.engine.connect() as conn:
+            pending = count_pending(conn)
+        done = [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
             if progress:
-                progress("embed", embedded, embedded + 1)
+                progress("embed", done[0], pending)
+
+        embedded = drain_pending(
+            db.engine,
+            embedder,
+            batch_size=bsettings.embedding_batch_size,
+            threads=bsettings.embed_threads,
+            on_batch=advance,
+        )
         ingest = time.perf_counter() - start
         report["chunks"] = embedded
         report["ingest_seconds"] = round(ingest, 2)

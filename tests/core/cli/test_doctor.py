@@ -58,4 +58,5 @@ def test_doctor_loads_the_embedding_model(db: Database, use_database: Any) -> No
     assert result.exit_code == 0, result.output
     embedding = checks_of(result.output)["embedding"]
     assert embedding["ok"] is True
-    assert embedding["data"]["dims"] == 384
+    assert embedding["data"] == {"dims": 384, "runtime": "onnx"}
+    assert "onnx runtime" in embedding["detail"]

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from config import Settings, load_settings
 from core.devtools.scripted_llm import ScriptedLLM
 from core.errors import ConfigError
-from core.memory.embeddings import Embedder, LocalEmbedder, OpenAIEmbedder, get_embedder
+from core.memory.embeddings import (
+    SLICE_TEXTS,
+    Embedder,
+    LocalEmbedder,
+    OpenAIEmbedder,
+    get_embedder,
+    token_slices,
+)
 from core.memory.local_model import load_local_model
+from core.memory.onnx_model import MIN_COSINE, graph_path
 
 
 def test_local_model_is_384_dims_normalized_semantic_and_loaded_once(
@@ -24,8 +34,11 @@ def test_local_model_is_384_dims_normalized_semantic_and_loaded_once(
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.2
     assert embedder.embed([]).shape == (0, 384)
-    # One model per process: the same object for the same configuration.
+    # One model per process: the same object for the same configuration, on ONNX
+    # Runtime by default, from a graph exported once into AGENTRY_HOME/models.
     assert get_embedder(test_settings) is embedder
+    assert embedder.runtime == "onnx"
+    assert graph_path(test_settings.home_dir / "models").is_file()
     before = load_local_model.cache_info().hits
     load_local_model()
     assert load_local_model.cache_info().hits == before + 1
@@ -77,12 +90,75 @@ def test_bad_embedding_configuration_is_a_clear_error() -> None:
         load_settings(AGENTRY_CHUNK_SIZE="300", AGENTRY_CHUNK_OVERLAP="300")
 
 
-def test_local_embeddings_keep_input_order_whatever_the_lengths() -> None:
-    from core.memory.embeddings import LOCK_SLICE, LocalEmbedder
+MIXED = [("word " * (n % 17 + 1)).strip() + f" {n}" for n in range(SLICE_TEXTS * 2 + 5)] + [
+    "x",
+    # Longer than the model's 256-token window: truncated the same way by both runtimes.
+    " ".join(f"sentence {i} of a long report about rivers and bridges" for i in range(60)),
+]
 
-    embedder = LocalEmbedder()
-    texts = [("word " * (n % 17 + 1)).strip() + f" {n}" for n in range(LOCK_SLICE * 2 + 5)]
-    together = embedder.embed(texts)
-    for i in (0, 1, LOCK_SLICE, len(texts) - 1):
-        alone = embedder.embed([texts[i]])[0]
-        assert float(together[i] @ alone) > 0.999
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_local_embeddings_keep_input_order_whatever_the_lengths(
+    runtime: str, test_settings: Settings
+) -> None:
+    embedder = LocalEmbedder(runtime=runtime, cache_dir=test_settings.home_dir / "models")
+    assert embedder.runtime == runtime
+    together = embedder.embed(MIXED)
+    for i in (0, 1, SLICE_TEXTS, len(MIXED) - 2, len(MIXED) - 1):
+        alone = embedder.embed([MIXED[i]])[0]
+        assert float(together[i] @ alone) > 0.9999
+
+
+def test_onnx_and_torch_make_the_same_vectors(test_settings: Settings) -> None:
+    """Same model name on both runtimes is only honest if the vectors agree."""
+    onnx = LocalEmbedder(runtime="onnx", cache_dir=test_settings.home_dir / "models")
+    torch = LocalEmbedder(runtime="torch")
+    cosines = np.sum(onnx.embed(MIXED) * torch.embed(MIXED), axis=1)
+    assert float(cosines.min()) >= MIN_COSINE
+
+
+def test_onnx_graph_is_reused_and_a_corrupt_one_is_exported_again(tmp_path: Path) -> None:
+    cache = tmp_path / "models"
+    first = LocalEmbedder(runtime="onnx", cache_dir=cache)
+    graph = graph_path(cache)
+    exported = graph.stat().st_mtime_ns
+    again = LocalEmbedder(runtime="onnx", cache_dir=cache)
+    assert graph.stat().st_mtime_ns == exported  # loaded, not exported again
+    assert float(first.embed_query("rivers") @ again.embed_query("rivers")) > 0.9999
+    assert [p.name for p in cache.iterdir()] == [graph.name]  # no temp files left behind
+
+    graph.write_bytes(b"not a graph")
+    repaired = LocalEmbedder(runtime="onnx", cache_dir=cache)
+    assert repaired.runtime == "onnx"
+    assert graph.stat().st_size > 1_000_000
+    assert float(repaired.embed_query("rivers") @ first.embed_query("rivers")) > 0.9999
+
+
+def test_onnx_failure_falls_back_to_torch_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import core.memory.onnx_model as onnx_model
+
+    def broken(dest: Path) -> None:
+        raise onnx_model.OnnxExportError("exporter exploded")
+
+    monkeypatch.setattr(onnx_model, "export_graph", broken)
+    embedder = LocalEmbedder(runtime="onnx", cache_dir=tmp_path / "models")
+    assert embedder.runtime == "torch"
+    assert "exporter exploded" in caplog.text and "using PyTorch" in caplog.text
+    assert embedder.embed(["still works"]).shape == (1, 384)
+
+
+def test_token_slices_group_by_length_under_the_budget() -> None:
+    lengths = [5, 200, 6, 7, 120, 5, 9, 130, 8]
+    slices = token_slices(lengths, budget=256, max_count=3)
+    assert sorted(i for s in slices for i in s) == list(range(len(lengths)))
+    for s in slices:
+        assert len(s) <= 3
+        widest = max(lengths[i] for i in s)
+        assert len(s) == 1 or len(s) * widest <= 256
+    # Shortest first; the two long ones cannot share a call.
+    assert slices[0] == [0, 5, 2]
+    assert [1] in slices and any(4 in s and 7 not in s for s in slices)
+    assert token_slices([], budget=10, max_count=2) == []
+    assert token_slices([50], budget=10, max_count=2) == [[0]]  # a long text still gets a call

@@ -91,6 +91,15 @@ def test_bulk_load_copies_then_builds_the_index(big: Any) -> None:
             text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": HNSW_INDEX_NAME}
         ).scalar_one()
     assert "hnsw (embedding vector_cosine_ops)" in indexdef and "m='8'" in indexdef
+    with db.engine.connect() as conn:
+        stats = conn.execute(
+            text(
+                "SELECT last_vacuum IS NOT NULL, n_ins_since_vacuum FROM pg_stat_user_tables "
+                "WHERE relname = 'search_index'"
+            )
+        ).one()
+    # Vacuumed by the load itself, so autovacuum has no reason to scan the new graph.
+    assert stats[0] and stats[1] == 0
 
 
 @pytest.mark.parametrize("which", ["one_pct", "tenth_pct"])

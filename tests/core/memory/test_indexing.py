@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -83,7 +84,13 @@ def test_message_is_keyword_searchable_at_once_and_vector_searchable_shortly_aft
                     break
             time.sleep(0.05)
     finally:
+        stopped = time.monotonic()
         worker.stop()
+    # Every embedding thread (AGENTRY_EMBED_THREADS, 2 by default) is woken and ends.
+    assert time.monotonic() - stopped < 5
+    names = {t.name for t in threading.enumerate()}
+    assert not {f"agentry-embedder-{i}" for i in range(SETTINGS.embed_threads)} & names
+    assert SETTINGS.embed_threads == 2
     assert worker.embedded >= 1
     with db.engine.begin() as conn:
         assert index_rows(conn, mid) == [(0, True, "all-MiniLM-L6-v2")]
