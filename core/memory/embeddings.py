@@ -55,7 +55,7 @@ def token_slices(lengths: list[int], *, budget: int, max_count: int) -> list[lis
     A call pads every text to its longest one, so texts of similar length go
     together, and each call holds at most ``budget`` tokens once padded: many short
     texts per call, few long ones. On 2 cores this ran short texts 1.4x faster than
-    fixed slices of 32 and is the reason large queue batches are no longer needed.
+    fixed slices of 32 texts (batches of 256 DailyDialog turns).
     """
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     slices: list[list[int]] = []
