@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from config import Settings, load_settings
+from core.db import Database
 from core.memory.bulk import BulkRow, bulk_load
 from core.memory.filters import SearchFilter
 from core.memory.search import run_vector_query
@@ -31,10 +32,9 @@ BUILD = load_settings(AGENTRY_HNSW_M="8", AGENTRY_HNSW_EF_CONSTRUCTION="32")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def big(pg_server: Any, template_db: str, test_settings: Settings) -> Any:
-    db = fresh_database(pg_server, test_settings, "filtered_100k")
-    vectors = clustered_vectors(N, seed=21)
+def load_filtered(db: Database, build: Settings, *, seed: int) -> dict[str, Any]:
+    """N seeded vectors in ``db``: 1% owned by one user, 0.1% tagged, 20% per bucket."""
+    vectors = clustered_vectors(N, seed=seed)
     owner, others = uuid.uuid4(), uuid.uuid4()
     with db.engine.begin() as conn:
         for uid in (owner, others):
@@ -52,24 +52,31 @@ def big(pg_server: Any, template_db: str, test_settings: Settings) -> Any:
             vectors[i],
             "synthetic",
             owner if one_pct[i] else others,
-            {"tag": "rare"} if tenth_pct[i] else {},
+            {"bucket": i % 5, **({"tag": "rare"} if tenth_pct[i] else {})},
         )
         for i in range(N)
     )
     start = time.perf_counter()
-    report = bulk_load(db.conninfo, rows, BUILD, expected=N)
+    report = bulk_load(db.conninfo, rows, build, expected=N)
     print(
         f"100k: copy {report.copy_seconds:.1f}s, index {report.index_seconds:.1f}s, "
         f"total {time.perf_counter() - start:.1f}s"
     )
-    yield {
+    return {
         "db": db,
         "report": report,
         "vectors": vectors,
         "owner": owner,
         "one_pct": one_pct,
         "tenth_pct": tenth_pct,
+        "fifth": np.arange(N) % 5 == 0,
     }
+
+
+@pytest.fixture(scope="module")
+def big(pg_server: Any, template_db: str, test_settings: Settings) -> Any:
+    db = fresh_database(pg_server, test_settings, "filtered_100k")
+    yield load_filtered(db, BUILD, seed=21)
     db.dispose()
 
 

@@ -1,7 +1,7 @@
 """Choosing how a vector query runs, and the SQL each plan emits.
 
-pgvector >= 0.8 (iterative scans) is not available on the embedded server, so the
-iterative plan is tested by its selection and its SQL only.
+The embedded server has pgvector 0.6: here the iterative plan is tested by its
+selection and its SQL; test_iterative_scan.py runs it on a real pgvector 0.8 server.
 """
 
 from __future__ import annotations
