@@ -1,7 +1,7 @@
 """Filtered completeness on 100k rows (1% and 0.1% filters), bulk COPY and index builds.
 
 Vectors are synthetic and seeded (core/memory/synthetic.py), loaded with binary COPY;
-the index is built after loading with smaller HNSW parameters than production to keep
+the index is built after loading with a smaller m than production (12, not 16) to keep
 CI fast (build parameters do not change which rows a complete search must return).
 """
 
@@ -27,7 +27,9 @@ from tests.conftest import fresh_database
 
 N = 100_000
 K = 10
-BUILD = load_settings(AGENTRY_HNSW_M="8", AGENTRY_HNSW_EF_CONSTRUCTION="32")
+# Not the defaults, so the parameters are seen to reach the index. m 8 / ef_construction
+# 32 built faster but some builds left the over-fetch recall at 0.90, the test's floor.
+BUILD = load_settings(AGENTRY_HNSW_M="12", AGENTRY_HNSW_EF_CONSTRUCTION="64")
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +99,7 @@ def test_bulk_load_copies_then_builds_the_index(big: Any) -> None:
         indexdef = conn.execute(
             text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": HNSW_INDEX_NAME}
         ).scalar_one()
-    assert "hnsw (embedding vector_cosine_ops)" in indexdef and "m='8'" in indexdef
+    assert "hnsw (embedding vector_cosine_ops)" in indexdef and "m='12'" in indexdef
     with db.engine.connect() as conn:
         stats = conn.execute(
             text(

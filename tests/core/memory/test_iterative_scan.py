@@ -49,8 +49,8 @@ def big(next_server: Any) -> Iterator[dict[str, Any]]:
     settings = load_settings(DATABASE_URL=server_url(next_server, "iterative"))
     db = open_database(settings)
     prepare_database(db, settings)
-    # Production build parameters (m 16, ef_construction 64): with the smaller ones the
-    # 0.6 tests use, iterative scans measured recall as low as 0.7 on some builds.
+    # Production build parameters (m 16, ef_construction 64): with m 8 /
+    # ef_construction 32, iterative scans measured recall as low as 0.7 on some builds.
     yield load_filtered(db, load_settings(), seed=31)
     db.dispose()
 
