@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, text
 from config import Settings
 from core.memory.drain import drain_pending
 from core.memory.embeddings import Embedder
-from core.memory.indexer import count_pending, index_document
+from core.memory.indexer import index_document
 from core.memory.sources import SearchableSource, sources
 
 Progress = Callable[[str, int, int], None]
@@ -201,20 +201,11 @@ def run_backlog(
             if progress:
                 progress(f"index {source.entity_type}", done, total)
         report.indexed[source.entity_type] = done
-    with engine.connect() as conn:
-        pending = count_pending(conn)
-    if pending:
-
-        def advance(n: int) -> None:
-            report.embedded += n
-            if progress:
-                progress("embed", report.embedded, pending)
-
-        drain_pending(
-            engine,
-            embedder,
-            batch_size=batch_size,
-            threads=settings.embed_threads,
-            on_batch=advance,
-        )
+    report.embedded = drain_pending(
+        engine,
+        embedder,
+        batch_size=batch_size,
+        threads=settings.embed_threads,
+        progress=(lambda done, total: progress("embed", done, total)) if progress else None,
+    )
     return report

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from core.memory.embeddings import Embedder
-from core.memory.indexer import embed_pending, has_pending
+from core.memory.indexer import count_pending, embed_pending, has_pending
 
 POLL_SECONDS = 0.02
 
@@ -28,7 +28,7 @@ def drain_pending(
     batch_size: int,
     threads: int = 2,
     writers_done: threading.Event | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Embed pending index rows until none is left; one transaction per batch.
 
@@ -39,7 +39,8 @@ def drain_pending(
         threads: concurrent transactions (see the module docstring).
         writers_done: when given, keep waiting for new rows until it is set: for
             draining while documents are still being written.
-        on_batch: called with each batch's row count (from any of the threads).
+        progress: called after each batch with rows done and rows to do (pending at
+            the start, or more once more were done), from any of the threads.
 
     Returns:
         The number of rows embedded.
@@ -48,6 +49,10 @@ def drain_pending(
         Whatever a batch raised (EmbeddingMismatchError, database errors); the
         other threads stop after their current batch.
     """
+    pending = 0
+    if progress:
+        with engine.connect() as conn:
+            pending = count_pending(conn)
     total = [0]
     failures: list[BaseException] = []
     lock = threading.Lock()
@@ -67,8 +72,8 @@ def drain_pending(
                 if n:
                     with lock:
                         total[0] += n
-                        if on_batch:
-                            on_batch(n)
+                        if progress:
+                            progress(total[0], max(pending, total[0]))
                 elif finished():
                     return
                 else:

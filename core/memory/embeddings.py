@@ -132,12 +132,9 @@ class LocalEmbedder:
     embedder says why in the log and uses PyTorch: slower, never broken.
     """
 
-    def __init__(
-        self, batch_size: int = 64, *, runtime: str = "torch", cache_dir: Path | None = None
-    ) -> None:
+    def __init__(self, *, runtime: str = "torch", cache_dir: Path | None = None) -> None:
         self.model = LOCAL_MODEL_NAME
         self.dims = LOCAL_DIMS
-        self.batch_size = batch_size
         self._runtime: _Runtime
         if runtime == "onnx":
             try:
@@ -243,7 +240,6 @@ def get_embedder(settings: Settings) -> Embedder:
                     f"makes {LOCAL_DIMS}-dimensional vectors"
                 )
             embedder = LocalEmbedder(
-                settings.embedding_batch_size,
                 runtime=settings.embedding_runtime,
                 cache_dir=settings.home_dir / "models",
             )

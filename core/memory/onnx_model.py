@@ -68,14 +68,12 @@ def max_seq_length() -> int:
 class OnnxEncoder:
     """Tokenizer + ONNX graph + mean pooling + normalization, like sentence-transformers."""
 
-    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         options = ort.SessionOptions()
         options.inter_op_num_threads = 1
-        if threads:
-            options.intra_op_num_threads = threads
         # Spinning threads would burn the cores PostgreSQL needs while it inserts
         # the vectors we just made (measured: slower end-to-end ingest).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -182,7 +180,7 @@ def check_graph(encoder: OnnxEncoder) -> float:
     return worst
 
 
-def load_onnx_encoder(cache_dir: Path, *, threads: int | None = None) -> OnnxEncoder:
+def load_onnx_encoder(cache_dir: Path) -> OnnxEncoder:
     """The ONNX encoder, exporting and checking the graph first if it is not cached.
 
     Raises:
@@ -191,13 +189,13 @@ def load_onnx_encoder(cache_dir: Path, *, threads: int | None = None) -> OnnxEnc
     path = graph_path(cache_dir)
     if path.is_file():
         try:
-            return OnnxEncoder(path, threads=threads)
+            return OnnxEncoder(path)
         except Exception as exc:  # truncated or corrupt file: export it again
             log.warning("cached ONNX graph %s is unusable (%s); exporting it again", path, exc)
             path.unlink(missing_ok=True)
     log.info("exporting the local embedding model to ONNX (once): %s", path)
     export_graph(path)
-    encoder = OnnxEncoder(path, threads=threads)
+    encoder = OnnxEncoder(path)
     try:
         check_graph(encoder)
     except OnnxExportError:

@@ -22,7 +22,7 @@ from core.memory.bench.common import bench_database, latency_ms, ndcg_at, recall
 from core.memory.drain import drain_pending
 from core.memory.embeddings import get_embedder
 from core.memory.filters import SearchFilter
-from core.memory.indexer import count_pending, index_document
+from core.memory.indexer import index_document
 from core.memory.search import Hit, fuse, keyword_hits, search, vector_search
 from core.memory.strategy import PlanKind
 
@@ -111,21 +111,12 @@ def run_cisi(
                     metadata={"doc": doc_id},
                     settings=bsettings,
                 )
-        with db.engine.connect() as conn:
-            pending = count_pending(conn)
-        done = [0]
-
-        def advance(n: int) -> None:
-            done[0] += n
-            if progress:
-                progress("embed", done[0], pending)
-
         embedded = drain_pending(
             db.engine,
             embedder,
             batch_size=bsettings.embedding_batch_size,
             threads=bsettings.embed_threads,
-            on_batch=advance,
+            progress=(lambda done, total: progress("embed", done, total)) if progress else None,
         )
         ingest = time.perf_counter() - start
         report["chunks"] = embedded

@@ -42,21 +42,21 @@ def _exact_ids(vectors: Vectors, query: Any, mask: Any, k: int) -> list[int]:
     return [int(i) for i in top[np.argsort(-sims[top])]]
 
 
-def _short_texts(settings: Settings, n: int, *, skip: int = 0) -> list[str]:
-    """``n`` DailyDialog utterances after the first ``skip``."""
+def _short_texts(settings: Settings, n: int) -> list[str]:
+    """The first ``n`` DailyDialog utterances."""
     path = settings.datasets_dir / "dailydialog" / "dialogues_test.txt"
     texts: list[str] = []
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             texts += [t.strip() for t in line.split("__eou__") if t.strip()]
-            if len(texts) >= skip + n:
+            if len(texts) >= n:
                 break
-    while len(texts) < skip + n:  # no dataset: short synthetic sentences
+    while len(texts) < n:  # no dataset: short synthetic sentences
         texts.append(f"note {len(texts)}: remember to water the plants on day {len(texts) % 7}")
-    return texts[skip : skip + n]
+    return texts[:n]
 
 
-def _ingest_rate(db: Any, settings: Settings, n: int, *, skip: int = 0) -> dict[str, Any]:
+def _ingest_rate(db: Any, settings: Settings, n: int) -> dict[str, Any]:
     """End to end as a server sees it, in texts per second.
 
     Documents are written through index_document (a commit every WRITE_BATCH, like a
@@ -65,7 +65,7 @@ def _ingest_rate(db: Any, settings: Settings, n: int, *, skip: int = 0) -> dict[
     the same run, is the model alone embedding the same texts.
     """
     embedder = get_embedder(settings)
-    texts = _short_texts(settings, n, skip=skip)
+    texts = _short_texts(settings, n)
     embedder.embed(texts[:8])  # warm-up outside the clock
     start = time.perf_counter()
     embedder.embed(texts)

@@ -80,8 +80,18 @@ def test_two_threads_drain_everything_once_with_the_right_vectors(
     texts = [PHRASES[i % 4] if i % 2 == 0 else f"unique note {i}" for i in range(240)]
     write(db, texts)
     recording = Recording(embedder)
-    done = drain_pending(db.engine, recording, batch_size=16, threads=2)
+    seen: list[tuple[int, int]] = []
+    done = drain_pending(
+        db.engine,
+        recording,
+        batch_size=16,
+        threads=2,
+        progress=lambda d, t: seen.append((d, t)),
+    )
     assert done == 240
+    # Progress bars get rows done out of everything pending at the start.
+    assert seen[-1] == (240, 240) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert len(seen) == 15 and {t for _, t in seen} == {240}
     with db.engine.connect() as conn:
         assert count_pending(conn) == 0
     rows = stored(db)
