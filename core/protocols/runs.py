@@ -21,17 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from langchain_core.messages import AIMessageChunk, BaseMessage
-
 from core.errors import AgentryError, NotFoundError
-from core.protocols.serialize import jsonable, message_json, values_json
+from core.protocols.translate import Translator
 from core.runtime.turns import TurnEvent
 
 log = logging.getLogger(__name__)
 
-# "custom" carries what nodes write with LangGraph's stream writer; Agentry's nodes
-# write nothing there, so it is valid and stays empty.
-STREAM_MODES = ("values", "updates", "messages-tuple", "events", "custom")
 KEEP_FINISHED = 1000  # finished runs remembered per process
 
 
@@ -140,92 +135,6 @@ class RunRegistry:
 
     def busy(self, thread_id: uuid.UUID) -> bool:
         return any(not r.done for r in self.of_thread(thread_id))
-
-
-class Translator:
-    """Turn events -> Agent Protocol stream events, for the modes asked for."""
-
-    def __init__(self, run: Run, values: dict[str, Any]) -> None:
-        self.run = run
-        self.modes = set(run.stream_modes)
-        self.messages: list[BaseMessage] = list(values.get("messages", []))
-        self.agent: str | None = values.get("agent")
-        self.streamed: set[str] = set()  # ids of messages sent as chunks
-
-    def values(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"messages": self.messages}
-        if self.agent is not None:
-            state["agent"] = self.agent
-        return values_json(state)
-
-    def _merge(self, messages: list[BaseMessage]) -> None:
-        # add_messages semantics: a known id replaces, a new one appends.
-        index = {m.id: i for i, m in enumerate(self.messages)}
-        for message in messages:
-            if message.id in index:
-                self.messages[index[message.id]] = message
-            else:
-                self.messages.append(message)
-
-    def start(self, graph_input: Any) -> Iterator[tuple[str, Any]]:
-        yield "metadata", {"run_id": str(self.run.run_id), "attempt": 1}
-        if "events" in self.modes:
-            yield "events", self._event("on_chain_start", "LangGraph", {"input": graph_input})
-
-    def translate(self, event: TurnEvent) -> Iterator[tuple[str, Any]]:
-        if event.type == "input":
-            self.agent = event.data["agent"]
-            self._merge([event.data["message"]])
-            if "values" in self.modes:
-                yield "values", self.values()
-        elif event.type == "step":
-            node, update = event.data["node"], event.data["update"]
-            self._merge(list(update.get("messages", [])))
-            if update.get("agent"):
-                self.agent = str(update["agent"])
-            if "updates" in self.modes:
-                yield "updates", {node: values_json(update)}
-            if "events" in self.modes:
-                yield "events", self._event("on_chain_end", node, {"output": values_json(update)})
-            if "values" in self.modes:
-                yield "values", self.values()
-        elif event.type == "chunk":
-            message, meta = event.data["message"], jsonable(event.data["metadata"])
-            namespace = str(meta.get("langgraph_checkpoint_ns", ""))
-            if isinstance(message, AIMessageChunk) and ":" in namespace:
-                # The graph names a model's reply after its task (m-<task id>); chunks get
-                # that id too, so clients merge them into the message the state holds.
-                message = message.model_copy(update={"id": f"m-{namespace.rsplit(':', 1)[1]}"})
-                self.streamed.add(str(message.id))
-            elif message.id in self.streamed:
-                return  # the complete message of chunks already sent
-            if "messages-tuple" in self.modes:
-                yield "messages", [message_json(message), meta]
-            if "events" in self.modes:
-                data = {"chunk": message_json(message)}
-                yield (
-                    "events",
-                    self._event(
-                        "on_chat_model_stream", str(meta.get("langgraph_node", "")), data, meta
-                    ),
-                )
-
-    def finish(self) -> Iterator[tuple[str, Any]]:
-        if "events" in self.modes:
-            yield "events", self._event("on_chain_end", "LangGraph", {"output": self.values()})
-
-    def _event(
-        self, kind: str, name: str, data: dict[str, Any], meta: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return {
-            "event": kind,
-            "name": name,
-            "run_id": str(self.run.run_id),
-            "data": data,
-            "metadata": meta or {"thread_id": str(self.run.thread_id)},
-            "tags": [],
-            "parent_ids": [],
-        }
 
 
 def execute(

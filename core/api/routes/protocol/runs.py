@@ -21,7 +21,7 @@ from core.api.routes.protocol.threads import CHANNEL, run_registry
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, delete_conversation, get_conversation
 from core.errors import AgentryError, ConflictError, ValidationFailed
-from core.protocols.runs import STREAM_MODES, Run, Translator, launch
+from core.protocols.runs import Run, launch
 from core.protocols.threads import (
     ASSISTANT_KEY,
     choose_agent,
@@ -29,6 +29,7 @@ from core.protocols.threads import (
     resolve_agent,
     thread_config,
 )
+from core.protocols.translate import STREAM_MODES, Translator
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import run_turn
 
@@ -149,7 +150,8 @@ def start_run(
     tokens = "messages-tuple" in modes or "events" in modes
     turn = run_turn(runtime, user, row.id, content, stream_tokens=tokens, raw=True)
     try:
-        launch(run_registry(request), run, turn, Translator(run, values or {}), body.input)
+        translator = Translator(run.run_id, run.thread_id, modes, values or {})
+        launch(run_registry(request), run, turn, translator, body.input)
     except AgentryError:
         if thread_id is None:
             _forget(runtime, user, row.id)
