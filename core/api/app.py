@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 import core
 from config import Settings, get_settings
+from core.api.nul import RejectNulMiddleware
+from core.api.openapi import install_openapi
 from core.api.problems import install_problem_handlers
 from core.api.routes import (
     agents,
@@ -82,6 +84,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     if db is not None:
         app.state.db = db
     install_problem_handlers(app)
+    app.add_middleware(RejectNulMiddleware)
+    install_openapi(app)
     app.include_router(health.router)
     app.include_router(users.router)
     app.include_router(agents.router)

@@ -36,7 +36,13 @@ from langgraph.types import StreamMode
 from sqlalchemy import Connection, Label, Row, func, literal_column
 
 from core.auth.users import Principal
-from core.conversations.messages import NewMessage, from_langchain, store_messages, stored_ids
+from core.conversations.messages import (
+    NewMessage,
+    from_langchain,
+    store_messages,
+    stored_ids,
+    unanswered_message,
+)
 from core.conversations.store import get_conversation
 from core.errors import ConflictError, ModelUnavailableError, ValidationFailed
 from core.registry.snapshot import FINGERPRINT_EXPR
@@ -156,6 +162,13 @@ def _turn(
         if state.next:
             yield TurnEvent("resumed", {"pending": list(state.next)})
             yield from drive.run(None)
+        else:
+            # Failed before its first checkpoint: the stored user message is run now.
+            orphan = unanswered_message(conn, conversation_id, {str(m.id) for m in messages})
+            conn.commit()
+            if orphan is not None:
+                yield TurnEvent("resumed", {"pending": [f"agent.{drive.agent}"]})
+                yield from drive.run({"messages": [orphan], "agent": drive.agent})
     if content is not None:
         agent = drive.agent
         if agent not in compiled.snapshot.agents:
