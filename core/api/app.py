@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import core
 from config import Settings, get_settings
@@ -30,6 +30,7 @@ from core.api.routes.protocol import info as protocol_info
 from core.api.routes.protocol import runs as protocol_runs
 from core.api.routes.protocol import store as protocol_store
 from core.api.routes.protocol import threads as protocol_threads
+from core.api.strict import strict_parsing
 from core.db.engine import Database, open_database
 from core.mechanic.live import EntityRegistry, start_live_entities
 from core.mechanic.tools import entity_tool_provider
@@ -78,6 +79,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         version=core.__version__,
         summary="Self-evolving agent platform with vector memory",
         lifespan=lifespan,
+        dependencies=[Depends(strict_parsing)],
     )
     app.state.settings = settings
     app.state.entities = EntityRegistry()

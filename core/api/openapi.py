@@ -3,8 +3,8 @@
 Routes declare their success response; what every route can answer besides is added
 here once, from what the route depends on, instead of on each signature:
 - 422 (invalid input, a NUL character) and 503 (the database away) everywhere,
-- 401 and 403 where an API key is required, 404 and 409 where a path names a thing
-  or a body is sent, 413 where a body is sent.
+- 401 and 403 where an API key is required, 404 and 409 where the request has
+  parameters or a body, 400 (not JSON) and 413 where a body is sent.
 Bodies that accept unknown keys only to refuse them (Agent Protocol options Agentry
 does not support answer 422 unless they are null) say so: their extra properties
 must be null.
@@ -40,6 +40,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 REASONS = {
+    400: "The body is not JSON",
     401: "No or an unknown API key",
     403: "The key's user may not do this",
     404: "No such thing (or not the caller's)",
@@ -60,10 +61,10 @@ def _statuses(path: str, operation: dict[str, Any]) -> list[int]:
     if operation.get("security"):
         statuses += [401, 403]
     has_body = "requestBody" in operation
-    if has_body or "{" in path:
+    if has_body or operation.get("parameters"):
         statuses += [404, 409]
     if has_body:
-        statuses.append(413)
+        statuses += [400, 413]
     return sorted(statuses)
 
 

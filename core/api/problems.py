@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.db.errors import DRIVER_ERRORS, database_unavailable
+from core.db.errors import DRIVER_ERRORS, bad_value, database_unavailable
 from core.errors import AgentryError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(exc.status_code, str(exc.detail), str(exc.detail))
 
     async def _driver(request: Request, exc: Exception) -> JSONResponse:
+        refused = bad_value(exc)
+        if refused is not None:
+            return problem(refused.status, refused.title, refused.message)
         lost = database_unavailable(exc)
         if lost is None:
             return await _unexpected(request, exc)

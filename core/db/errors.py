@@ -35,6 +35,17 @@ def _is_connection_error(err: BaseException | None) -> bool:
     return False
 
 
+def bad_value(err: BaseException) -> ValidationFailed | None:
+    """422 when the database refused a value of the request (SQLSTATE class 22: out of
+    range, not a valid number or date), which the request's own checks let through."""
+    orig = err.orig if isinstance(err, sa_exc.DBAPIError) else err
+    state = getattr(orig, "sqlstate", None)
+    if isinstance(state, str) and state.startswith("22"):
+        reason = str(orig).strip().splitlines()[0]
+        return ValidationFailed(f"a value of the request is refused by the database: {reason}")
+    return None
+
+
 def database_unavailable(err: BaseException) -> DatabaseError | None:
     """A :class:`DatabaseError` when ``err`` means the database cannot be reached, else None.
 
