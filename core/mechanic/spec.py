@@ -55,6 +55,8 @@ SQL_RESERVED = frozenset(
     symmetric system_user table tablesample then to trailing true union unique user using
     variadic verbose when where window with""".split()  # noqa: SIM905
 )
+
+
 def _core_tables() -> frozenset[str]:
     # Derived from core's models, so a table core adds is reserved without a list to keep
     # in step; dynamic (mechanic) tables share the metadata but are plain Tables, not mapped.
