@@ -10,7 +10,9 @@ Semantics (crash safety):
   the final answer, so only an interrupted turn pays for reading its checkpoint.
 - A turn interrupted by a crash (or by all models failing) stays pending in its
   checkpoint. The next ``POST .../messages`` first completes it, then runs the
-  new message; ``POST .../resume`` completes it alone. Messages the crash kept
+  new message; ``POST .../resume`` completes it alone. A turn cut off before its
+  first checkpoint (its user message stored, nothing checkpointed) is run from that
+  stored message then, so no user message stays unanswered. Messages the crash kept
   out of the table are written from the checkpoint then. Tools may run again
   when the crash hit while they ran (at-least-once).
 - One turn at a time per conversation, across processes (advisory lock): a
