@@ -60,7 +60,8 @@ def _is_json(scope: Scope) -> bool:
         if key == b"content-type":
             kind = value.decode("latin-1").split(";")[0].strip().lower()
             return kind == "application/json" or kind.endswith("+json")
-    return False
+    # FastAPI reads a body without a content type as JSON too.
+    return scope.get("method") in ("POST", "PUT", "PATCH", "DELETE")
 
 
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:

@@ -71,6 +71,10 @@ def test_nul_anywhere_is_a_422_naming_the_field(
         (http.post("/v1/tools", json={"name": "t", "module": f"tools.x{NUL}"}, headers=admin),
          "body.module"),
     ]  # fmt: skip
+    bare = http.post(  # no content type: FastAPI reads it as JSON all the same
+        "/threads/search", content=b'{"metadata": {"k": "\\u0000"}}', headers=alice
+    )
+    cases.append((bare, "body.metadata.k"))
     for response, field in cases:
         refused(response, field)
     before = len(llm.chat_requests())
