@@ -112,7 +112,10 @@ def install_openapi(app: FastAPI) -> None:
             for operation in item.values():
                 responses = operation.setdefault("responses", {})
                 for status in _statuses(path, operation):
-                    responses[str(status)] = _problem(status)
+                    # A route's own declaration wins (e.g. /health's 503 report); FastAPI's
+                    # default 422 does not: Agentry answers a problem document instead.
+                    if status == 422 or str(status) not in responses:
+                        responses[str(status)] = _problem(status)
         app.openapi_schema = doc
         return doc
 
