@@ -124,9 +124,7 @@ class Settings(BaseSettings):
     run_workers: int = Field(default=4, ge=0, le=256, alias="AGENTRY_RUN_WORKERS")
     # A run's holder renews its lease every third of this; a run whose holder died is
     # taken over by another worker once the lease expires.
-    run_lease_seconds: float = Field(
-        default=10.0, ge=1, le=3600, alias="AGENTRY_RUN_LEASE_SECONDS"
-    )
+    run_lease_seconds: float = Field(default=10.0, ge=1, le=3600, alias="AGENTRY_RUN_LEASE_SECONDS")
 
     # --- HTTP server ------------------------------------------------------------
     host: str = Field(default="127.0.0.1", alias="AGENTRY_HOST")

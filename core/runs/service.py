@@ -139,6 +139,9 @@ def start_runs(
     signals = RunSignals()
     listener = RunListener(db.conninfo, signals).start()
     count = settings.run_workers if workers is None else workers
+    # A running run holds its turn's connection and briefly takes a second one for its
+    # events: leave the pool room for both and for the HTTP requests.
+    count = min(count, max(1, (settings.db_max_connections - 2) // 2)) if count else 0
     pool = None
     if count > 0:
         pool = RunWorkers(

@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import RemoveMessage
-from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from sqlalchemy import Connection, Row, text
 
 from core.db.engine import Database
@@ -30,8 +28,8 @@ from core.protocols.threads import thread_config
 from core.protocols.translate import Translator
 from core.runs import store
 from core.runs.events import EventWriter
+from core.runs.settle import settle_cancelled
 from core.runs.signals import RunSignals
-from core.runtime.graph import TOOLS_NODE, agent_node
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import TurnEvent, run_turn
 
@@ -39,8 +37,6 @@ log = logging.getLogger(__name__)
 
 FinishHook = Callable[[Connection, Row[Any]], None]
 _finish_hooks: list[FinishHook] = []
-CHECKPOINT_OF_SQL = text("SELECT checkpoint_id FROM runs WHERE id = :id")
-CLEAR_PENDING_SQL = text("UPDATE conversations SET turn_pending = false WHERE id = :id")
 FORGET_SQL = text(
     "UPDATE conversations SET deleted_at = now() WHERE id = :id AND deleted_at IS NULL"
 )
@@ -295,31 +291,13 @@ class RunWorkers:
         writer: EventWriter | None,
         values: dict[str, Any] | None = None,
     ) -> None:
-        """Interrupt: the thread keeps the state it reached. Rollback: the thread forks
-        from the checkpoint it had before the run (history is kept, nothing deleted)."""
-        runtime = self.runtime()
-        graph = runtime.compiled().graph
-        with self.db.engine.connect() as conn:
-            before = conn.execute(CHECKPOINT_OF_SQL, {"id": run.id}).scalar()
-        if action == "rollback" and before is not None:
-            if before:
-                graph.update_state(thread_config(run.thread_id, before), None, as_node="__copy__")
-            else:
-                # The run was the thread's first: its state goes back to empty.
-                graph.update_state(
-                    thread_config(run.thread_id),
-                    {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)]},
-                    as_node=agent_node(str(run.assistant_id)),
-                )
-            values = None
-        # The new input starts from the state reached, unless a tool call is unanswered
-        # there: then the next run completes that step first (no dangling tool call).
-        unanswered = TOOLS_NODE in graph.get_state(thread_config(run.thread_id)).next
+        """Settle the thread (:mod:`core.runs.settle`), then record the run interrupted."""
+        graph = self.runtime().compiled().graph
         with self.db.engine.begin() as conn:
-            if action == "rollback" or not unanswered:
-                conn.execute(CLEAR_PENDING_SQL, {"id": run.thread_id})
+            settle_cancelled(conn, graph, run.id, action)
+            writer = writer or EventWriter(run.id, 0)
             self._finish_in(
-                conn, run, writer or EventWriter(run.id, 0), "interrupted", values, None
+                conn, run, writer, "interrupted", None if action == "rollback" else values, None
             )
 
     def _finish(
