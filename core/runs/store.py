@@ -67,6 +67,15 @@ CLAIM_SQL = text(
     " started_at = coalesce(runs.started_at, now()), updated_at = now()"
     " FROM next WHERE runs.id = next.id RETURNING runs.*"
 )
+# A run whose holders keep dying (a crash it causes) is not retried for ever.
+MAX_ATTEMPTS = 5
+GIVE_UP_SQL = text(
+    "UPDATE runs SET status = 'error', lease_expires_at = NULL, ended_at = now(),"
+    " updated_at = now(), error = jsonb_build_object('error', 'RunAbandoned', 'message',"
+    " 'the run was taken over ' || attempt || ' times; its processes kept dying')"
+    " WHERE status = 'running' AND lease_expires_at < now() AND attempt >= :max"
+    " RETURNING id"
+)
 HEARTBEAT_SQL = text(
     "UPDATE runs SET lease_expires_at = now() + make_interval(secs => :lease)"
     " WHERE id = ANY(:ids) AND worker = :worker AND status = 'running'"
@@ -197,6 +206,10 @@ def request_cancel(conn: Connection, run_id: uuid.UUID, action: str) -> None:
 
 
 def claim(conn: Connection, worker: str, lease: float) -> Row[Any] | None:
+    """The next run for ``worker`` (now running under its lease), or None."""
+    for (run_id,) in conn.execute(GIVE_UP_SQL, {"max": MAX_ATTEMPTS}):
+        notify(conn, EVENTS_CHANNEL, str(run_id))
+        notify(conn, RUNS_CHANNEL, str(run_id))
     return conn.execute(CLAIM_SQL, {"worker": worker, "lease": lease}).first()
 
 

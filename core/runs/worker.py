@@ -160,6 +160,7 @@ class RunWorkers:
                 self._execute(held)
             except Exception:
                 log.exception("run %s: the worker failed", run.id)
+                self._fail(run)
             finally:
                 with self._lock:
                     self._held.pop(run.id, None)
@@ -299,6 +300,17 @@ class RunWorkers:
             self._finish_in(
                 conn, run, writer, "interrupted", None if action == "rollback" else values, None
             )
+
+    def _fail(self, run: Row[Any]) -> None:
+        """End a run whose worker failed outside its turn (else it is retried for ever)."""
+        error = {"error": "RunFailed", "message": "the run failed; see the server log"}
+        try:
+            with self.db.engine.begin() as conn:
+                writer = EventWriter(run.id, store.next_seq(conn, run.id))
+                writer.add("error", error)
+                self._finish_in(conn, run, writer, "error", None, error)
+        except Exception:
+            log.exception("run %s: recording its failure failed", run.id)
 
     def _finish(
         self,
