@@ -23,7 +23,7 @@ from core.api.deps import CurrentUser, DbDep, RuntimeDep, SessionDep
 from core.auth.users import Principal
 from core.conversations.store import get_conversation
 from core.db.engine import Database
-from core.errors import AgentryError, ConflictError, ValidationFailed
+from core.errors import ConflictError, ValidationFailed
 from core.protocols.runs import start_run
 from core.protocols.translate import STREAM_MODES
 from core.runs import RunService, cancel_run, store
@@ -123,11 +123,13 @@ def _body_run(
     )
 
 
+# Without the app's lifespan (no listener), tails fall back to polling.
+_POLL_ONLY = RunSignals()
+
+
 def _signals(request: Request) -> RunSignals:
     service: RunService | None = getattr(request.app.state, "runs", None)
-    if service is None:
-        raise AgentryError("the run service is not started")
-    return service.signals
+    return _POLL_ONLY if service is None else service.signals
 
 
 def _sse(
