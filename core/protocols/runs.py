@@ -155,7 +155,9 @@ def execute(
             event = next(turn, None)
         for name, data in translator.finish():
             run.publish(name, data)
-        run.result = translator.values()
+        run.result = translator.outcome()
+        if translator.interrupts is not None:
+            status = "interrupted"  # paused for a person, as LangGraph servers say
     except Cancelled:
         status = "interrupted"
         run.result = translator.values()

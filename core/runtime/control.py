@@ -6,6 +6,7 @@ worker hands it back to :func:`core.runtime.turns.run_turn`).
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ from langgraph.types import Command, StateSnapshot
 
 from core.errors import ConflictError, ValidationFailed
 from core.runtime.approval import APPROVE_NODE, is_approval, parse_decision
+
+INTERRUPT_ID = re.compile(r"[0-9a-f]{32}")  # xxh3-128 hex digests
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,15 @@ def pending_interrupts(state: StateSnapshot) -> list[dict[str, Any]]:
     ]
 
 
+def is_resume_map(resume: Any) -> bool:
+    """``{interrupt id: answer}`` (LangGraph's rule: every key is an interrupt id)."""
+    return (
+        isinstance(resume, dict)
+        and bool(resume)
+        and all(isinstance(k, str) and INTERRUPT_ID.fullmatch(k) for k in resume)
+    )
+
+
 def check_resume(control: TurnControl, pending: list[dict[str, Any]] | None) -> None:
     """Refuse a resume that does not fit what the turn waits on, before anything runs.
 
@@ -110,11 +122,11 @@ def check_resume(control: TurnControl, pending: list[dict[str, Any]] | None) -> 
         raise ConflictError("nothing to resume: the conversation is not waiting for a decision")
     by_id = {p["id"]: p for p in pending}
     answers: dict[str, Any]
-    if isinstance(control.resume, dict) and control.resume and set(control.resume) <= set(by_id):
-        answers = control.resume
-    elif isinstance(control.resume, dict) and any(k in by_id for k in control.resume):
+    if is_resume_map(control.resume):
         unknown = sorted(set(control.resume) - set(by_id))
-        raise ValidationFailed(f"resume: no pending interrupt {unknown[0]!r}")
+        if unknown:
+            raise ValidationFailed(f"resume: no pending interrupt {unknown[0]!r}")
+        answers = control.resume
     elif len(pending) > 1:
         raise ValidationFailed(
             f"resume: {len(pending)} interrupts are pending; answer them by id"

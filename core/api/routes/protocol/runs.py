@@ -21,11 +21,11 @@ from core.api.routes.protocol.threads import CHANNEL, run_registry
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, delete_conversation, get_conversation
 from core.errors import AgentryError, ConflictError, ValidationFailed
+from core.protocols.control import run_control, run_input
 from core.protocols.runs import Run, launch
 from core.protocols.threads import (
     ASSISTANT_KEY,
     choose_agent,
-    input_text,
     resolve_agent,
     thread_config,
 )
@@ -37,9 +37,6 @@ router = APIRouter(tags=["agent protocol"])
 
 # Options Agentry cannot honour: any value other than these defaults is a 422.
 UNSUPPORTED: dict[str, tuple[Any, ...]] = {
-    "command": (None,),
-    "interrupt_before": (None, []),
-    "interrupt_after": (None, []),
     "webhook": (None,),
     "checkpoint": (None,),
     "checkpoint_id": (None,),
@@ -53,6 +50,8 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "durability": (None, "sync"),
     "context": (None, {}),
 }
+# Human in the loop: read by core.protocols.control.run_control.
+HITL_OPTIONS = ("command", "interrupt_before", "interrupt_after")
 
 
 class RunCreate(BaseModel):
@@ -84,6 +83,8 @@ def _modes(body: RunCreate) -> list[str]:
 def _check(body: RunCreate, thread_id: uuid.UUID | None) -> list[str]:
     """422 naming the first option that is not supported."""
     extra = dict(body.model_extra or {})
+    for name in HITL_OPTIONS:
+        extra.pop(name, None)
     for name, accepted in UNSUPPORTED.items():
         value = extra.pop(name, None)
         if value not in accepted:
@@ -115,7 +116,8 @@ def start_run(
 ) -> Run:
     """Validate, pick or make the thread, take the turn's first step, run the rest."""
     modes = _check(body, thread_id)
-    content = input_text(body.input)
+    control = run_control(body.model_extra or {})
+    content = run_input(body.input, control)
     spec = resolve_agent(runtime, user, body.assistant_id)
     with runtime.db.engine.begin() as conn:
         if thread_id is None:
@@ -143,12 +145,13 @@ def start_run(
         assistant_id=spec.name,
         stream_modes=modes,
         metadata=body.metadata or {},
-        kwargs={"input": body.input, "stream_mode": modes},
+        kwargs={"input": body.input, "stream_mode": modes}
+        | ({"control": control.to_json()} if control else {}),
     )
     if thread_id is None and body.on_completion != "keep":
         run.on_finish = lambda r: _forget(runtime, user, r.thread_id)
     tokens = "messages-tuple" in modes or "events" in modes
-    turn = run_turn(runtime, user, row.id, content, stream_tokens=tokens, raw=True)
+    turn = run_turn(runtime, user, row.id, content, stream_tokens=tokens, raw=True, control=control)
     try:
         translator = Translator(run.run_id, run.thread_id, modes, values or {})
         launch(run_registry(request), run, turn, translator, body.input)
