@@ -83,7 +83,7 @@ class Translator:
             ]
             if "updates" in self.modes:
                 yield "updates", {"__interrupt__": self.interrupts}
-            if "values" in self.modes and self.interrupts:
+            if "values" in self.modes:  # [] at a breakpoint
                 yield "values", {**self.values(), "__interrupt__": self.interrupts}
         elif event.type == "chunk":
             message, meta = event.data["message"], jsonable(event.data["metadata"])
@@ -108,7 +108,7 @@ class Translator:
 
     def outcome(self) -> dict[str, Any]:
         """What ``wait``/``join`` answer: the values, and ``__interrupt__`` when paused."""
-        if self.interrupts:
+        if self.interrupts is not None:
             return {**self.values(), "__interrupt__": self.interrupts}
         return self.values()
 

@@ -118,8 +118,10 @@ def check_resume(control: TurnControl, pending: list[dict[str, Any]] | None) -> 
     """
     if control.resume is None:
         return
-    if not pending:
+    if pending is None:
         raise ConflictError("nothing to resume: the conversation is not waiting for a decision")
+    if not pending:
+        return  # a breakpoint: any resume goes on
     by_id = {p["id"]: p for p in pending}
     answers: dict[str, Any]
     if is_resume_map(control.resume):
@@ -139,11 +141,11 @@ def check_resume(control: TurnControl, pending: list[dict[str, Any]] | None) -> 
             parse_decision(answer, where=f"resume[{interrupt_id!r}]")
 
 
-def command(control: TurnControl, messages: list[BaseMessage]) -> Command[Any]:
-    """The LangGraph ``Command`` the turn resumes with."""
+def command(control: TurnControl, messages: list[BaseMessage], agent: str) -> Command[Any]:
+    """The LangGraph ``Command`` the turn resumes with (an update or goto also names the
+    conversation's agent: a thread that never ran has none in its state yet)."""
     goto: Any = control.goto[0] if len(control.goto) == 1 else list(control.goto)
-    return Command(
-        resume=control.resume,
-        update={"messages": messages} if messages else None,
-        goto=goto,
-    )
+    update: dict[str, Any] | None = None
+    if messages or control.goto:
+        update = {"agent": agent} | ({"messages": messages} if messages else {})
+    return Command(resume=control.resume, update=update, goto=goto)

@@ -195,10 +195,13 @@ def _turn(
             # checkpoint keeps the answer, or the interrupt is raised and recorded again).
             drive.set_interrupts(None)
         if control.is_command:
+            if raw:
+                for message in resume_messages:
+                    yield TurnEvent("input", {"message": message, "agent": drive.agent})
             for row in drive.store(resume_messages, None):
                 yield TurnEvent("message", row)
             yield TurnEvent("resumed", {"pending": list(state.next), "command": True})
-            yield from drive.run(command(control, resume_messages))
+            yield from drive.run(command(control, resume_messages, drive.agent))
         elif state.next:
             yield TurnEvent("resumed", {"pending": list(state.next)})
             yield from drive.run(None)
