@@ -65,24 +65,35 @@ def _ask(interrupt: dict[str, Any]) -> Any:
             highlight=False,
         )
         while True:
-            choice = console.input("[bold green][y]es / [n]o / [e]dit>[/] ").strip().lower()
+            choice = console.input("[bold green](y)es / (n)o / (e)dit>[/] ").strip().lower()
             if choice in ("y", "yes"):
                 return {"type": "accept"}
             if choice in ("n", "no"):
                 reason = console.input("[bold green]why (optional)>[/] ").strip()
                 return {"type": "response", "args": reason} if reason else {"type": "ignore"}
             if choice in ("e", "edit"):
-                raw = console.input("[bold green]arguments (JSON)>[/] ")
-                try:
-                    args = json.loads(raw)
-                except ValueError:
-                    args = None
-                if isinstance(args, dict):
+                args = _ask_arguments()
+                if args is not None:
                     return {"type": "edit", "args": {"action": action["action"], "args": args}}
-                console.print("[red]arguments must be a JSON object[/]")
     question = request.get("question", request) if isinstance(request, dict) else request
-    console.print(f"[bold yellow]asks:[/] {question}", highlight=False, markup=False)
+    console.print("[bold yellow]asks:[/] ", end="")
+    console.print(str(question), highlight=False, markup=False)
     return console.input("[bold green]answer>[/] ")
+
+
+def _ask_arguments() -> dict[str, Any] | None:
+    """New arguments as a JSON object (an empty line goes back to the choice)."""
+    while True:
+        raw = console.input("[bold green]arguments (JSON)>[/] ").strip()
+        if not raw:
+            return None
+        try:
+            args = json.loads(raw)
+        except ValueError:
+            args = None
+        if isinstance(args, dict):
+            return args
+        console.print("[red]arguments must be a JSON object[/]")
 
 
 def _stream(client: httpx.Client, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
