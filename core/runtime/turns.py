@@ -205,7 +205,12 @@ def _turn(
         elif state.next:
             yield TurnEvent("resumed", {"pending": list(state.next)})
             yield from drive.run(None)
-    if content is not None and drive.interrupts is None:
+    if content is not None and drive.interrupts is not None:
+        # Completing the unfinished turn stopped on a question: the message is not run.
+        raise ConflictError(
+            "the unfinished turn now waits for a decision: resume it, then send the message again"
+        )
+    if content is not None:
         agent = drive.agent
         if agent not in compiled.snapshot.agents:
             raise ValidationFailed(f"agent {agent!r} of this conversation is not active any more")

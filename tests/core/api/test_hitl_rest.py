@@ -214,3 +214,31 @@ def test_approve_tools_file_round_trip(settings: Settings) -> None:
     assert spec.to_json()["approve_tools"] == ["current_time"]
     plain = load_agent_file(Path(settings.project_dir) / "agents" / "assistant.yaml")
     assert "approve_tools" not in plain.to_json()
+
+
+def test_a_pause_lost_in_a_crash_is_found_again(
+    db: Database, client: TestClient, llm: ScriptedLLM, key: str
+) -> None:
+    from sqlalchemy import text
+
+    turn = paused(client, llm, key, ToolCall("current_time", {}))
+    # a crash between the checkpoint and recording the pause: only the checkpoint knows
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE conversations SET pending_interrupts = NULL WHERE id = :id"),
+            {"id": turn["id"]},
+        )
+    cid = turn["id"]
+    assert client.get(f"/v1/conversations/{cid}", headers=auth(key)).json()["turn_status"] == (
+        "pending"
+    )
+    refused = client.post(
+        f"/v1/conversations/{cid}/messages", json={"content": "and now?"}, headers=auth(key)
+    )
+    assert refused.status_code == 409 and "waits for a decision" in refused.json()["detail"]
+    again = client.get(f"/v1/conversations/{cid}", headers=auth(key)).json()
+    assert again["turn_status"] == "interrupted" and again["messages_count"] == 2
+    done = client.post(
+        f"/v1/conversations/{cid}/resume", json={"decision": {"type": "accept"}}, headers=auth(key)
+    )
+    assert done.status_code == 200 and done.json()["messages"][-1]["content"] == "All done."
