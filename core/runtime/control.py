@@ -15,7 +15,7 @@ from langchain_core.messages import BaseMessage, convert_to_messages
 from langgraph.graph import END
 from langgraph.types import Command, StateSnapshot
 
-from core.errors import ConflictError, ValidationFailed
+from core.errors import DecisionConflict, ValidationFailed
 from core.runtime.approval import APPROVE_NODE, is_approval, parse_decision
 
 INTERRUPT_ID = re.compile(r"[0-9a-f]{32}")  # xxh3-128 hex digests
@@ -112,14 +112,14 @@ def check_resume(control: TurnControl, pending: list[dict[str, Any]] | None) -> 
         pending: the conversation's pending interrupts (None: it is not paused).
 
     Raises:
-        ConflictError: a resume while nothing waits for one.
+        DecisionConflict: a resume while nothing waits for one.
         ValidationFailed: an answer for an unknown interrupt, one answer for several,
             or an approval answered with something else than a decision.
     """
     if control.resume is None:
         return
     if pending is None:
-        raise ConflictError("nothing to resume: the conversation is not waiting for a decision")
+        raise DecisionConflict("nothing to resume: the conversation is not waiting for a decision")
     if not pending:
         return  # a breakpoint: any resume goes on
     by_id = {p["id"]: p for p in pending}
@@ -149,3 +149,33 @@ def command(control: TurnControl, messages: list[BaseMessage], agent: str) -> Co
     if messages or control.goto:
         update = {"agent": agent} | ({"messages": messages} if messages else {})
     return Command(resume=control.resume, update=update, goto=goto)
+
+
+def admit(
+    control: TurnControl, pending: list[dict[str, Any]] | None, content: str | None, nodes: set[str]
+) -> None:
+    """Refuse what does not fit the conversation's pause, before anything is written
+    (run_turn, and whoever queues a turn for later).
+
+    Args:
+        control: the turn's control.
+        pending: the conversation's ``pending_interrupts``.
+        content: the turn's message.
+        nodes: the graph's nodes.
+
+    Raises:
+        ValidationFailed: unknown nodes or interrupts, a bad answer, message and command.
+        DecisionConflict: a message, or a plain resume, while a decision is awaited.
+    """
+    check_nodes(control, nodes - {"__start__"})
+    if content is not None and control.is_command:
+        raise ValidationFailed("command: send either a message or a command, not both")
+    check_resume(control, pending)
+    if pending is None or control.is_command:
+        return
+    if content is not None or pending:
+        ids = ", ".join(p["id"] for p in pending) or "a breakpoint"
+        raise DecisionConflict(
+            f"the conversation is waiting for a decision ({ids}): resume it first"
+            " (POST /v1/conversations/{id}/resume with a decision, or a run with command.resume)"
+        )

@@ -45,13 +45,17 @@ from sqlalchemy import Connection, Label, Row, func, literal_column, text
 from core.auth.users import Principal
 from core.conversations.messages import NewMessage, from_langchain, store_messages, stored_ids
 from core.conversations.store import get_conversation
-from core.errors import ConflictError, ModelUnavailableError, ValidationFailed
+from core.errors import (
+    ConflictError,
+    DecisionConflict,
+    ModelUnavailableError,
+    ValidationFailed,
+)
 from core.registry.snapshot import FINGERPRINT_EXPR
 from core.runtime.context import TurnContext
 from core.runtime.control import (
     TurnControl,
-    check_nodes,
-    check_resume,
+    admit,
     command,
     pending_interrupts,
     update_messages,
@@ -108,8 +112,9 @@ def run_turn(
 
     Raises:
         NotFoundError: not a conversation of the caller.
-        ConflictError: another turn of this conversation is running; a message while
-            the conversation waits for a decision; a resume while it does not.
+        ConflictError: another turn of this conversation is running.
+        DecisionConflict: a message while the conversation waits for a decision; a
+            resume while it does not.
         ValidationFailed: a control naming unknown nodes or interrupts, or a bad answer.
         ModelUnavailableError: no usable model (nothing is stored then).
     """
@@ -173,7 +178,7 @@ def _turn(
 ) -> Iterator[TurnEvent]:
     conversation_id = conversation.id
     pending: list[dict[str, Any]] | None = conversation.pending_interrupts
-    _admit(compiled, control, pending, content)
+    admit(control, pending, content, set(compiled.graph.nodes))
     resume_messages = update_messages(control)
     turn = TurnContext(
         runtime.db, runtime.settings, principal, conversation_id, conversation.user_id
@@ -207,7 +212,7 @@ def _turn(
             yield from drive.run(None)
     if content is not None and drive.interrupts is not None:
         # Completing the unfinished turn stopped on a question: the message is not run.
-        raise ConflictError(
+        raise DecisionConflict(
             "the unfinished turn now waits for a decision: resume it, then send the message again"
         )
     if content is not None:
@@ -230,27 +235,6 @@ def _turn(
             "interrupts": drive.interrupts,
         },
     )
-
-
-def _admit(
-    compiled: CompiledRegistry,
-    control: TurnControl,
-    pending: list[dict[str, Any]] | None,
-    content: str | None,
-) -> None:
-    """Refuse, before anything is written, what does not fit a paused conversation."""
-    check_nodes(control, set(compiled.graph.nodes) - {"__start__"})
-    if content is not None and control.is_command:
-        raise ValidationFailed("command: send either a message or a command, not both")
-    check_resume(control, pending)
-    if pending is None or control.is_command:
-        return
-    if content is not None or pending:
-        ids = ", ".join(p["id"] for p in pending) or "a breakpoint"
-        raise ConflictError(
-            f"the conversation is waiting for a decision ({ids}): resume it first"
-            " (POST /v1/conversations/{id}/resume with a decision, or a run with command.resume)"
-        )
 
 
 class _Driver:
