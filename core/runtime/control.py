@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from langchain_core.messages import BaseMessage, convert_to_messages
 from langgraph.graph import END
 from langgraph.types import Command, StateSnapshot
+from sqlalchemy import Connection, text
 
 from core.errors import DecisionConflict, ValidationFailed
 from core.runtime.approval import APPROVE_NODE, is_approval, parse_decision
 
+PENDING_SQL = text("SELECT pending_interrupts FROM conversations WHERE id = :id")
 INTERRUPT_ID = re.compile(r"[0-9a-f]{32}")  # xxh3-128 hex digests
 
 
@@ -179,3 +181,20 @@ def admit(
             f"the conversation is waiting for a decision ({ids}): resume it first"
             " (POST /v1/conversations/{id}/resume with a decision, or a run with command.resume)"
         )
+
+
+def pending_of(conn: Connection, conversation_id: uuid.UUID) -> list[dict[str, Any]] | None:
+    """The conversation's ``pending_interrupts`` (None: it waits for nothing)."""
+    value: list[dict[str, Any]] | None = conn.execute(PENDING_SQL, {"id": conversation_id}).scalar()
+    return value
+
+
+def for_retry(control: TurnControl, pending: list[dict[str, Any]] | None) -> TurnControl:
+    """The control of a queued turn tried again after its process died.
+
+    The first try clears the pause before it resumes: when nothing waits any more, the
+    command was taken (the checkpoint has it, or asks again) and the turn only completes.
+    """
+    if pending is not None or not control.is_command:
+        return control
+    return replace(control, resume=None, update=None, goto=[])
