@@ -170,6 +170,7 @@ def admit(
         DecisionConflict: a message, or a plain resume, while a decision is awaited.
     """
     check_nodes(control, nodes - {"__start__"})
+    update_messages(control)  # only to check them: the turn converts them again
     if content is not None and control.is_command:
         raise ValidationFailed("command: send either a message or a command, not both")
     check_resume(control, pending)
