@@ -242,3 +242,25 @@ def test_a_pause_lost_in_a_crash_is_found_again(
         f"/v1/conversations/{cid}/resume", json={"decision": {"type": "accept"}}, headers=auth(key)
     )
     assert done.status_code == 200 and done.json()["messages"][-1]["content"] == "All done."
+
+
+def test_a_retried_resume_only_completes(
+    db: Database, client: TestClient, llm: ScriptedLLM, key: str
+) -> None:
+    from core.runtime.control import TurnControl, for_retry, pending_of
+
+    turn = paused(client, llm, key, ToolCall("current_time", {}))
+    control = TurnControl(resume={"type": "accept"}, interrupt_after=["tools"])
+    with db.engine.connect() as conn:
+        pending = pending_of(conn, turn["id"])
+    assert pending is not None and for_retry(control, pending) == control
+    client.post(
+        f"/v1/conversations/{turn['id']}/resume",
+        json={"decision": {"type": "accept"}},
+        headers=auth(key),
+    )
+    with db.engine.connect() as conn:
+        assert pending_of(conn, turn["id"]) is None
+    # the first try took the answer: a second try keeps only the breakpoints
+    assert for_retry(control, None) == TurnControl(interrupt_after=["tools"])
+    assert TurnControl.from_json(control.to_json()) == control
