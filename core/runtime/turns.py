@@ -92,6 +92,7 @@ def run_turn(
     stream_tokens: bool = False,
     raw: bool = False,
     control: TurnControl | None = None,
+    message_id: str | None = None,
 ) -> Iterator[TurnEvent]:
     """Run one turn (or, with ``content`` None, only complete a pending one).
 
@@ -148,6 +149,7 @@ def run_turn(
                 stream_tokens,
                 raw,
                 control or TurnControl(),
+                message_id,
             )
         finally:
             conn.rollback()
@@ -175,6 +177,7 @@ def _turn(
     stream_tokens: bool,
     raw: bool,
     control: TurnControl,
+    message_id: str | None = None,
 ) -> Iterator[TurnEvent]:
     conversation_id = conversation.id
     pending: list[dict[str, Any]] | None = conversation.pending_interrupts
@@ -219,7 +222,7 @@ def _turn(
         agent = drive.agent
         if agent not in compiled.snapshot.agents:
             raise ValidationFailed(f"agent {agent!r} of this conversation is not active any more")
-        human = HumanMessage(content, id=f"u-{uuid.uuid4()}")
+        human = HumanMessage(content, id=message_id or f"u-{uuid.uuid4()}")
         if raw:
             yield TurnEvent("input", {"message": human, "agent": agent})
         for row in drive.store([human], agent):

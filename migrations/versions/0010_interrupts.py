@@ -1,7 +1,7 @@
 """interrupts: a conversation paused for a person (human in the loop)
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0006
 
 ``conversations.pending_interrupts`` is NULL while no turn waits for a person; a
 JSON list of the pending interrupts (id, value, node, task) while one does, empty
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0010"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
