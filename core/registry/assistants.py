@@ -99,10 +99,7 @@ def resolve_assistant(
         ForbiddenError: an admin-only one and the caller is not an admin.
     """
     parsed = parse_id(assistant_id)
-    name = agent_name(parsed) if parsed else assistant_id
-    if parsed is None and name.startswith(PREFIX):
-        name = ""  # assistants are addressed by their UUID only
-    spec = usable_spec(snapshot.agents, principal, name or assistant_id)
+    spec = usable_spec(snapshot.agents, principal, agent_name(parsed) if parsed else assistant_id)
     return ResolvedAssistant(
         assistant_id=assistant_id,
         agent=spec.name,

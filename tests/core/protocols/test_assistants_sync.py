@@ -114,7 +114,9 @@ def test_create_update_versions_latest_delete(
     assert audit == [("created", 1), ("updated", 2), ("set_latest", 1), ("deleted", 1)]
 
 
-def test_bad_input_names_the_field(admin: SyncLangGraphClient) -> None:
+def test_bad_input_names_the_field(
+    admin: SyncLangGraphClient, live: LiveServer, keys: dict[str, str]
+) -> None:
     cases = [
         ({"graph_id": "no_such_agent"}, "graph_id"),
         ({"graph_id": "assistant", "context": {"tools": ["no_such_tool"]}}, "context.tools"),
@@ -130,12 +132,24 @@ def test_bad_input_names_the_field(admin: SyncLangGraphClient) -> None:
         graph = kwargs.pop("graph_id")
         code, body = status(admin.assistants.create, graph, **kwargs)
         assert code == 422 and field in body, (kwargs, body)
+    # a file agent is an assistant whose id is its name
+    same = admin.assistants.create("assistant", assistant_id="assistant", if_exists="do_nothing")
+    assert same["assistant_id"] == "assistant" and same["graph_id"] == "assistant"
+    assert status(admin.assistants.create, "assistant", assistant_id="assistant")[0] == 409
     # file agents change through /v1/agents
     assert status(admin.assistants.update, "assistant", metadata={"a": 1})[0] == 409
     assert status(admin.assistants.get, str(uuid.uuid4()))[0] == 404
     # a tool the registry has is accepted
     made = admin.assistants.create("assistant", context={"tools": ["current_time"]})
     assert made["context"] == {"tools": ["current_time"]}
+    # the registry lists it as an agent; /v1/agents does not change it behind /assistants
+    name = f"asst_{uuid.UUID(made['assistant_id']).hex}"
+    auth = {"Authorization": f"Bearer {keys['admin']}"}
+    listed = httpx.get(f"{live.url}/v1/agents/{name}", headers=auth)
+    assert listed.status_code == 200 and listed.json()["spec"]["tools"] == ["current_time"]
+    put = httpx.put(f"{live.url}/v1/agents/{name}", headers=auth, json={"system_prompt": "Sneaky."})
+    assert put.status_code == 409 and "/assistants/" in put.text
+    assert httpx.delete(f"{live.url}/v1/agents/{name}", headers=auth).status_code == 409
     admin.assistants.delete(made["assistant_id"])
 
 

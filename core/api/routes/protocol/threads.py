@@ -96,8 +96,8 @@ def create(
     reject_extra(body)
     if body.if_exists is not None:
         raise ValidationFailed("if_exists: threads get server-made ids; there is nothing to match")
-    agent = body.graph_id or DEFAULT_AGENT
-    resolve_agent(runtime, user, agent)
+    # An assistant's UUID names its own agent.
+    agent = resolve_agent(runtime, user, body.graph_id or DEFAULT_AGENT).name
     metadata = {**(body.metadata or {}), "graph_id": agent, ASSISTANT_KEY: agent}
     row = create_conversation(session.connection(), user, agent, metadata=metadata, channel=CHANNEL)
     return thread_json(runtime, row, busy=False, values=False)
