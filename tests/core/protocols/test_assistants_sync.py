@@ -105,6 +105,12 @@ def test_create_update_versions_latest_delete(
     assert admin.assistants.count(metadata={"team": "blue"}) == 1
     assert admin.assistants.count(graph_id="mechanic") == 1
 
+    # runs name the assistant as the client did
+    tid = admin.threads.create(graph_id=aid)["thread_id"]
+    run = admin.runs.create(tid, aid, input=HELLO)
+    assert run["assistant_id"] == aid
+    admin.runs.join(tid, run["run_id"])
+
     admin.assistants.delete(aid)
     assert status(admin.assistants.get, aid)[0] == 404
     assert status(admin.runs.wait, None, aid, input=HELLO)[0] == 404

@@ -26,7 +26,7 @@ from core.protocols.threads import (
     ASSISTANT_KEY,
     choose_agent,
     input_text,
-    resolve_agent,
+    resolve_assistant,
     thread_config,
 )
 from core.protocols.translate import STREAM_MODES, Translator
@@ -116,7 +116,8 @@ def start_run(
     """Validate, pick or make the thread, take the turn's first step, run the rest."""
     modes = _check(body, thread_id)
     content = input_text(body.input)
-    spec = resolve_agent(runtime, user, body.assistant_id)
+    assistant = resolve_assistant(runtime, user, body.assistant_id)
+    spec = assistant.spec
     with runtime.db.engine.begin() as conn:
         if thread_id is None:
             if content is None:
@@ -125,7 +126,11 @@ def start_run(
                 conn,
                 user,
                 spec.name,
-                metadata={"graph_id": spec.name, ASSISTANT_KEY: spec.name, "stateless": True},
+                metadata={
+                    "graph_id": assistant.graph_id,
+                    ASSISTANT_KEY: spec.name,
+                    "stateless": True,
+                },
                 channel=CHANNEL,
             )
         else:
@@ -140,7 +145,7 @@ def start_run(
         run_id=uuid.uuid4(),
         thread_id=row.id,
         owner_id=row.user_id,
-        assistant_id=spec.name,
+        assistant_id=assistant.assistant_id,
         stream_modes=modes,
         metadata=body.metadata or {},
         kwargs={"input": body.input, "stream_mode": modes},
