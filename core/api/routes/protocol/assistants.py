@@ -175,14 +175,6 @@ def _made_id(conn: Connection, user: Principal, assistant_id: str) -> uuid.UUID:
     return parsed
 
 
-def _object(value: Any, where: str) -> Json:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValidationFailed(f"{where}: must be an object")
-    return value
-
-
 @router.post("", summary="Create an assistant: a versioned agent on a graph (admin)")
 def create(body: AssistantCreate, admin: AdminUser, session: SessionDep) -> Json:
     reject_extra(body)
@@ -199,16 +191,14 @@ def create(body: AssistantCreate, admin: AdminUser, session: SessionDep) -> Json
         if body.if_exists == "raise":
             raise ConflictError(f"assistant {requested!r} exists")
         return _one(conn, admin, str(requested))
-    config, context = store.settings_of(
-        _object(body.config, "config"), _object(body.context, "context")
-    )
+    config, context = store.settings_of(body.config or {}, body.context or {})
     fields = store.AssistantFields(
         graph_id=body.graph_id,
         name=body.name or "Untitled",
         description=body.description,
         config=config,
         context=context,
-        metadata=_object(body.metadata, "metadata"),
+        metadata=body.metadata or {},
     )
     if not store.create_assistant(conn, parsed, fields, actor=admin.actor):
         if body.if_exists == "raise":
@@ -249,11 +239,7 @@ def patch(assistant_id: str, body: AssistantPatch, admin: AdminUser, session: Se
     reject_extra(body)
     conn = session.connection()
     made = _made_id(conn, admin, assistant_id)
-    changes = body.model_dump(exclude_none=True)
-    for key in ("config", "context", "metadata"):
-        if key in changes:
-            _object(changes[key], key)
-    store.update_assistant(conn, made, changes, actor=admin.actor)
+    store.update_assistant(conn, made, body.model_dump(exclude_none=True), actor=admin.actor)
     return _made_json(store.current(conn, made))
 
 
