@@ -100,6 +100,8 @@ def test_create_update_versions_latest_delete(
 
     found = admin.assistants.search(metadata={"team": "blue"})
     assert [a["assistant_id"] for a in found] == [aid]
+    picked = admin.assistants.search(metadata={"team": "blue"}, select=["assistant_id", "version"])
+    assert picked == [{"assistant_id": aid, "version": 1}]
     by_graph = {a["assistant_id"] for a in admin.assistants.search(graph_id="assistant")}
     assert {aid, "assistant"} <= by_graph
     assert admin.assistants.count(metadata={"team": "blue"}) == 1

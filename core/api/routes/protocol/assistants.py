@@ -28,6 +28,20 @@ router = APIRouter(prefix="/assistants", tags=["agent protocol"])
 Json = dict[str, Any]
 
 
+FIELD = Literal[
+    "assistant_id",
+    "graph_id",
+    "name",
+    "description",
+    "config",
+    "context",
+    "metadata",
+    "version",
+    "created_at",
+    "updated_at",
+]
+
+
 class AssistantSearch(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -38,6 +52,7 @@ class AssistantSearch(BaseModel):
     offset: int = Field(default=0, ge=0)
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
+    select: list[FIELD] | None = None
 
 
 class AssistantCreate(BaseModel):
@@ -220,7 +235,10 @@ def search(body: AssistantSearch, user: CurrentUser, session: SessionDep) -> lis
     ]
     key = body.sort_by or "created_at"
     found.sort(key=lambda a: (a[key], a["assistant_id"]), reverse=body.sort_order == "desc")
-    return found[body.offset : body.offset + body.limit]
+    page = found[body.offset : body.offset + body.limit]
+    if body.select:
+        page = [{k: a[k] for k in body.select} for a in page]
+    return page
 
 
 @router.post("/count", summary="How many assistants match")
