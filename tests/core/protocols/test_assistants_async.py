@@ -20,6 +20,7 @@ async def prompt_of_run(client: LangGraphClient, llm: ScriptedLLM, assistant_id:
     """The system prompt the model received for one run of ``assistant_id``."""
     before = len(llm.chat_requests())
     thread = await client.threads.create(graph_id=assistant_id)
+    assert thread["metadata"]["graph_id"] == "assistant"  # the assistant's graph
     out = await client.runs.wait(thread["thread_id"], assistant_id, input=HELLO)
     assert isinstance(out, dict) and out["messages"][-1]["content"] == "echo: hello"
     sent = llm.chat_requests()[before:]
