@@ -1,7 +1,7 @@
 """assistants: versioned agents made through the Agent Protocol
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0010
 
 An assistant is an agent row (``agents.assistant_id`` set) whose definition is
 one of its versions in ``assistant_versions``; ``agents.version`` points at the
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0007"
-down_revision: str | None = "0006"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
