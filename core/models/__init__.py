@@ -9,7 +9,7 @@ from core.models.audit import AuditLog
 from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
 from core.models.mechanic import MechanicChange
-from core.models.registry import Agent, EntityType, Tool
+from core.models.registry import Agent, AssistantVersion, EntityType, Tool
 from core.models.runs import Run, RunEvent
 from core.models.search import SearchEmbeddingSpace, SearchIndex
 from core.models.store import StoreItem
@@ -19,6 +19,7 @@ __all__ = [
     "Agent",
     "AgentSwitch",
     "AiModel",
+    "AssistantVersion",
     "AuditLog",
     "Base",
     "Conversation",

@@ -18,7 +18,7 @@ from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
 from core.errors import ModelUnavailableError, ValidationFailed
 from core.protocols.control import run_input
-from core.protocols.threads import ASSISTANT_KEY, choose_agent, resolve_agent
+from core.protocols.threads import ASSISTANT_KEY, choose_agent, resolve_assistant
 from core.runs import create_run
 from core.runtime.control import TurnControl, admit
 from core.runtime.router import HOW_TO_CONFIGURE
@@ -50,7 +50,8 @@ def start_run(
         ValidationFailed: the refusals listed in the module docstring.
     """
     content = run_input(graph_input, control)
-    spec = resolve_agent(runtime, principal, assistant_id)
+    assistant = resolve_assistant(runtime, principal, assistant_id)
+    spec = assistant.spec
     with runtime.db.engine.begin() as conn:
         if thread_id is None:
             if content is None:
@@ -59,7 +60,11 @@ def start_run(
                 conn,
                 principal,
                 spec.name,
-                metadata={"graph_id": spec.name, ASSISTANT_KEY: spec.name, "stateless": True},
+                metadata={
+                    "graph_id": assistant.graph_id,
+                    ASSISTANT_KEY: spec.name,
+                    "stateless": True,
+                },
                 channel=CHANNEL,
             )
         else:
@@ -74,7 +79,7 @@ def start_run(
             conn,
             principal=principal,
             thread_id=row.id,
-            assistant_id=spec.name,
+            assistant_id=assistant.assistant_id,  # as the client named it
             content=content,
             graph_input=graph_input,
             stream_mode=stream_mode,

@@ -31,6 +31,7 @@ from core.conversations.store import (
 )
 from core.errors import AgentryError, ForbiddenError, PayloadTooLargeError, ValidationFailed
 from core.models import Agent, ConversationStatus
+from core.registry.access import may_use
 from core.registry.specs import AgentSpec
 from core.runtime.control import TurnControl, is_resume_map
 from core.runtime.service import AgentRuntime
@@ -94,7 +95,7 @@ def _check_agent(session: SessionDep, name: str, user: Principal) -> None:
     )
     if row is None or not row.spec.get("system_prompt"):
         raise ValidationFailed(f"unknown agent {name!r}: see GET /v1/agents")
-    if AgentSpec.from_json({"name": name, **row.spec}).admin_only and not user.is_admin:
+    if not may_use(user, AgentSpec.from_json({"name": name, **row.spec})):
         raise ForbiddenError(f"agent {name!r} is for admins")
 
 

@@ -25,14 +25,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from langchain_core.messages import HumanMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from core.api.deps import CurrentUser, RuntimeDep, SessionDep
 from core.api.problems import problem
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
 from core.errors import AgentryError, ValidationFailed
-from core.models import Agent
 from core.protocols.threads import (
     ASSISTANT_KEY,
     append_messages,
@@ -40,6 +38,7 @@ from core.protocols.threads import (
     plain_text,
     resolve_agent,
 )
+from core.registry.access import usable_rows
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import TurnEvent, run_turn
 
@@ -108,11 +107,7 @@ def is_openai_client(request: Request) -> bool:
 
 def models_json(session: SessionDep, user: Principal) -> dict[str, Any]:
     """Agents as an OpenAI model list (model id = agent name)."""
-    rows = session.connection().execute(
-        select(Agent.name, Agent.spec, Agent.created_at)
-        .where(Agent.is_active.is_(True))
-        .order_by(Agent.name)
-    )
+    rows = usable_rows(session.connection(), user)
     return {
         "object": "list",
         "data": [
@@ -123,8 +118,6 @@ def models_json(session: SessionDep, user: Principal) -> dict[str, Any]:
                 "owned_by": "agentry",
             }
             for r in rows
-            if (r.spec or {}).get("system_prompt")
-            and (user.is_admin or not (r.spec or {}).get("admin_only"))
         ],
     }
 

@@ -22,7 +22,7 @@ from core.protocols.threads import (
     ASSISTANT_KEY,
     append_messages,
     merge_metadata,
-    resolve_agent,
+    resolve_assistant,
     thread_config,
     thread_json,
     thread_state,
@@ -87,9 +87,10 @@ def create(
     reject_extra(body)
     if body.if_exists is not None:
         raise ValidationFailed("if_exists: threads get server-made ids; there is nothing to match")
-    agent = body.graph_id or DEFAULT_AGENT
-    resolve_agent(runtime, user, agent)
-    metadata = {**(body.metadata or {}), "graph_id": agent, ASSISTANT_KEY: agent}
+    # An assistant's UUID names its own agent.
+    assistant = resolve_assistant(runtime, user, body.graph_id or DEFAULT_AGENT)
+    agent = assistant.agent
+    metadata = {**(body.metadata or {}), "graph_id": assistant.graph_id, ASSISTANT_KEY: agent}
     row = create_conversation(session.connection(), user, agent, metadata=metadata, channel=CHANNEL)
     return thread_json(runtime, row, busy=False, values=False)
 
