@@ -24,6 +24,7 @@ from core.api.routes import (
 )
 from core.api.routes import search as search_routes
 from core.api.routes.protocol import assistants as protocol_assistants
+from core.api.routes.protocol import crons as protocol_crons
 from core.api.routes.protocol import info as protocol_info
 from core.api.routes.protocol import runs as protocol_runs
 from core.api.routes.protocol import store as protocol_store
@@ -32,6 +33,8 @@ from core.db.engine import Database, open_database
 from core.mechanic.live import EntityRegistry, start_live_entities
 from core.mechanic.tools import entity_tool_provider
 from core.memory.service import start_memory
+from core.runs.crons import start_scheduler
+from core.runs.webhooks import start_sender
 from core.runtime import lifecycle as runtime_lifecycle
 from core.runtime.tool_providers import register_tool_provider, unregister_tool_provider
 
@@ -60,9 +63,17 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
             entity_tool_provider(app.state.db, app.state.entities)
         )
         runtime_lifecycle.start(app)
+        # Crons fire and webhooks go out from every process (rows are claimed, never shared).
+        scheduler = start_scheduler(
+            app.state.db.engine, settings.cron_interval, protocol_crons.run_starter(app)
+        )
+        sender = start_sender(app.state.db.engine, settings)
         try:
             yield
         finally:
+            for loop in (scheduler, sender):
+                if loop is not None:
+                    loop.stop()
             runtime_lifecycle.stop(app)
             unregister_tool_provider(entity_tools)
             listener.stop()
@@ -96,6 +107,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(protocol_info.router)
     app.include_router(protocol_assistants.router)
     app.include_router(protocol_threads.router)
+    app.include_router(protocol_crons.router)
     app.include_router(protocol_runs.router)
     app.include_router(protocol_store.router)
     app.include_router(openai_compat.router)

@@ -8,6 +8,7 @@ from core.models.ai_models import AiModel, PromptHistory
 from core.models.audit import AuditLog
 from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
+from core.models.crons import Cron, WebhookDelivery
 from core.models.mechanic import MechanicChange
 from core.models.registry import Agent, EntityType, Tool
 from core.models.search import SearchEmbeddingSpace, SearchIndex
@@ -22,6 +23,7 @@ __all__ = [
     "Base",
     "Conversation",
     "ConversationStatus",
+    "Cron",
     "EntityType",
     "MechanicChange",
     "Message",
@@ -32,4 +34,5 @@ __all__ = [
     "Tool",
     "User",
     "UserRole",
+    "WebhookDelivery",
 ]

@@ -30,6 +30,7 @@ from core.protocols.threads import (
     thread_config,
 )
 from core.protocols.translate import STREAM_MODES, Translator
+from core.runs.webhooks import check_webhook, webhook_on_finish
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import run_turn
 
@@ -40,7 +41,6 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "command": (None,),
     "interrupt_before": (None, []),
     "interrupt_after": (None, []),
-    "webhook": (None,),
     "checkpoint": (None,),
     "checkpoint_id": (None,),
     "checkpoint_during": (None,),
@@ -69,6 +69,8 @@ class RunCreate(BaseModel):
     stream_subgraphs: bool | None = None
     # Every run keeps its events: a stream can be rejoined (Last-Event-ID) while it runs.
     stream_resumable: bool | None = None
+    # POSTed the finished run (core/runs/webhooks.py); only to allowed hosts.
+    webhook: str | None = None
 
 
 def _modes(body: RunCreate) -> list[str]:
@@ -115,6 +117,7 @@ def start_run(
 ) -> Run:
     """Validate, pick or make the thread, take the turn's first step, run the rest."""
     modes = _check(body, thread_id)
+    check_webhook(body.webhook, runtime.settings)
     content = input_text(body.input)
     spec = resolve_agent(runtime, user, body.assistant_id)
     with runtime.db.engine.begin() as conn:
@@ -147,6 +150,8 @@ def start_run(
     )
     if thread_id is None and body.on_completion != "keep":
         run.on_finish = lambda r: _forget(runtime, user, r.thread_id)
+    if body.webhook:
+        run.on_finish = webhook_on_finish(runtime.db.engine, body.webhook, run.on_finish)
     tokens = "messages-tuple" in modes or "events" in modes
     turn = run_turn(runtime, user, row.id, content, stream_tokens=tokens, raw=True)
     try:

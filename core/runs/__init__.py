@@ -1,0 +1,1 @@
+"""Runs beyond one request: crons (scheduled runs) and webhooks of finished runs."""

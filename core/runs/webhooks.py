@@ -1,0 +1,213 @@
+"""Webhooks: a finished run is POSTed to the URL its creator gave, never blocking it.
+
+The run's end only inserts a row into the outbox ``webhook_deliveries`` (in the
+caller's transaction); a sender thread in every server process posts due rows,
+with a lease so two senders never post the same attempt, and retries failures
+with exponential backoff up to ``AGENTRY_WEBHOOK_MAX_ATTEMPTS``. Deliveries are at
+least once (a sender killed mid-POST leaves the row to be posted again): receivers
+deduplicate on the ``X-Agentry-Delivery`` header.
+
+Only hosts listed in ``AGENTRY_WEBHOOK_ALLOWED_HOSTS`` are posted to (none when it
+is empty): a run or cron naming another host is refused with 422, and a delivery
+whose host is no longer allowed fails without being sent. Redirects are not
+followed, so an allowed host cannot forward a delivery elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import Connection, Engine, text
+
+from config import Settings
+from core.errors import ValidationFailed
+from core.runs.poller import Poller
+
+if TYPE_CHECKING:
+    from core.protocols.runs import Run
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Agentry-Signature"
+DELIVERY_HEADER = "X-Agentry-Delivery"
+BATCH = 20
+
+INSERT_SQL = text(
+    "INSERT INTO webhook_deliveries (user_id, run_id, url, body)"
+    " VALUES (:uid, :run_id, :url, :body) RETURNING id"
+)
+# Due deliveries, leased: next_attempt_at moves past the POST's timeout while it runs.
+CLAIM_SQL = text(
+    "UPDATE webhook_deliveries SET attempts = attempts + 1,"
+    " next_attempt_at = now() + make_interval(secs => :lease)"
+    " WHERE id IN (SELECT id FROM webhook_deliveries"
+    "  WHERE status = 'pending' AND next_attempt_at <= now()"
+    "  ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+    " RETURNING id, url, body, attempts"
+)
+DELIVERED_SQL = text(
+    "UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now(),"
+    " last_error = NULL WHERE id = :id"
+)
+RETRY_SQL = text(
+    "UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => :delay),"
+    " last_error = :error WHERE id = :id"
+)
+FAILED_SQL = text(
+    "UPDATE webhook_deliveries SET status = 'failed', last_error = :error WHERE id = :id"
+)
+
+
+def host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    """Whether ``host`` is listed (exactly, or under a ``*.domain`` entry)."""
+    host = host.lower().rstrip(".")
+    return any(
+        host == entry or (entry.startswith("*.") and host.endswith(entry[1:]))
+        for entry in allowed
+    )
+
+
+def check_webhook(url: str | None, settings: Settings, field: str = "webhook") -> str | None:
+    """The webhook URL when it may be used.
+
+    Raises:
+        ValidationFailed: not an http(s) URL, or its host is not allowed (names ``field``).
+    """
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed(f"{field}: must be an http:// or https:// URL")
+    if not host_allowed(parts.hostname, settings.webhook_hosts):
+        raise ValidationFailed(
+            f"{field}: host {parts.hostname!r} is not allowed"
+            " (list it in AGENTRY_WEBHOOK_ALLOWED_HOSTS)"
+        )
+    return url
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The signature header's value: ``sha256=<hex HMAC-SHA256 of the raw body>``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    url: str,
+    run_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    body: dict[str, Any],
+) -> uuid.UUID:
+    """Queue the POST of ``body`` to ``url`` (in the caller's transaction)."""
+    raw = json.dumps(body, default=str, separators=(",", ":"))
+    delivery: uuid.UUID = conn.execute(
+        INSERT_SQL, {"uid": user_id, "run_id": run_id, "url": url, "body": raw}
+    ).scalar_one()
+    return delivery
+
+
+def webhook_on_finish(
+    engine: Engine, url: str, then: Callable[[Run], None] | None
+) -> Callable[[Run], None]:
+    """A run's end hook that queues its webhook (after ``then``, the hook it replaces).
+
+    The body is the run (as ``GET .../runs/{id}`` answers it) with its final
+    ``status`` and its ``values`` or ``error``.
+    """
+
+    def finish(run: Run) -> None:
+        if then is not None:
+            then(run)
+        status = "error" if run.error else "interrupted" if run.cancel.is_set() else "success"
+        body = {**run.json(), "status": status, "values": run.result, "error": run.error}
+        with engine.begin() as conn:
+            enqueue(conn, url=url, run_id=run.run_id, user_id=run.owner_id, body=body)
+
+    return finish
+
+
+def _post(client: httpx.Client, settings: Settings, delivery_id: Any, url: str, raw: str) -> None:
+    """One attempt; raises on anything but a 2xx answer."""
+    host = urlsplit(url).hostname or ""
+    if not host_allowed(host, settings.webhook_hosts):
+        raise PermissionError(f"host {host!r} is no longer in AGENTRY_WEBHOOK_ALLOWED_HOSTS")
+    body = raw.encode()
+    headers = {"Content-Type": "application/json", DELIVERY_HEADER: str(delivery_id)}
+    if settings.webhook_secret:
+        headers[SIGNATURE_HEADER] = sign(body, settings.webhook_secret)
+    answer = client.post(url, content=body, headers=headers)
+    if not answer.is_success:
+        raise httpx.HTTPStatusError(
+            f"answered {answer.status_code}", request=answer.request, response=answer
+        )
+
+
+def deliver_due(engine: Engine, settings: Settings, client: httpx.Client) -> int:
+    """Post every due delivery once; schedule retries of the failures.
+
+    Returns:
+        How many deliveries were attempted.
+    """
+    with engine.begin() as conn:
+        rows = list(
+            conn.execute(CLAIM_SQL, {"lease": settings.webhook_timeout + 30, "limit": BATCH})
+        )
+    for row in rows:
+        try:
+            _post(client, settings, row.id, row.url, row.body)
+        except PermissionError as exc:
+            _record(engine, FAILED_SQL, {"id": row.id, "error": str(exc)})
+        except httpx.HTTPError as exc:
+            error = f"attempt {row.attempts}: {type(exc).__name__}: {exc}"
+            if row.attempts >= settings.webhook_max_attempts:
+                log.warning("webhook %s to %s failed for good: %s", row.id, row.url, error)
+                _record(engine, FAILED_SQL, {"id": row.id, "error": error})
+            else:
+                delay = settings.webhook_backoff * 2 ** (row.attempts - 1)
+                _record(engine, RETRY_SQL, {"id": row.id, "delay": delay, "error": error})
+        else:
+            _record(engine, DELIVERED_SQL, {"id": row.id})
+    return len(rows)
+
+
+def _record(engine: Engine, sql: Any, params: dict[str, Any]) -> None:
+    with engine.begin() as conn:
+        conn.execute(sql, params)
+
+
+class WebhookSender:
+    """The process's sender thread (``AGENTRY_WEBHOOK_INTERVAL``; 0 disables it)."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.client = httpx.Client(timeout=settings.webhook_timeout, follow_redirects=False)
+        self.poller = Poller(
+            "agentry-webhooks",
+            settings.webhook_interval,
+            lambda: deliver_due(engine, settings, self.client),
+        )
+
+    def start(self) -> WebhookSender:
+        self.poller.start()
+        return self
+
+    def wake(self) -> None:
+        self.poller.wake()
+
+    def stop(self) -> None:
+        self.poller.stop()
+        self.client.close()
+
+
+def start_sender(engine: Engine, settings: Settings) -> WebhookSender | None:
+    if settings.webhook_interval <= 0:
+        return None
+    return WebhookSender(engine, settings).start()
