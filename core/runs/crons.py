@@ -100,7 +100,9 @@ FIELDS = (
     "on_run_completed",
     "enabled",
 )
-CLAIM_BATCH = 20
+# One cron per transaction: a tick's run creation never holds other crons' locks, and
+# the processes polling share a burst of due crons between them.
+CLAIM_BATCH = 1
 
 # Starts the run of one tick in the claiming transaction (``conn``); returns its id.
 RunStarter = Callable[[Connection, Row[Any], Principal], uuid.UUID]

@@ -4,10 +4,16 @@ isolation, validation, and ticks fired exactly once by two schedulers on one dat
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +27,7 @@ from core.db import Database
 from core.devtools.scripted_llm import ScriptedLLM
 from core.runs.crons import next_tick
 from tests.core.protocols.conftest import LiveServer
-from tests.core.runtime.helpers import runtime_settings
+from tests.core.runtime.helpers import ROOT, runtime_settings
 
 PING = {"messages": [{"role": "user", "content": "ping"}]}
 
@@ -287,3 +293,61 @@ def test_deleting_the_thread_deletes_its_crons(db: Database, alice: SyncLangGrap
     with db.engine.begin() as conn:  # what agentry prune does to long-deleted threads
         conn.execute(text("DELETE FROM conversations WHERE id = :id"), {"id": uuid.UUID(tid)})
     assert alice.crons.count(thread_id=tid) == 0
+
+
+@pytest.mark.slow
+def test_each_tick_runs_once_across_two_processes(
+    db: Database, llm: ScriptedLLM, alice: SyncLangGraphClient, tmp_path: Path
+) -> None:
+    """This process's scheduler and an ``agentry up`` process's, on one database."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTRY_", "DB_"))}
+    env |= {
+        "DATABASE_URL": db.url.render_as_string(hide_password=False),
+        "AGENTRY_HOME": str(tmp_path / "home"),
+        "AGENTRY_PROJECT_DIR": str(ROOT),
+        "AGENTRY_LLM_BASE_URL": llm.base_url,
+        "AGENTRY_LLM_MODEL": "scripted",
+        "AGENTRY_CRON_INTERVAL": "0.05",
+        "AGENTRY_EMBED_INTERVAL": "0",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+    }
+    other = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "up", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _until(lambda: _answers(f"http://127.0.0.1:{port}/health"), timeout=120)
+        threads = [alice.threads.create()["thread_id"] for _ in range(8)]
+        cron_ids = [
+            alice.crons.create_for_thread(tid, "assistant", schedule="* * * * *", input=PING)[
+                "cron_id"
+            ]
+            for tid in threads
+        ]
+        for round_ in (1, 2):
+            _make_due(db, cron_ids)
+            _until(lambda r=round_: all(_human_count(db, t) >= r for t in threads), timeout=30)
+            time.sleep(0.5)
+            assert [_human_count(db, tid) for tid in threads] == [round_] * 8
+            for tid in threads:
+                _until(lambda tid=tid: alice.threads.get(tid)["status"] == "idle")
+    finally:
+        other.send_signal(signal.SIGTERM)
+        output, _ = other.communicate(timeout=60)
+    assert other.returncode == 0, output
+    for cron_id in cron_ids:
+        alice.crons.delete(cron_id)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -20,6 +20,7 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 from sqlalchemy import text
 
+from config import load_settings
 from core.api.app import create_app
 from core.db import Database
 from core.devtools.scripted_llm import ScriptedLLM
@@ -127,6 +128,9 @@ def test_allowed_hosts() -> None:
     assert not host_allowed("example.org.evil.com", allowed)
     assert not host_allowed("evilexample.org", allowed)
     assert not host_allowed("localhost", frozenset())
+    settings = load_settings(AGENTRY_WEBHOOK_ALLOWED_HOSTS=" Hooks.Example.org, ,10.0.0.1 ")
+    assert settings.webhook_hosts == {"hooks.example.org", "10.0.0.1"}
+    assert load_settings().webhook_hosts == frozenset()
 
 
 def test_run_webhook_is_signed(
