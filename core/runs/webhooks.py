@@ -19,13 +19,15 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Row, text
 
 from config import Settings
 from core.errors import ValidationFailed
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Agentry-Signature"
 DELIVERY_HEADER = "X-Agentry-Delivery"
 BATCH = 20
+SENDER_THREADS = 4
 
 INSERT_SQL = text(
     "INSERT INTO webhook_deliveries (user_id, run_id, url, body)"
@@ -151,32 +154,29 @@ def _post(client: httpx.Client, settings: Settings, delivery_id: Any, url: str, 
         )
 
 
-def deliver_due(engine: Engine, settings: Settings, client: httpx.Client) -> int:
-    """Post every due delivery once; schedule retries of the failures.
-
-    Returns:
-        How many deliveries were attempted.
-    """
+def claim(engine: Engine, settings: Settings, limit: int = BATCH) -> list[Row[Any]]:
+    """Lease up to ``limit`` due deliveries (their attempt is counted now)."""
     with engine.begin() as conn:
-        rows = list(
-            conn.execute(CLAIM_SQL, {"lease": settings.webhook_timeout + 30, "limit": BATCH})
+        return list(
+            conn.execute(CLAIM_SQL, {"lease": settings.webhook_timeout + 30, "limit": limit})
         )
-    for row in rows:
-        try:
-            _post(client, settings, row.id, row.url, row.body)
-        except PermissionError as exc:
-            _record(engine, FAILED_SQL, {"id": row.id, "error": str(exc)})
-        except httpx.HTTPError as exc:
-            error = f"attempt {row.attempts}: {type(exc).__name__}: {exc}"
-            if row.attempts >= settings.webhook_max_attempts:
-                log.warning("webhook %s to %s failed for good: %s", row.id, row.url, error)
-                _record(engine, FAILED_SQL, {"id": row.id, "error": error})
-            else:
-                delay = settings.webhook_backoff * 2 ** (row.attempts - 1)
-                _record(engine, RETRY_SQL, {"id": row.id, "delay": delay, "error": error})
+
+
+def _attempt(engine: Engine, settings: Settings, client: httpx.Client, row: Row[Any]) -> None:
+    try:
+        _post(client, settings, row.id, row.url, row.body)
+    except PermissionError as exc:
+        _record(engine, FAILED_SQL, {"id": row.id, "error": str(exc)})
+    except httpx.HTTPError as exc:
+        error = f"attempt {row.attempts}: {type(exc).__name__}: {exc}"
+        if row.attempts >= settings.webhook_max_attempts:
+            log.warning("webhook %s to %s failed for good: %s", row.id, row.url, error)
+            _record(engine, FAILED_SQL, {"id": row.id, "error": error})
         else:
-            _record(engine, DELIVERED_SQL, {"id": row.id})
-    return len(rows)
+            delay = settings.webhook_backoff * 2 ** (row.attempts - 1)
+            _record(engine, RETRY_SQL, {"id": row.id, "delay": delay, "error": error})
+    else:
+        _record(engine, DELIVERED_SQL, {"id": row.id})
 
 
 def _record(engine: Engine, sql: Any, params: dict[str, Any]) -> None:
@@ -185,25 +185,48 @@ def _record(engine: Engine, sql: Any, params: dict[str, Any]) -> None:
 
 
 class WebhookSender:
-    """The process's sender thread (``AGENTRY_WEBHOOK_INTERVAL``; 0 disables it)."""
+    """The process's sender: a poller that leases as many due deliveries as it has
+    free threads and posts them side by side, so a slow receiver holds one thread and
+    never the other deliveries (``AGENTRY_WEBHOOK_INTERVAL``; 0 disables it)."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
         self.client = httpx.Client(timeout=settings.webhook_timeout, follow_redirects=False)
-        self.poller = Poller(
-            "agentry-webhooks",
-            settings.webhook_interval,
-            lambda: deliver_due(engine, settings, self.client),
-        )
+        self.pool = ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="agentry-webhook")
+        self._free = SENDER_THREADS
+        self._lock = threading.Lock()
+        self.poller = Poller("agentry-webhooks", settings.webhook_interval, self._step)
+
+    def _step(self) -> int:
+        with self._lock:
+            free = self._free
+        if free == 0:
+            return 0
+        rows = claim(self.engine, self.settings, free)
+        for row in rows:
+            with self._lock:
+                self._free -= 1
+            self.pool.submit(self._send, row)
+        return len(rows)
+
+    def _send(self, row: Row[Any]) -> None:
+        try:
+            _attempt(self.engine, self.settings, self.client, row)
+        except Exception:
+            log.exception("webhook %s: recording the attempt failed", row.id)
+        finally:
+            with self._lock:
+                self._free += 1
+            self.poller.wake()
 
     def start(self) -> WebhookSender:
         self.poller.start()
         return self
 
-    def wake(self) -> None:
-        self.poller.wake()
-
     def stop(self) -> None:
         self.poller.stop()
+        self.pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
 
 

@@ -244,3 +244,13 @@ def test_a_slow_receiver_does_not_delay_the_run(
     assert again["messages"][-1]["content"] == "echo: ping"
     assert time.monotonic() - started < 2.5  # the receiver takes 3 s per POST
     _until(lambda: len(receiver.of("/slow")) >= 1)
+    # Other deliveries go on while the slow receiver holds a sender thread.
+    run = alice.runs.wait(tid, "assistant", input=PING, webhook=f"{receiver.url}/ok")
+    posted = time.monotonic()
+    _until(lambda: len(receiver.of("/ok")) > 0 and _ok_count(receiver, tid) == 1, timeout=5)
+    assert time.monotonic() - posted < 2.0
+    assert run["messages"][-1]["content"] == "echo: ping"
+
+
+def _ok_count(receiver: Receiver, thread_id: str) -> int:
+    return sum(1 for h in receiver.of("/ok") if h.json()["thread_id"] == thread_id)
