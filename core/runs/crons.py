@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from sqlalchemy import Connection, Engine, Row, text
 
 from core.auth.users import Principal
@@ -142,7 +142,10 @@ def next_tick(
     if not croniter.is_valid(schedule):
         raise ValidationFailed(f"schedule: {schedule!r} is not a valid cron expression")
     local = after.astimezone(zone(timezone))
-    tick: datetime = croniter(schedule, local).get_next(datetime)
+    try:
+        tick: datetime = croniter(schedule, local).get_next(datetime)
+    except CroniterError:  # e.g. "* * 31 2 *": a date that never comes
+        raise ValidationFailed(f"schedule: {schedule!r} never fires") from None
     tick = tick.astimezone(UTC)
     if end_time is not None and tick > end_time:
         return None
@@ -339,7 +342,11 @@ def fire_due(engine: Engine, start: RunStarter, limit: int = CLAIM_BATCH) -> int
         rows = list(conn.execute(CLAIM_SQL, {"limit": limit}))
         now = datetime.now(UTC)
         for row in rows:
-            upcoming = next_tick(row.schedule, row.timezone, now, row.end_time)
+            try:
+                upcoming = next_tick(row.schedule, row.timezone, now, row.end_time)
+            except ValidationFailed as exc:  # e.g. a timezone this machine does not know
+                log.error("cron %s stops: %s", row.id, exc)
+                upcoming = None
             conn.execute(ADVANCE_SQL, {"id": row.id, "next_run_at": upcoming})
             principal = owner(conn, row.user_id)
             if principal is None:

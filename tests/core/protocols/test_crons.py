@@ -170,6 +170,7 @@ def test_sync_crud(alice: SyncLangGraphClient, bob: SyncLangGraphClient) -> None
         ({"schedule": "every monday"}, "schedule"),
         ({"schedule": "61 * * * *"}, "schedule"),
         ({"schedule": "* * * * * *"}, "schedule"),
+        ({"schedule": "0 0 31 2 *"}, "schedule"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"input": None}, "input"),
         ({"config": {"tags": ["x"]}}, "config.tags"),
