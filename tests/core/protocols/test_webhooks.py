@@ -23,7 +23,7 @@ from sqlalchemy import text
 from config import load_settings
 from core.api.app import create_app
 from core.db import Database
-from core.devtools.scripted_llm import ScriptedLLM
+from core.devtools.scripted_llm import Reply, ScriptedLLM
 from core.runs.webhooks import host_allowed
 from tests.core.protocols.conftest import LiveServer
 from tests.core.runtime.helpers import runtime_settings
@@ -149,6 +149,20 @@ def test_run_webhook_is_signed(
     assert body["error"] is None
     _until(lambda: _delivery(db, run["run_id"]).status == "delivered")
     assert _delivery(db, run["run_id"]).attempts == 1
+
+
+def test_a_failed_run_posts_its_error(
+    alice: SyncLangGraphClient, receiver: Receiver, llm: ScriptedLLM
+) -> None:
+    tid = alice.threads.create()["thread_id"]
+    llm.enqueue(*[Reply(status=503) for _ in range(6)])
+    try:
+        run = alice.runs.create(tid, "assistant", input=PING, webhook=f"{receiver.url}/ok")
+        _until(lambda: any(h.json()["run_id"] == run["run_id"] for h in receiver.of("/ok")))
+    finally:
+        llm.clear()
+    body = next(h.json() for h in receiver.of("/ok") if h.json()["run_id"] == run["run_id"])
+    assert body["status"] == "error" and body["error"]["message"]
 
 
 def test_failures_are_retried_with_backoff_then_given_up(
