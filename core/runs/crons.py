@@ -65,11 +65,11 @@ CLAIM_SQL = text(
     " WHERE enabled AND next_run_at IS NOT NULL AND next_run_at <= now()"
     " ORDER BY next_run_at LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
-# A thread cron goes with its thread: soft-deleted threads' crons are removed when due
-# (a hard delete cascades at once).
+# A thread cron goes with its thread: soft-deleted threads' crons are removed at the
+# next poll, before any is claimed (a hard delete cascades at once).
 ORPHANS_SQL = text(
     "DELETE FROM crons c USING conversations t"
-    " WHERE c.thread_id = t.id AND t.deleted_at IS NOT NULL AND c.next_run_at <= now()"
+    " WHERE c.thread_id = t.id AND t.deleted_at IS NOT NULL"
 )
 ADVANCE_SQL = text("UPDATE crons SET next_run_at = :next_run_at WHERE id = :id")
 OWNER_SQL = text("SELECT id, email, role FROM users WHERE id = :id AND is_active")

@@ -68,7 +68,7 @@ def _make_due(db: Database, cron_ids: list[str]) -> None:
         )
 
 
-def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+def _until(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"

@@ -107,7 +107,7 @@ def alice(live: LiveServer, keys: dict[str, str]) -> SyncLangGraphClient:
     return get_sync_client(url=live.url, api_key=keys["alice"])
 
 
-def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+def _until(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
