@@ -286,7 +286,7 @@ def test_disabled_and_ended_crons_do_not_fire(
 def test_deleting_the_thread_deletes_its_crons(db: Database, alice: SyncLangGraphClient) -> None:
     tid = alice.threads.create()["thread_id"]
     cron = alice.crons.create_for_thread(tid, "assistant", schedule="* * * * *", input=PING)
-    alice.threads.delete(tid)  # soft delete: the cron goes at its next tick, unfired
+    alice.threads.delete(tid)  # soft delete: the cron goes at the next poll, unfired
     _make_due(db, [cron["cron_id"]])
     _until(lambda: alice.crons.count() == 0)
     assert _human_count(db, tid) == 0
