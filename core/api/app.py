@@ -33,8 +33,9 @@ from core.db.engine import Database, open_database
 from core.mechanic.live import EntityRegistry, start_live_entities
 from core.mechanic.tools import entity_tool_provider
 from core.memory.service import start_memory
+from core.runs import start_runs
 from core.runs.crons import start_scheduler
-from core.runs.webhooks import start_sender
+from core.runs.webhooks import start_webhooks
 from core.runtime import lifecycle as runtime_lifecycle
 from core.runtime.tool_providers import register_tool_provider, unregister_tool_provider
 
@@ -63,17 +64,22 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
             entity_tool_provider(app.state.db, app.state.entities)
         )
         runtime_lifecycle.start(app)
+        # Durable runs: this process listens for run notifications and runs queued runs.
+        app.state.runs = start_runs(
+            app.state.db, lambda: runtime_lifecycle.get_runtime(app), settings
+        )
         # Crons fire and webhooks go out from every process (rows are claimed, never shared).
         scheduler = start_scheduler(
-            app.state.db.engine, settings.cron_interval, protocol_crons.run_starter(app)
+            app.state.db.engine, settings.cron_interval, lambda: runtime_lifecycle.get_runtime(app)
         )
-        sender = start_sender(app.state.db.engine, settings)
+        webhooks = start_webhooks(app.state.db.engine, settings)
         try:
             yield
         finally:
-            for loop in (scheduler, sender):
-                if loop is not None:
-                    loop.stop()
+            if scheduler is not None:
+                scheduler.stop()
+            webhooks.stop()
+            app.state.runs.stop()
             runtime_lifecycle.stop(app)
             unregister_tool_provider(entity_tools)
             listener.stop()

@@ -11,6 +11,7 @@ from core.models.conversations import AgentSwitch, Conversation, ConversationSta
 from core.models.crons import Cron, WebhookDelivery
 from core.models.mechanic import MechanicChange
 from core.models.registry import Agent, EntityType, Tool
+from core.models.runs import Run, RunEvent
 from core.models.search import SearchEmbeddingSpace, SearchIndex
 from core.models.store import StoreItem
 from core.models.users import User, UserRole
@@ -28,6 +29,8 @@ __all__ = [
     "MechanicChange",
     "Message",
     "PromptHistory",
+    "Run",
+    "RunEvent",
     "SearchEmbeddingSpace",
     "SearchIndex",
     "StoreItem",

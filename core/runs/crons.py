@@ -25,7 +25,9 @@ from sqlalchemy import Connection, Engine, Row, text
 from core.auth.users import Principal
 from core.errors import AgentryError, NotFoundError, ValidationFailed
 from core.models import UserRole
+from core.protocols.runs import queue_run
 from core.runs.poller import Poller
+from core.runtime.service import AgentRuntime
 
 log = logging.getLogger(__name__)
 
@@ -361,8 +363,38 @@ def fire_due(engine: Engine, start: RunStarter, limit: int = CLAIM_BATCH) -> int
     return len(rows)
 
 
-def start_scheduler(engine: Engine, interval: float, start: RunStarter) -> Poller | None:
+def queue_tick(runtime: Callable[[], AgentRuntime]) -> RunStarter:
+    """How a tick starts its run: an ordinary durable run, queued in the tick's
+    transaction, as the cron's owner, with the options checked when the cron was made."""
+
+    def start(conn: Connection, cron: Row[Any], principal: Principal) -> uuid.UUID:
+        options = cron.payload
+        modes = options.get("stream_mode") or "values"
+        stateless = cron.thread_id is None
+        run = queue_run(
+            conn,
+            runtime(),
+            principal,
+            cron.thread_id,
+            cron.assistant_id,
+            options.get("input"),
+            stream_mode=[modes] if isinstance(modes, str) else list(modes),
+            metadata={**(options.get("metadata") or {}), "cron_id": str(cron.id)},
+            multitask_strategy=options.get("multitask_strategy") or "reject",
+            on_completion=(cron.on_run_completed or "delete") if stateless else None,
+            webhook=options.get("webhook"),
+        )
+        run_id: uuid.UUID = run.id
+        return run_id
+
+    return start
+
+
+def start_scheduler(
+    engine: Engine, interval: float, runtime: Callable[[], AgentRuntime]
+) -> Poller | None:
     """This process's scheduler thread (``AGENTRY_CRON_INTERVAL``; 0: none)."""
     if interval <= 0:
         return None
+    start = queue_tick(runtime)
     return Poller("agentry-crons", interval, lambda: fire_due(engine, start)).start()

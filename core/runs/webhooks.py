@@ -1,11 +1,11 @@
 """Webhooks: a finished run is POSTed to the URL its creator gave, never blocking it.
 
 The run's end only inserts a row into the outbox ``webhook_deliveries`` (in the
-caller's transaction); a sender thread in every server process posts due rows,
-with a lease so two senders never post the same attempt, and retries failures
-with exponential backoff up to ``AGENTRY_WEBHOOK_MAX_ATTEMPTS``. Deliveries are at
-least once (a sender killed mid-POST leaves the row to be posted again): receivers
-deduplicate on the ``X-Agentry-Delivery`` header.
+transaction that records it: :func:`run_finished`); a sender in every server process
+posts due rows, with a lease so two senders never post the same attempt, and retries
+failures with exponential backoff up to ``AGENTRY_WEBHOOK_MAX_ATTEMPTS``. Deliveries
+are at least once (a sender killed mid-POST leaves the row to be posted again):
+receivers deduplicate on the ``X-Agentry-Delivery`` header.
 
 Only hosts listed in ``AGENTRY_WEBHOOK_ALLOWED_HOSTS`` are posted to (none when it
 is empty): a run or cron naming another host is refused with 422, and a delivery
@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,9 +32,8 @@ from sqlalchemy import Connection, Engine, Row, text
 from config import Settings
 from core.errors import ValidationFailed
 from core.runs.poller import Poller
-
-if TYPE_CHECKING:
-    from core.protocols.runs import Run
+from core.runs.store import run_json
+from core.runs.worker import on_run_finished
 
 log = logging.getLogger(__name__)
 
@@ -118,24 +117,15 @@ def enqueue(
     return delivery
 
 
-def webhook_on_finish(
-    engine: Engine, url: str, then: Callable[[Run], None] | None
-) -> Callable[[Run], None]:
-    """A run's end hook that queues its webhook (after ``then``, the hook it replaces).
-
-    The body is the run (as ``GET .../runs/{id}`` answers it) with its final
-    ``status`` and its ``values`` or ``error``.
-    """
-
-    def finish(run: Run) -> None:
-        if then is not None:
-            then(run)
-        status = "error" if run.error else "interrupted" if run.cancel.is_set() else "success"
-        body = {**run.json(), "status": status, "values": run.result, "error": run.error}
-        with engine.begin() as conn:
-            enqueue(conn, url=url, run_id=run.run_id, user_id=run.owner_id, body=body)
-
-    return finish
+def run_finished(conn: Connection, run: Row[Any]) -> None:
+    """Finish hook of durable runs: queue the run's webhook in the transaction that
+    records its end. The body is the run (as ``GET .../runs/{id}`` answers it) with
+    its ``values`` or ``error``."""
+    url = (run.kwargs or {}).get("webhook")
+    if not url:
+        return
+    body = {**run_json(run), "values": run.output, "error": run.error}
+    enqueue(conn, url=url, run_id=run.id, user_id=run.user_id, body=body)
 
 
 def _post(client: httpx.Client, settings: Settings, delivery_id: Any, url: str, raw: str) -> None:
@@ -230,7 +220,32 @@ class WebhookSender:
         self.client.close()
 
 
-def start_sender(engine: Engine, settings: Settings) -> WebhookSender | None:
-    if settings.webhook_interval <= 0:
-        return None
-    return WebhookSender(engine, settings).start()
+class Webhooks:
+    """A process's webhooks: the finish hook (registered once per process, however
+    many apps it runs) and the sender (``AGENTRY_WEBHOOK_INTERVAL``; 0: none)."""
+
+    _users = 0
+    _unhook: Callable[[], None] | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        with Webhooks._lock:
+            if Webhooks._users == 0:
+                Webhooks._unhook = on_run_finished(run_finished)
+            Webhooks._users += 1
+        self.sender = (
+            WebhookSender(engine, settings).start() if settings.webhook_interval > 0 else None
+        )
+
+    def stop(self) -> None:
+        if self.sender is not None:
+            self.sender.stop()
+        with Webhooks._lock:
+            Webhooks._users -= 1
+            if Webhooks._users == 0 and Webhooks._unhook is not None:
+                Webhooks._unhook()
+                Webhooks._unhook = None
+
+
+def start_webhooks(engine: Engine, settings: Settings) -> Webhooks:
+    return Webhooks(engine, settings)

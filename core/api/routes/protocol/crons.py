@@ -11,20 +11,19 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pydantic
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 
 from config import Settings
 from core.api.deps import CurrentUser, RuntimeDep, SessionDep
-from core.api.routes.protocol.runs import RunCreate, _check, start_run
+from core.api.routes.protocol.runs import RunCreate, _check
 from core.auth.users import Principal
 from core.conversations.store import get_conversation
 from core.errors import ValidationFailed
 from core.protocols.threads import input_text, resolve_agent
 from core.runs import crons
 from core.runs.webhooks import check_webhook
-from core.runtime.lifecycle import get_runtime
 from core.runtime.service import AgentRuntime
 
 router = APIRouter(tags=["agent protocol"])
@@ -218,18 +217,3 @@ def update(
 def delete(cron_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
     crons.delete_cron(session.connection(), user, cron_id)
     return Response(status_code=204)
-
-
-def run_starter(app: FastAPI) -> crons.RunStarter:
-    """How a tick starts its run in this app: an ordinary run, as the cron's owner."""
-
-    def start(conn: Connection, cron: Row[Any], owner: Principal) -> uuid.UUID:
-        payload = dict(cron.payload)
-        payload["metadata"] = {**(payload.get("metadata") or {}), "cron_id": str(cron.id)}
-        if cron.thread_id is None:
-            payload["on_completion"] = cron.on_run_completed or "delete"
-        body = RunCreate.model_validate({**payload, "assistant_id": cron.assistant_id})
-        request = Request({"type": "http", "app": app})
-        return start_run(request, owner, get_runtime(app), body, cron.thread_id).run_id
-
-    return start
