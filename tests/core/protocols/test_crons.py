@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -241,6 +241,7 @@ def test_each_tick_runs_once_with_two_schedulers(
     _until(lambda: all(_human_count(db, tid) >= 1 for tid in threads))
     time.sleep(0.5)  # both schedulers polled many times since
     assert [_human_count(db, tid) for tid in threads] == [1] * 6
+    assert _runs_per_cron(db, cron_ids) == [1] * 6
 
     # The run is an ordinary run of the thread, made by the cron, answered by the agent.
     for tid in threads:
@@ -301,10 +302,7 @@ def test_deleting_the_thread_deletes_its_crons(db: Database, alice: SyncLangGrap
 def test_each_tick_runs_once_across_two_processes(
     db: Database, llm: ScriptedLLM, alice: SyncLangGraphClient, tmp_path: Path
 ) -> None:
-    """This process's scheduler and an ``agentry up`` process's, on one database."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    """This process's scheduler and an ``agentry worker`` process's, on one database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTRY_", "DB_"))}
     env |= {
         "DATABASE_URL": db.url.render_as_string(hide_password=False),
@@ -313,19 +311,21 @@ def test_each_tick_runs_once_across_two_processes(
         "AGENTRY_LLM_BASE_URL": llm.base_url,
         "AGENTRY_LLM_MODEL": "scripted",
         "AGENTRY_CRON_INTERVAL": "0.05",
-        "AGENTRY_EMBED_INTERVAL": "0",
         "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
     }
     other = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "up", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "core.cli", "worker"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(other.stdout or []), daemon=True)
+    reader.start()
     try:
-        _until(lambda: _answers(f"http://127.0.0.1:{port}/health"), timeout=120)
+        _until(lambda: any("agentry worker:" in line for line in lines), timeout=120)
         threads = [alice.threads.create()["thread_id"] for _ in range(8)]
         cron_ids = [
             alice.crons.create_for_thread(tid, "assistant", schedule="* * * * *", input=PING)[
@@ -335,21 +335,31 @@ def test_each_tick_runs_once_across_two_processes(
         ]
         for round_ in (1, 2):
             _make_due(db, cron_ids)
-            _until(lambda r=round_: all(_human_count(db, t) >= r for t in threads), timeout=30)
+            _until(lambda r=round_: all(_human_count(db, t) >= r for t in threads))
             time.sleep(0.5)
             assert [_human_count(db, tid) for tid in threads] == [round_] * 8
+            assert _runs_per_cron(db, cron_ids) == [round_] * 8
             for tid in threads:
                 _until(lambda tid=tid: alice.threads.get(tid)["status"] == "idle")
     finally:
         other.send_signal(signal.SIGTERM)
-        output, _ = other.communicate(timeout=60)
-    assert other.returncode == 0, output
+        other.wait(timeout=60)
+        reader.join(timeout=10)
+    assert other.returncode == 0, "".join(lines)
     for cron_id in cron_ids:
         alice.crons.delete(cron_id)
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
+def _runs_per_cron(db: Database, cron_ids: list[str]) -> list[int]:
+    """How many durable runs each cron made."""
+    with db.engine.connect() as conn:
+        counts = dict(
+            conn.execute(
+                text(
+                    "SELECT metadata->>'cron_id', count(*) FROM runs"
+                    " WHERE metadata->>'cron_id' = ANY(:ids) GROUP BY 1"
+                ),
+                {"ids": cron_ids},
+            ).all()
+        )
+    return [counts.get(c, 0) for c in cron_ids]
