@@ -24,7 +24,7 @@ from sqlalchemy import text
 
 from core.api.app import create_app
 from core.db import Database
-from core.devtools.scripted_llm import ScriptedLLM
+from core.devtools.scripted_llm import Reply, ScriptedLLM
 from core.runs.crons import next_tick
 from tests.core.protocols.conftest import LiveServer
 from tests.core.runtime.helpers import ROOT, runtime_settings
@@ -261,6 +261,28 @@ def test_each_tick_runs_once_with_two_schedulers(
         assert datetime.fromisoformat(cron["next_run_date"]) > datetime.now(UTC)
     for cron_id in cron_ids:
         alice.crons.delete(cron_id)
+
+
+def test_a_tick_on_a_busy_thread_follows_the_multitask_strategy(
+    db: Database, alice: SyncLangGraphClient, llm: ScriptedLLM
+) -> None:
+    tid = alice.threads.create()["thread_id"]
+    skip = alice.crons.create_for_thread(tid, "assistant", schedule="* * * * *", input=PING)
+    wait = alice.crons.create_for_thread(
+        tid, "assistant", schedule="* * * * *", input=PING, multitask_strategy="enqueue"
+    )
+    llm.enqueue(Reply("slow answer", delay=2))
+    alice.runs.create(tid, "assistant", input={"messages": [{"role": "user", "content": "hi"}]})
+    _until(lambda: alice.threads.get(tid)["status"] == "busy")
+    _make_due(db, [skip["cron_id"], wait["cron_id"]])
+    _until(lambda: _runs_per_cron(db, [wait["cron_id"]]) == [1])
+    time.sleep(0.3)
+    assert _runs_per_cron(db, [skip["cron_id"]]) == [0]  # reject: that tick is skipped
+    _until(lambda: _human_count(db, tid) == 2 and alice.threads.get(tid)["status"] == "idle")
+    contents = [m["content"] for m in alice.threads.get_state(tid)["values"]["messages"]]
+    assert contents == ["hi", "slow answer", "ping", "echo: ping"]
+    for cron in (skip, wait):
+        alice.crons.delete(cron["cron_id"])
 
 
 def test_disabled_and_ended_crons_do_not_fire(
