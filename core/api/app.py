@@ -34,7 +34,7 @@ from core.mechanic.live import EntityRegistry, start_live_entities
 from core.mechanic.tools import entity_tool_provider
 from core.memory.service import start_memory
 from core.runs import start_runs
-from core.runs.crons import start_scheduler
+from core.runs.scheduler import start_scheduler
 from core.runs.webhooks import start_webhooks
 from core.runtime import lifecycle as runtime_lifecycle
 from core.runtime.tool_providers import register_tool_provider, unregister_tool_provider

@@ -13,7 +13,7 @@ from core.cli.database import cli_database
 from core.cli.edge import console, edge
 from core.db import prepare_database
 from core.runs import start_runs
-from core.runs.crons import start_scheduler
+from core.runs.scheduler import start_scheduler
 from core.runs.webhooks import start_webhooks
 from core.runtime.lifecycle import sync_at_start
 from core.runtime.service import AgentRuntime

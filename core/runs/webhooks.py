@@ -85,12 +85,16 @@ def check_webhook(url: str | None, settings: Settings, field: str = "webhook") -
     """
     if url is None:
         return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        host = None
+    if host is None or parts.scheme not in ("http", "https"):
         raise ValidationFailed(f"{field}: must be an http:// or https:// URL")
-    if not host_allowed(parts.hostname, settings.webhook_hosts):
+    if not host_allowed(host, settings.webhook_hosts):
         raise ValidationFailed(
-            f"{field}: host {parts.hostname!r} is not allowed"
+            f"{field}: host {host!r} is not allowed"
             " (list it in AGENTRY_WEBHOOK_ALLOWED_HOSTS)"
         )
     return url

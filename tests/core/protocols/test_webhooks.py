@@ -195,7 +195,13 @@ def test_hosts_not_allowed_are_422_naming_webhook(
     alice: SyncLangGraphClient, live: LiveServer, keys: dict[str, str]
 ) -> None:
     tid = alice.threads.create()["thread_id"]
-    for url in ("http://evil.example.com/hook", "ftp://127.0.0.1/x", "http://localhost:1/"):
+    for url in (
+        "http://evil.example.com/hook",
+        "ftp://127.0.0.1/x",
+        "http://localhost:1/",
+        "http://[::1/hook",
+        "not a url",
+    ):
         with pytest.raises(httpx.HTTPStatusError) as refused:
             alice.runs.create(tid, "assistant", input=PING, webhook=url)
         assert refused.value.response.status_code == 422
