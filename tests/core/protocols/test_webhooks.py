@@ -25,6 +25,7 @@ from core.api.app import create_app
 from core.db import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM
 from core.runs.webhooks import host_allowed
+from core.runtime.retention import prune_checkpoints
 from tests.core.protocols.conftest import LiveServer
 from tests.core.runtime.helpers import runtime_settings
 
@@ -219,6 +220,28 @@ def test_hosts_not_allowed_are_422_naming_webhook(
         assert "webhook" in refused.value.response.text
 
     asyncio.run(stateless())
+
+
+def test_prune_removes_finished_deliveries_past_the_days(db: Database) -> None:
+    insert = text(
+        "INSERT INTO webhook_deliveries (run_id, url, body, status, created_at)"
+        " VALUES (gen_random_uuid(), 'http://127.0.0.1/x', '{}', :status,"
+        " now() - make_interval(days => :age)) RETURNING id"
+    )
+    with db.engine.begin() as conn:
+        old_done = conn.execute(insert, {"status": "delivered", "age": 40}).scalar_one()
+        old_failed = conn.execute(insert, {"status": "failed", "age": 40}).scalar_one()
+        old_pending = conn.execute(insert, {"status": "pending", "age": 40}).scalar_one()
+        recent = conn.execute(insert, {"status": "delivered", "age": 1}).scalar_one()
+        report = prune_checkpoints(conn, keep=20, deleted_after_days=30)
+        left = set(
+            conn.execute(
+                text("SELECT id FROM webhook_deliveries WHERE id = ANY(:ids)"),
+                {"ids": [old_done, old_failed, old_pending, recent]},
+            ).scalars()
+        )
+    assert report.webhook_deliveries == 2
+    assert left == {old_pending, recent}
 
 
 def test_a_stateless_crons_runs_post_their_webhook(
