@@ -17,8 +17,10 @@ from sqlalchemy import Connection, Row
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
 from core.errors import ModelUnavailableError, ValidationFailed
-from core.protocols.threads import ASSISTANT_KEY, choose_agent, input_text, resolve_agent
+from core.protocols.control import run_input
+from core.protocols.threads import ASSISTANT_KEY, choose_agent, resolve_agent
 from core.runs import create_run
+from core.runtime.control import TurnControl, admit
 from core.runtime.router import HOW_TO_CONFIGURE
 from core.runtime.service import AgentRuntime
 
@@ -50,6 +52,7 @@ def queue_run(
     metadata: dict[str, Any] | None = None,
     multitask_strategy: str = "reject",
     on_completion: str | None = None,
+    control: TurnControl | None = None,
     webhook: str | None = None,
 ) -> Row[Any]:
     """Check and queue a run (``thread_id`` None: a stateless run on a new thread), in
@@ -62,7 +65,7 @@ def queue_run(
         NotFoundError, ForbiddenError, ModelUnavailableError, ConflictError,
         ValidationFailed: the refusals listed in the module docstring.
     """
-    content = input_text(graph_input)
+    content = run_input(graph_input, control)
     spec = resolve_agent(runtime, principal, assistant_id)
     if thread_id is None:
         if content is None:
@@ -76,6 +79,9 @@ def queue_run(
         )
     else:
         row = get_conversation(conn, principal, thread_id)
+        # A message or resume that does not fit the thread's pause is refused now.
+        nodes = set(runtime.compiled(conn).graph.nodes)
+        admit(control or TurnControl(), row.pending_interrupts, content, nodes)
         choose_agent(conn, row, spec.name)
     if not runtime.router.candidates(conn):
         raise ModelUnavailableError(HOW_TO_CONFIGURE)
@@ -91,5 +97,6 @@ def queue_run(
         multitask_strategy=multitask_strategy,
         stateless=thread_id is None,
         on_completion=on_completion,
+        control=control,
         webhook=webhook,
     )

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, Row, text
 from core.auth.users import Principal
 from core.errors import AgentryError, ValidationFailed
 from core.models import UserRole
+from core.protocols.control import run_control
 from core.protocols.runs import queue_run
 from core.runs.crons import COLUMNS, next_tick
 from core.runs.poller import Poller
@@ -111,6 +112,7 @@ def queue_tick(runtime: Callable[[], AgentRuntime]) -> RunStarter:
             metadata={**(options.get("metadata") or {}), "cron_id": str(cron.id)},
             multitask_strategy=options.get("multitask_strategy") or "reject",
             on_completion=(cron.on_run_completed or "delete") if stateless else None,
+            control=run_control(options),
             webhook=options.get("webhook"),
         )
         run_id: uuid.UUID = run.id

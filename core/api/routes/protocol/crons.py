@@ -21,6 +21,7 @@ from core.api.routes.protocol.runs import RunCreate, _check
 from core.auth.users import Principal
 from core.conversations.store import get_conversation
 from core.errors import ValidationFailed
+from core.protocols.control import run_control
 from core.protocols.threads import input_text, resolve_agent
 from core.runs import crons
 from core.runs.webhooks import check_webhook
@@ -28,8 +29,9 @@ from core.runtime.service import AgentRuntime
 
 router = APIRouter(tags=["agent protocol"])
 
-# Options of a run that make no sense for a cron's runs (nobody is there to stream).
-NOT_FOR_CRONS = ("on_disconnect", "on_completion")
+# Options of a run that make no sense for a cron's runs: nobody is there to stream,
+# and there is no paused turn to resume.
+NOT_FOR_CRONS = ("on_disconnect", "on_completion", "command")
 
 
 class CronCreate(BaseModel):
@@ -100,6 +102,7 @@ def _run_options(
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise ValidationFailed(f"{where}: {first['msg']}") from None
     _check(body, thread_id)
+    run_control(body.model_extra or {})  # interrupt_before/after: checked, kept in payload
     check_webhook(body.webhook, settings)
     if input_text(body.input) is None:
         raise ValidationFailed("input: a cron's runs need a user message ({'messages': [...]})")

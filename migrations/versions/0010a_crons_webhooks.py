@@ -1,7 +1,7 @@
 """crons and webhooks: scheduled runs (crons) and the webhook outbox (webhook_deliveries)
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0010
 
 ``crons`` are ``langgraph_sdk``'s ``client.crons``: a schedule that starts an
 ordinary run at every tick, claimed by one process (``FOR UPDATE SKIP LOCKED``).
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
