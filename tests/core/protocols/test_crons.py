@@ -189,6 +189,33 @@ def test_bad_crons_are_422_naming_the_field(
     assert refused.value.response.json()["detail"].startswith(field)
 
 
+def test_run_options_of_crons(
+    alice: SyncLangGraphClient, live: LiveServer, keys: dict[str, str]
+) -> None:
+    paused = alice.crons.create(
+        "assistant", schedule="@daily", input=PING, interrupt_before=["tools"]
+    )
+    assert paused["payload"]["interrupt_before"] == ["tools"]
+    alice.crons.delete(paused["cron_id"])
+    with pytest.raises(httpx.HTTPStatusError) as bad_node:
+        alice.crons.create(
+            "assistant", schedule="@daily", input=PING, interrupt_before=[1]  # type: ignore[list-item]
+        )
+    assert bad_node.value.response.status_code == 422
+    assert "interrupt_before" in bad_node.value.response.json()["detail"]
+    resume = httpx.post(
+        f"{live.url}/runs/crons",
+        json={
+            "assistant_id": "assistant",
+            "schedule": "@daily",
+            "input": PING,
+            "command": {"resume": "yes"},
+        },
+        headers={"x-api-key": keys["alice"]},
+    )
+    assert resume.status_code == 422 and resume.json()["detail"].startswith("command")
+
+
 def test_unknown_assistant_and_search_options(alice: SyncLangGraphClient) -> None:
     with pytest.raises(httpx.HTTPStatusError) as missing:
         alice.crons.create("no-such-agent", schedule="* * * * *", input=PING)
