@@ -50,5 +50,6 @@ def prune(
     console.print(
         f"{verb} {report.checkpoints} checkpoints, {report.writes} writes,"
         f" {report.blobs} blobs (keeping {keep} per conversation);"
-        f" {report.runs} runs and {report.run_events} run events"
+        f" {report.runs} runs and {report.run_events} run events;"
+        f" {report.webhook_deliveries} finished webhook deliveries"
     )

@@ -8,6 +8,7 @@ from core.models.ai_models import AiModel, PromptHistory
 from core.models.audit import AuditLog
 from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
+from core.models.crons import Cron, WebhookDelivery
 from core.models.mechanic import MechanicChange
 from core.models.registry import Agent, AssistantVersion, EntityType, Tool
 from core.models.runs import Run, RunEvent
@@ -24,6 +25,7 @@ __all__ = [
     "Base",
     "Conversation",
     "ConversationStatus",
+    "Cron",
     "EntityType",
     "MechanicChange",
     "Message",
@@ -36,4 +38,5 @@ __all__ = [
     "Tool",
     "User",
     "UserRole",
+    "WebhookDelivery",
 ]

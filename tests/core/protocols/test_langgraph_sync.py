@@ -327,7 +327,7 @@ def test_info_is_public(live: LiveServer) -> None:
     info = httpx.get(f"{live.url}/info")
     assert info.status_code == 200
     assert info.json()["flags"]["assistants"] is True
-    assert info.json()["flags"]["crons"] is False
+    assert info.json()["flags"]["crons"] is True
 
 
 def test_failing_model_then_resume_without_input(

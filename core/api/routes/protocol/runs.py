@@ -31,13 +31,13 @@ from core.runs import RunService, cancel_run, store
 from core.runs.events import read_after, wait_for_end
 from core.runs.signals import RunSignals
 from core.runs.store import outcome, run_json
+from core.runs.webhooks import check_webhook
 from core.runtime.service import AgentRuntime
 
 router = APIRouter(tags=["agent protocol"])
 
 # Options Agentry cannot honour: any value other than these defaults is a 422.
 UNSUPPORTED: dict[str, tuple[Any, ...]] = {
-    "webhook": (None,),
     "checkpoint": (None,),
     "checkpoint_id": (None,),
     "checkpoint_during": (None,),
@@ -68,6 +68,8 @@ class RunCreate(BaseModel):
     stream_subgraphs: bool | None = None
     # Every run keeps its events: a stream can be rejoined (Last-Event-ID) while it runs.
     stream_resumable: bool | None = None
+    # POSTed the finished run (core/runs/webhooks.py); only to allowed hosts.
+    webhook: str | None = None
 
 
 def _modes(body: RunCreate) -> list[str]:
@@ -112,6 +114,7 @@ def _body_run(
 ) -> Row[Any]:
     """Validate the body, then check and queue the run."""
     modes = _check(body, thread_id)
+    check_webhook(body.webhook, runtime.settings)
     return start_run(
         runtime,
         user,
@@ -123,6 +126,7 @@ def _body_run(
         multitask_strategy=body.multitask_strategy or "reject",
         on_completion=body.on_completion,
         control=run_control(body.model_extra or {}),
+        webhook=body.webhook,
     )
 
 

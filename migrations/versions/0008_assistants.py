@@ -1,7 +1,7 @@
 """assistants: versioned agents made through the Agent Protocol
 
-Revision ID: 0007
-Revises: 0010
+Revision ID: 0008
+Revises: 0007
 
 An assistant is an agent row (``agents.assistant_id`` set) whose definition is
 one of its versions in ``assistant_versions``; ``agents.version`` points at the
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0007"
-down_revision: str | None = "0010"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
