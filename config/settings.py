@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     prune_after_days: int = Field(default=30, ge=0, le=36500, alias="AGENTRY_PRUNE_AFTER_DAYS")
 
     # --- HTTP server ------------------------------------------------------------
+    # Seconds an SSE stream (or a long wait) may stay silent before a keep-alive is sent.
+    sse_keepalive: float = Field(default=15.0, gt=0, le=3600, alias="AGENTRY_SSE_KEEPALIVE")
     host: str = Field(default="127.0.0.1", alias="AGENTRY_HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="AGENTRY_PORT")
 

@@ -13,11 +13,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.api.deps import CurrentUser, DbDep, RuntimeDep, SessionDep
+from config.settings import Settings
+from core.api.deps import CurrentUser, DbDep, RuntimeDep, SessionDep, SettingsDep
 from core.api.routes.protocol.threads import CHANNEL, run_registry
+from core.api.sse import Event, json_with_heartbeat, sse_response
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, delete_conversation, get_conversation
 from core.errors import AgentryError, ConflictError, ValidationFailed
@@ -165,32 +167,51 @@ def _forget(runtime: AgentRuntime, user: Principal, conversation_id: uuid.UUID) 
         delete_conversation(conn, user, conversation_id)
 
 
-def _sse(run: Run, cancel_on_disconnect: bool, start: int = 0) -> StreamingResponse:
-    async def stream() -> AsyncIterator[str]:
-        position = start
-        try:
-            while True:
-                # Wait in a worker thread, briefly, so a client that left is noticed.
-                events, ended = await run_in_threadpool(run.batch, position, 0.5)
-                for name, data in events:
-                    body = json.dumps(data, default=str)
-                    yield f"event: {name}\ndata: {body}\nid: {position}\n\n"
-                    position += 1
-                if ended and not events:
-                    return
-        finally:
-            # Also reached when the server cancels the stream because the client left.
-            if cancel_on_disconnect and not run.done:
-                run.cancel.set()
+def run_path(run: Run) -> str:
+    """Where a run is (``Content-Location``; stateless runs too have a thread)."""
+    return f"/threads/{run.thread_id}/runs/{run.run_id}"
 
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={
-            "Cache-Control": "no-cache",
-            "Content-Location": f"/threads/{run.thread_id}/runs/{run.run_id}",
-        },
+
+async def _run_events(run: Run, start: int) -> AsyncIterator[Event]:
+    position = start
+    while True:
+        # Wait in a worker thread for the next events (the SSE helper sends keep-alives).
+        events, ended = await run_in_threadpool(run.batch, position, 5.0)
+        for name, data in events:
+            yield Event(data, name, position)
+            position += 1
+        if ended and not events:
+            return
+
+
+def _sse(run: Run, settings: Settings, cancel_on_disconnect: bool, start: int = 0) -> Response:
+    """The run's events from ``start`` on; ``Location`` is where a dropped client
+    rejoins (the SDK reconnects there with ``Last-Event-ID``)."""
+    return sse_response(
+        _run_events(run, start),
+        keepalive=settings.sse_keepalive,
+        headers={"Location": f"{run_path(run)}/stream", "Content-Location": run_path(run)},
+        on_disconnect=run.cancel.set if cancel_on_disconnect else None,
     )
+
+
+def _wait(run: Run, settings: Settings, on_disconnect: str | None) -> Response:
+    """The run's final values once it ends; newlines keep the connection open meanwhile."""
+
+    def outcome() -> dict[str, Any]:
+        run.wait()
+        return run.outcome()
+
+    return json_with_heartbeat(
+        outcome,
+        interval=settings.sse_keepalive,
+        headers={"Location": f"{run_path(run)}/join", "Content-Location": run_path(run)},
+        on_disconnect=run.cancel.set if (on_disconnect or "cancel") == "cancel" else None,
+    )
+
+
+def _created(run: Run) -> JSONResponse:
+    return JSONResponse(run.json(), headers={"Content-Location": run_path(run)})
 
 
 # --- stateful runs ---------------------------------------------------------------
@@ -199,29 +220,36 @@ def _sse(run: Run, cancel_on_disconnect: bool, start: int = 0) -> StreamingRespo
 @router.post("/threads/{thread_id}/runs", summary="Start a run in the background")
 def create(
     thread_id: uuid.UUID, body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
-) -> dict[str, Any]:
+) -> JSONResponse:
     if body.on_disconnect is not None:
-        raise ValidationFailed("on_disconnect: only for streamed runs")
-    return start_run(request, user, runtime, body, thread_id).json()
+        raise ValidationFailed("on_disconnect: only for streamed or waited runs")
+    return _created(start_run(request, user, runtime, body, thread_id))
 
 
 @router.post("/threads/{thread_id}/runs/stream", summary="Run and stream its events (SSE)")
 def stream(
-    thread_id: uuid.UUID, body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
-) -> StreamingResponse:
+    thread_id: uuid.UUID,
+    body: RunCreate,
+    request: Request,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+) -> Response:
     run = start_run(request, user, runtime, body, thread_id)
-    return _sse(run, body.on_disconnect == "cancel")
+    return _sse(run, settings, (body.on_disconnect or "cancel") == "cancel")
 
 
 @router.post("/threads/{thread_id}/runs/wait", summary="Run and answer the final values")
 def wait(
-    thread_id: uuid.UUID, body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
-) -> dict[str, Any]:
-    if body.on_disconnect is not None:
-        raise ValidationFailed("on_disconnect: only for streamed runs")
+    thread_id: uuid.UUID,
+    body: RunCreate,
+    request: Request,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+) -> Response:
     run = start_run(request, user, runtime, body, thread_id)
-    run.wait()
-    return run.outcome()
+    return _wait(run, settings, body.on_disconnect)
 
 
 @router.get("/threads/{thread_id}/runs", summary="The thread's runs (this process), newest first")
@@ -273,10 +301,11 @@ def join_stream(
     request: Request,
     user: CurrentUser,
     db: DbDep,
+    settings: SettingsDep,
     cancel_on_disconnect: bool = False,
     stream_mode: list[str] | None = Query(default=None),
     last_event_id: str | None = Header(default=None),
-) -> StreamingResponse:
+) -> Response:
     run = _run(request, user, db, thread_id, run_id)
     # httpx sends an absent (None) stream_mode as an empty value.
     extra = {m for m in stream_mode or [] if m} - set(run.stream_modes)
@@ -288,7 +317,7 @@ def join_stream(
         start = int(last_event_id) + 1 if last_event_id else 0
     except ValueError:
         raise ValidationFailed("Last-Event-ID: must be an event id of this run") from None
-    return _sse(run, cancel_on_disconnect, max(start, 0))
+    return _sse(run, settings, cancel_on_disconnect, max(start, 0))
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", summary="Cancel a run")
@@ -330,22 +359,23 @@ def delete_run(
 @router.post("/runs", summary="Start a stateless run in the background")
 def create_stateless(
     body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
-) -> dict[str, Any]:
-    return start_run(request, user, runtime, body, None).json()
+) -> JSONResponse:
+    if body.on_disconnect is not None:
+        raise ValidationFailed("on_disconnect: only for streamed or waited runs")
+    return _created(start_run(request, user, runtime, body, None))
 
 
 @router.post("/runs/stream", summary="Stateless run, streamed (SSE)")
 def stream_stateless(
-    body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
-) -> StreamingResponse:
+    body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep, settings: SettingsDep
+) -> Response:
     run = start_run(request, user, runtime, body, None)
-    return _sse(run, body.on_disconnect == "cancel")
+    return _sse(run, settings, (body.on_disconnect or "cancel") == "cancel")
 
 
 @router.post("/runs/wait", summary="Stateless run; the final values")
 def wait_stateless(
-    body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
-) -> dict[str, Any]:
+    body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep, settings: SettingsDep
+) -> Response:
     run = start_run(request, user, runtime, body, None)
-    run.wait()
-    return run.outcome()
+    return _wait(run, settings, body.on_disconnect)
