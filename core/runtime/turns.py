@@ -20,7 +20,7 @@ Semantics (crash safety):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -67,6 +67,7 @@ def run_turn(
     *,
     stream_tokens: bool = False,
     raw: bool = False,
+    graph_modes: Sequence[str] = (),
 ) -> Iterator[TurnEvent]:
     """Run one turn (or, with ``content`` None, only complete a pending one).
 
@@ -79,6 +80,8 @@ def run_turn(
         raw: also yield the LangChain objects for protocol adapters (Agent Protocol):
             ``input`` (the human message), ``step`` (node and state update, before the
             step's other events) and ``chunk`` (message chunk and its metadata).
+        graph_modes: with ``raw``, LangGraph stream modes passed through as ``graph``
+            events (``{"mode": ..., "chunk": ...}``): ``tasks``, ``checkpoints``, ``debug``.
 
     Yields:
         Events; the last one is ``final`` with every message stored by this call.
@@ -109,7 +112,15 @@ def run_turn(
             # The session lock outlives this transaction, which _turn ends with its first
             # write (usually the user's message): one transaction fewer per turn.
             yield from _turn(
-                runtime, conn, compiled, principal, conversation, content, stream_tokens, raw
+                runtime,
+                conn,
+                compiled,
+                principal,
+                conversation,
+                content,
+                stream_tokens,
+                raw,
+                tuple(graph_modes) if raw else (),
             )
         finally:
             conn.rollback()
@@ -136,6 +147,7 @@ def _turn(
     content: str | None,
     stream_tokens: bool,
     raw: bool = False,
+    graph_modes: tuple[str, ...] = (),
 ) -> Iterator[TurnEvent]:
     conversation_id = conversation.id
     turn = TurnContext(
@@ -144,6 +156,7 @@ def _turn(
     config: RunnableConfig = {"configurable": {"thread_id": str(conversation_id)}}
     drive = _Driver(conn, compiled, turn, config, stream_tokens, conversation)
     drive.raw = raw
+    drive.graph_modes = graph_modes
 
     if conversation.turn_pending:
         conn.commit()  # no transaction stays open while the graph runs
@@ -198,6 +211,7 @@ class _Driver:
         self.agent: str = str(conversation.current_agent)
         self.messages_count: int = conversation.messages_count
         self.raw = False  # also yield LangChain objects (see run_turn)
+        self.graph_modes: tuple[str, ...] = ()  # passed through as "graph" events
 
     def store(self, messages: list[BaseMessage], agent: str | None) -> list[dict[str, Any]]:
         """Store a step's messages in one transaction of the turn's connection."""
@@ -217,11 +231,15 @@ class _Driver:
 
     def run(self, graph_input: dict[str, Any] | None) -> Iterator[TurnEvent]:
         modes: list[StreamMode] = ["updates", "messages"] if self.stream_tokens else ["updates"]
+        modes += cast(list[StreamMode], list(self.graph_modes))
         parts = self.compiled.graph.stream(
             graph_input, self.config, context=self.turn, stream_mode=modes, durability="sync"
         )
         # With a list of modes, each part is (mode, payload).
         for mode, chunk in cast(Iterator[tuple[str, Any]], parts):
+            if mode in self.graph_modes:
+                yield TurnEvent("graph", {"mode": mode, "chunk": chunk})
+                continue
             if mode == "messages":
                 message, meta = chunk
                 node = str(meta.get("langgraph_node", ""))

@@ -31,7 +31,7 @@ from core.protocols.threads import (
     resolve_agent,
     thread_config,
 )
-from core.protocols.translate import STREAM_MODES, Translator
+from core.protocols.translate import GRAPH_MODES, STREAM_MODES, TOKEN_MODES, Translator
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import run_turn
 
@@ -149,8 +149,11 @@ def start_run(
     )
     if thread_id is None and body.on_completion != "keep":
         run.on_finish = lambda r: _forget(runtime, user, r.thread_id)
-    tokens = "messages-tuple" in modes or "events" in modes
-    turn = run_turn(runtime, user, row.id, content, stream_tokens=tokens, raw=True)
+    tokens = any(m in TOKEN_MODES for m in modes)
+    graph_modes = [m for m in modes if m in GRAPH_MODES]
+    turn = run_turn(
+        runtime, user, row.id, content, stream_tokens=tokens, raw=True, graph_modes=graph_modes
+    )
     try:
         translator = Translator(run.run_id, run.thread_id, modes, values or {})
         launch(run_registry(request), run, turn, translator, body.input)
