@@ -185,3 +185,40 @@ def test_copy_and_chosen_id_async(live: LiveServer, keys: dict[str, str], llm: S
         assert await client.threads.prune([tid]) == {"pruned_count": 1}
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("call", "operation"),
+    [
+        (lambda c: c.runs.create_batch([{"assistant_id": "assistant"}]), "runs.create_batch"),
+        (lambda c: c.runs.cancel_many(run_ids=[str(uuid.uuid4())]), "runs.cancel_many"),
+        (lambda c: list(c.threads.join_stream(str(uuid.uuid4()))), "threads.join_stream"),
+    ],
+)
+def test_unserved_operations_name_themselves(
+    alice: SyncLangGraphClient, call: Any, operation: str
+) -> None:
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        call(alice)
+    response = refused.value.response
+    assert response.status_code == 501
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["operation"] == operation
+    assert operation in response.json()["detail"]
+
+
+def test_unrouted_requests_name_method_and_path(live: LiveServer, keys: dict[str, str]) -> None:
+    async def scenario() -> None:
+        client = get_client(url=live.url, api_key=keys["alice"])
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            await client.http.post("/a2a/assistant", json={})
+        assert refused.value.response.status_code == 501
+        assert refused.value.response.json()["operation"] == "A2A"
+
+    asyncio.run(scenario())
+    headers = {"x-api-key": keys["alice"]}
+    wrong = httpx.put(f"{live.url}/threads/{uuid.uuid4()}", headers=headers)
+    assert wrong.status_code == 405 and wrong.headers["allow"]
+    assert wrong.json()["detail"].startswith("PUT /threads/")
+    nowhere = httpx.get(f"{live.url}/threads/{uuid.uuid4()}/nothing", headers=headers)
+    assert nowhere.status_code == 404 and "GET /threads/" in nowhere.json()["detail"]
