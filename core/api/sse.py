@@ -65,13 +65,18 @@ def _pump(
 ) -> None:
     """Drain a blocking source into the queue (own thread); stops after the next event
     once the client has left, and closes the source in the thread that ran it."""
+
+    def put(item: Event | _End) -> None:
+        if not loop.is_closed():  # a server shutting down may have closed it
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
     iterator = iter(source)
     end = _End()
     try:
         for item in iterator:
             if stop.is_set():
                 break
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            put(item)
     except BaseException as exc:  # handed to the response; it decides what the client sees
         end = _End(exc)
     finally:
@@ -81,8 +86,7 @@ def _pump(
                 close()
             except Exception:
                 log.exception("closing a stream's source failed")
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(queue.put_nowait, end)
+        put(end)
 
 
 async def _drain(source: AsyncIterator[Event], queue: asyncio.Queue[Event | _End]) -> None:

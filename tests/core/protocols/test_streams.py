@@ -154,6 +154,17 @@ def test_idle_stream_sends_keep_alives_and_wait_heartbeats(
     ) as response:
         text = "".join(response.iter_text())
     assert ": keep-alive\n\n" in text and "event: final" in text
+    # and the OpenAI-compatible one
+    llm.enqueue(Reply("slow", delay=1.2))
+    with httpx.stream(
+        "POST",
+        f"{live.url}/v1/chat/completions",
+        json={"model": "assistant", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        headers=headers,
+        timeout=10,
+    ) as response:
+        text = "".join(response.iter_text())
+    assert ": keep-alive\n\n" in text and text.endswith("data: [DONE]\n\n")
 
 
 def test_disconnect_cancels_by_default_and_continue_keeps_going(
