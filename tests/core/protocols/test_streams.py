@@ -210,3 +210,27 @@ def test_wait_cancels_when_the_client_leaves(
             break
         time.sleep(0.1)
     assert runs[0]["status"] == "interrupted"
+
+
+def test_rest_stream_left_by_its_client_stops_the_turn(
+    live: LiveServer, keys: dict[str, str], alice: SyncLangGraphClient, llm: ScriptedLLM
+) -> None:
+    cid = alice.threads.create()["thread_id"]
+    headers = {"x-api-key": keys["alice"], "accept": "text/event-stream"}
+    url = f"{live.url}/v1/conversations/{cid}/messages"
+    llm.enqueue(Reply("never streamed", delay=1.0))
+    with httpx.stream("POST", url, json={"content": "hi"}, headers=headers, timeout=10) as r:
+        first = next(r.iter_lines())
+    assert first == "event: message"  # the user's message; then the client leaves
+    # the turn stops at its next event and releases the conversation: no 409 for long
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        answer = httpx.post(url, json={"content": "again"}, headers={"x-api-key": keys["alice"]})
+        if answer.status_code != 409:
+            break
+        time.sleep(0.2)
+    assert answer.status_code == 200
+    # the cut turn's answer was not stored by it: this call wrote it from the checkpoint
+    # (as after a crash) before running the new message
+    contents = [m["content"] for m in answer.json()["messages"]]
+    assert contents == ["never streamed", "again", "echo: again"]
