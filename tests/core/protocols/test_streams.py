@@ -234,3 +234,32 @@ def test_rest_stream_left_by_its_client_stops_the_turn(
     # (as after a crash) before running the new message
     contents = [m["content"] for m in answer.json()["messages"]]
     assert contents == ["never streamed", "again", "echo: again"]
+
+
+def test_async_client_modes_and_on_run_created(live: LiveServer, keys: dict[str, str]) -> None:
+    async def scenario() -> None:
+        client = get_client(url=live.url, api_key=keys["alice"])
+        tid = (await client.threads.create())["thread_id"]
+        seen: list[Any] = []
+        parts = [
+            p
+            async for p in client.runs.stream(
+                tid,
+                "assistant",
+                input=USER,
+                stream_mode=["messages", "tasks", "checkpoints", "debug", "events"],
+                on_run_created=seen.append,
+            )
+        ]
+        kinds = [p.event for p in parts]
+        for kind in ("messages/partial", "messages/complete", "tasks", "checkpoints", "debug"):
+            assert kind in kinds, kind
+        streams = [p.data for p in parts if p.event == "events"]
+        assert any(e["event"] == "on_chain_stream" for e in streams)
+        await client.runs.wait(tid, "assistant", input=USER, on_run_created=seen.append)
+        run = await client.runs.create(None, "assistant", input=USER, on_run_created=seen.append)
+        assert [m["run_id"] for m in seen][-1] == run["run_id"]
+        assert seen[0] == {"run_id": parts[0].data["run_id"], "thread_id": tid}
+        assert len(seen) == 3
+
+    asyncio.run(scenario())
