@@ -99,6 +99,16 @@ async def _drain(source: AsyncIterator[Event], queue: asyncio.Queue[Event | _End
         await queue.put(_End())
 
 
+async def _call(on_disconnect: Callable[[], None]) -> None:
+    """Run a disconnect callback (it may touch the database) in a worker thread, shielded
+    from the cancellation that announced the disconnect."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await anyio.to_thread.run_sync(on_disconnect)
+        except Exception:
+            log.exception("on_disconnect of a stream failed")
+
+
 async def events(
     source: Source,
     *,
@@ -144,10 +154,7 @@ async def events(
                 with anyio.CancelScope(shield=True):
                     await asyncio.wait({task})
             if on_disconnect is not None:
-                try:
-                    on_disconnect()
-                except Exception:
-                    log.exception("on_disconnect of a stream failed")
+                await _call(on_disconnect)
 
 
 class _ClosingStreamingResponse(StreamingResponse):
@@ -197,10 +204,7 @@ async def _heartbeat(
             yield HEARTBEAT
     finally:
         if not ended and on_disconnect is not None:
-            try:
-                on_disconnect()
-            except Exception:
-                log.exception("on_disconnect of a wait failed")
+            await _call(on_disconnect)
 
 
 def json_with_heartbeat(
