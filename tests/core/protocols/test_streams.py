@@ -142,6 +142,9 @@ def test_idle_stream_sends_keep_alives_and_wait_heartbeats(
     assert response.text.startswith("\n\n")  # heartbeats while the model was thinking
     assert response.json()["messages"][-1]["content"] == "slow"
     assert response.headers["location"].endswith("/join")
+    llm.enqueue(Reply("slow again", delay=1.0))  # the SDK reads through the heartbeats
+    waited = alice.runs.wait(tid, "assistant", input=USER)
+    assert waited["messages"][-1]["content"] == "slow again"  # type: ignore[index,call-overload]
     # the REST stream has keep-alives too
     cid = alice.threads.create()["thread_id"]
     llm.enqueue(Reply("slow", delay=1.2))

@@ -4,6 +4,7 @@ ids, copy, prune, ttl, state at a checkpoint, forks, every sort order."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from typing import Any, get_args
@@ -13,10 +14,12 @@ import pytest
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 from langgraph_sdk.schema import ThreadSortBy
+from typer.testing import CliRunner
 
+from core.cli.main import app as cli
 from core.db import Database
 from core.devtools.scripted_llm import ScriptedLLM
-from core.protocols.thread_ops import expire_threads
+from core.protocols.thread_ops import TtlSweeper
 from tests.core.protocols.conftest import LiveServer
 
 
@@ -84,20 +87,45 @@ def test_copy_prune(alice: SyncLangGraphClient, bob: SyncLangGraphClient) -> Non
         assert missing.value.response.status_code == 404
 
 
-def test_ttl_expires_idle_threads(alice: SyncLangGraphClient, db: Database) -> None:
+def test_ttl_expires_idle_threads(
+    alice: SyncLangGraphClient, db: Database, use_database: Any
+) -> None:
     short = alice.threads.create(ttl=0.01)["thread_id"]  # 0.6 s without activity
     kept = alice.threads.create(ttl={"ttl": 60, "strategy": "delete"})["thread_id"]
     later = alice.threads.create()["thread_id"]
     alice.threads.update(later, metadata={}, ttl=0.01)
     time.sleep(1.0)
-    with db.engine.begin() as conn:
-        expired = {str(t) for t in expire_threads(conn)}
-    assert {short, later} <= expired and kept not in expired
+    # agentry prune deletes them (a dry run only reports)...
+    use_database(db)
+    dry = CliRunner().invoke(cli, ["prune", "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    assert {short, later} <= set(json.loads(dry.stdout)["expired_threads"])
+    assert alice.threads.get(short)["thread_id"] == short
+    real = CliRunner().invoke(cli, ["prune", "--json"])
+    assert {short, later} <= set(json.loads(real.stdout)["expired_threads"])
+    assert kept not in json.loads(real.stdout)["expired_threads"]
     for gone in (short, later):
         with pytest.raises(httpx.HTTPStatusError) as missing:
             alice.threads.get(gone)
         assert missing.value.response.status_code == 404
     assert alice.threads.get(kept)["thread_id"] == kept
+    # ...and so does the server's sweeper (every minute; here every 0.2 s)
+    another = alice.threads.create(ttl=0.01)["thread_id"]
+    sweeper = TtlSweeper(db, interval=0.2)
+    sweeper.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                alice.threads.get(another)
+            except httpx.HTTPStatusError as gone:
+                assert gone.response.status_code == 404
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the sweeper did not delete the expired thread")
+    finally:
+        sweeper.stop()
     with pytest.raises(httpx.HTTPStatusError) as bad:
         alice.threads.create(ttl={"ttl": 5, "strategy": "keep_latest"})
     assert bad.value.response.status_code == 422 and "ttl.strategy" in bad.value.response.text
