@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     checkpoint_keep: int = Field(default=20, ge=1, le=100000, alias="AGENTRY_CHECKPOINT_KEEP")
     prune_after_days: int = Field(default=30, ge=0, le=36500, alias="AGENTRY_PRUNE_AFTER_DAYS")
 
+    # --- durable runs (issue 10) --------------------------------------------------
+    # Worker threads per process that run queued runs (0: the process only serves).
+    run_workers: int = Field(default=4, ge=0, le=256, alias="AGENTRY_RUN_WORKERS")
+    # A run's holder renews its lease every third of this; a run whose holder died is
+    # taken over by another worker once the lease expires.
+    run_lease_seconds: float = Field(default=10.0, ge=1, le=3600, alias="AGENTRY_RUN_LEASE_SECONDS")
+
     # --- HTTP server ------------------------------------------------------------
     # Seconds an SSE stream (or a long wait) may stay silent before a keep-alive is sent.
     sse_keepalive: float = Field(default=15.0, gt=0, le=3600, alias="AGENTRY_SSE_KEEPALIVE")

@@ -30,8 +30,8 @@ def prune(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Delete threads whose ttl ran out; keep the latest checkpoints per conversation; drop
-    those of deleted ones and orphans."""
+    """Delete threads whose ttl ran out; keep the latest checkpoints (and run events) per
+    conversation; drop those of deleted conversations and orphans."""
     with cli_database() as (db, settings), db.engine.connect() as conn:
         keep = keep or settings.checkpoint_keep
         days = settings.prune_after_days if days is None else days
@@ -56,5 +56,6 @@ def prune(
         console.print(f"{verb} all checkpoints of orphan thread {thread}", soft_wrap=True)
     console.print(
         f"{verb} {report.checkpoints} checkpoints, {report.writes} writes,"
-        f" {report.blobs} blobs (keeping {keep} per conversation)"
+        f" {report.blobs} blobs (keeping {keep} per conversation);"
+        f" {report.runs} runs and {report.run_events} run events"
     )

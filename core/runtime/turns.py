@@ -67,6 +67,7 @@ def run_turn(
     *,
     stream_tokens: bool = False,
     raw: bool = False,
+    message_id: str | None = None,
     graph_modes: Sequence[str] = (),
 ) -> Iterator[TurnEvent]:
     """Run one turn (or, with ``content`` None, only complete a pending one).
@@ -120,6 +121,7 @@ def run_turn(
                 content,
                 stream_tokens,
                 raw,
+                message_id,
                 tuple(graph_modes) if raw else (),
             )
         finally:
@@ -147,6 +149,7 @@ def _turn(
     content: str | None,
     stream_tokens: bool,
     raw: bool = False,
+    message_id: str | None = None,
     graph_modes: tuple[str, ...] = (),
 ) -> Iterator[TurnEvent]:
     conversation_id = conversation.id
@@ -173,7 +176,7 @@ def _turn(
         agent = drive.agent
         if agent not in compiled.snapshot.agents:
             raise ValidationFailed(f"agent {agent!r} of this conversation is not active any more")
-        human = HumanMessage(content, id=f"u-{uuid.uuid4()}")
+        human = HumanMessage(content, id=message_id or f"u-{uuid.uuid4()}")
         if raw:
             yield TurnEvent("input", {"message": human, "agent": agent})
         for row in drive.store([human], agent):

@@ -17,7 +17,6 @@ from core.api.routes.protocol.assistants import reject_extra
 from core.conversations.store import delete_conversation, get_conversation
 from core.errors import ValidationFailed
 from core.models import Conversation
-from core.protocols.runs import RunRegistry
 from core.protocols.serialize import state_json
 from core.protocols.thread_ops import (
     copy_thread,
@@ -35,6 +34,7 @@ from core.protocols.threads import (
     thread_json,
     thread_state,
 )
+from core.runs.store import busy_threads
 
 router = APIRouter(prefix="/threads", tags=["agent protocol"])
 # When the thread's state last changed: its latest checkpoint (ids grow with time).
@@ -46,15 +46,6 @@ STATE_UPDATED_AT = (
 )
 DEFAULT_AGENT = "assistant"
 CHANNEL = "agent-protocol"
-
-
-def run_registry(request: Request) -> RunRegistry:
-    """The app's runs (created on first use)."""
-    registry: RunRegistry | None = getattr(request.app.state, "protocol_runs", None)
-    if registry is None:
-        registry = RunRegistry()
-        request.app.state.protocol_runs = registry
-    return registry
 
 
 class ThreadCreate(BaseModel):
@@ -146,8 +137,9 @@ def create(
     )
     if ttl is not None:
         set_ttl(conn, row.id, ttl)
-    busy = run_registry(request).busy(row.id)
-    return thread_json(runtime, row, busy=busy, values=body.thread_id is not None)
+    chosen = body.thread_id is not None  # it may be an existing thread (do_nothing)
+    busy = chosen and bool(busy_threads(conn, [row.id]))
+    return thread_json(runtime, row, busy=busy, values=chosen)
 
 
 @router.post("/prune", summary="Delete threads, or keep only their latest checkpoint")
@@ -172,7 +164,6 @@ def search(
         stmt = stmt.where(Conversation.context_data.contains(body.metadata))
     if body.ids is not None:
         stmt = stmt.where(Conversation.id.in_(body.ids))
-    registry = run_registry(request)
     if body.status == "interrupted":
         return []  # Agentry graphs never pause on interrupts
     if body.status == "error":
@@ -190,22 +181,22 @@ def search(
         column.desc().nulls_last() if descending else column.asc().nulls_first(),
         Conversation.id,
     )
-    rows = list(session.connection().execute(stmt))
+    conn = session.connection()
+    rows = list(conn.execute(stmt))
+    busy = busy_threads(conn, [r.id for r in rows])
     if sort == "status":
-        rows.sort(key=lambda r: _status(r, registry), reverse=descending)
+        rows.sort(key=lambda r: _status(r, busy), reverse=descending)
     if body.status in ("idle", "busy"):
         want_busy = body.status == "busy"
         rows = [
-            r
-            for r in rows
-            if registry.busy(r.id) == want_busy and (want_busy or not r.turn_pending)
+            r for r in rows if (r.id in busy) == want_busy and (want_busy or not r.turn_pending)
         ]
     page = rows[body.offset : body.offset + body.limit]
-    return [thread_json(runtime, r, busy=registry.busy(r.id)) for r in page]
+    return [thread_json(runtime, r, busy=r.id in busy) for r in page]
 
 
-def _status(row: Any, registry: RunRegistry) -> str:
-    return "busy" if registry.busy(row.id) else "error" if row.turn_pending else "idle"
+def _status(row: Any, busy: set[uuid.UUID]) -> str:
+    return "busy" if row.id in busy else "error" if row.turn_pending else "idle"
 
 
 @router.post("/count", summary="How many threads of the caller match")
@@ -228,8 +219,9 @@ def get_one(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    row = get_conversation(session.connection(), user, thread_id)
-    return thread_json(runtime, row, busy=run_registry(request).busy(thread_id))
+    conn = session.connection()
+    row = get_conversation(conn, user, thread_id)
+    return thread_json(runtime, row, busy=bool(busy_threads(conn, [thread_id])))
 
 
 @router.patch("/{thread_id}", summary="Add metadata to a thread, set its ttl")
@@ -249,7 +241,7 @@ def patch(
     if ttl is not None:
         set_ttl(conn, thread_id, ttl)
     row = get_conversation(conn, user, thread_id)
-    return thread_json(runtime, row, busy=run_registry(request).busy(thread_id))
+    return thread_json(runtime, row, busy=bool(busy_threads(conn, [thread_id])))
 
 
 @router.delete("/{thread_id}", status_code=204, summary="Delete a thread (soft)")
