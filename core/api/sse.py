@@ -24,6 +24,8 @@ from typing import Any
 import anyio
 from fastapi.responses import StreamingResponse
 
+from core.errors import AgentryError
+
 log = logging.getLogger(__name__)
 
 KEEPALIVE = ": keep-alive\n\n"
@@ -186,6 +188,17 @@ def sse_response(
     )
 
 
+def _result(future: asyncio.Future[Any]) -> Any:
+    """The answer, or (the status line is long sent) the failure as a run error body."""
+    try:
+        return future.result()
+    except AgentryError as exc:
+        return {"__error__": {"error": exc.title, "message": exc.message}}
+    except Exception:
+        log.exception("a long answer failed")
+        return {"__error__": {"error": "Internal error", "message": "see the server log"}}
+
+
 async def _heartbeat(
     produce: Callable[[], Any],
     encode: Callable[[Any], str],
@@ -199,7 +212,7 @@ async def _heartbeat(
             done, _ = await asyncio.wait({future}, timeout=interval)
             if done:
                 ended = True
-                yield encode(future.result())
+                yield encode(_result(future))
                 return
             yield HEARTBEAT
     finally:

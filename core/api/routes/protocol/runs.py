@@ -145,7 +145,7 @@ async def _run_events(
     position = start - 1  # the last event sent
     while True:
         # Wait in a worker thread for the next events (the SSE helper sends keep-alives).
-        events, ended = await run_in_threadpool(read_after, db, signals, run_id, position, 5.0)
+        events, ended = await run_in_threadpool(read_after, db, signals, run_id, position, 0.5)
         for seq, name, data in events:
             yield Event(data, name, seq)
             position = seq
@@ -266,10 +266,15 @@ def get_run(
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join", summary="Wait for a run; its final values")
 def join(
-    thread_id: uuid.UUID, run_id: uuid.UUID, request: Request, user: CurrentUser, db: DbDep
-) -> dict[str, Any]:
+    thread_id: uuid.UUID,
+    run_id: uuid.UUID,
+    request: Request,
+    user: CurrentUser,
+    db: DbDep,
+    settings: SettingsDep,
+) -> Response:
     run = _run(user, db, thread_id, run_id)
-    return outcome(wait_for_end(db, _signals(request), run.thread_id, run.id))
+    return _wait(request, db, settings, run, "continue")  # leaving a join never cancels
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream", summary="Join a run's stream (SSE)")
