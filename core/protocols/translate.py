@@ -67,8 +67,10 @@ class Translator:
         self.streamed: set[str] = set()  # ids of messages sent as chunks
         self.partial: dict[str, BaseMessageChunk] = {}  # "messages": chunks so far, by id
         self.completed: set[str] = set()  # "messages": ids sent as messages/complete
+        self.interrupts: list[dict[str, Any]] | None = None  # the run paused on these
 
     def values(self) -> dict[str, Any]:
+        """The state as the run leaves it (with ``__interrupt__`` use :meth:`outcome`)."""
         state: dict[str, Any] = {"messages": self.messages}
         if self.agent is not None:
             state["agent"] = self.agent
@@ -114,6 +116,15 @@ class Translator:
                 )
             if "values" in self.modes:
                 yield "values", self.values()
+        elif event.type == "interrupt":
+            # As LangGraph servers send a pause: "__interrupt__" in updates and values.
+            self.interrupts = [
+                {"value": i["value"], "id": i["id"]} for i in event.data["interrupts"]
+            ]
+            if "updates" in self.modes:
+                yield "updates", {"__interrupt__": self.interrupts}
+            if "values" in self.modes:  # [] at a breakpoint
+                yield "values", {**self.values(), "__interrupt__": self.interrupts}
         elif event.type == "chunk":
             message, meta = event.data["message"], jsonable(event.data["metadata"])
             namespace = str(meta.get("langgraph_checkpoint_ns", ""))
@@ -171,6 +182,12 @@ class Translator:
         if key not in self.completed:
             self.completed.add(key)
             yield "messages/complete", [message_json(message)]
+
+    def outcome(self) -> dict[str, Any]:
+        """What ``wait``/``join`` answer: the values, and ``__interrupt__`` when paused."""
+        if self.interrupts is not None:
+            return {**self.values(), "__interrupt__": self.interrupts}
+        return self.values()
 
     def finish(self) -> Iterator[tuple[str, Any]]:
         if "events" in self.modes:

@@ -1,7 +1,7 @@
 """thread ttl: conversations that delete themselves after a time without activity
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0010
 
 ``conversations.ttl_minutes`` is the Agent Protocol thread ``ttl`` (strategy
 ``delete``): a conversation whose last activity is older than that is soft-deleted
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0006"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from config.settings import Settings
@@ -33,6 +33,7 @@ from core.conversations.store import (
 from core.errors import AgentryError, ForbiddenError, PayloadTooLargeError, ValidationFailed
 from core.models import Agent, ConversationStatus
 from core.registry.specs import AgentSpec
+from core.runtime.control import TurnControl, is_resume_map
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import TurnEvent, run_turn
 
@@ -48,6 +49,31 @@ class ConversationCreate(BaseModel):
 
 class MessageCreate(BaseModel):
     content: str
+
+
+class ResumeBody(BaseModel):
+    """The person's answer to a paused turn: one ``decision``, or ``decisions`` by
+    interrupt id when several wait."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Any = None
+    decisions: dict[str, Any] | None = None
+
+    def control(self) -> TurnControl:
+        if "decision" in self.model_fields_set and self.decision is None:
+            raise ValidationFailed("decision: must not be null")
+        if self.decisions is not None and self.decision is not None:
+            raise ValidationFailed("decisions: give decision or decisions, not both")
+        if self.decisions is not None:
+            if not self.decisions:
+                raise ValidationFailed("decisions: name at least one interrupt id")
+            if not is_resume_map(self.decisions):
+                raise ValidationFailed("decisions: keys must be interrupt ids")
+            return TurnControl(resume=self.decisions)
+        if self.decision is None:
+            raise ValidationFailed("decision: required (or decisions)")
+        return TurnControl(resume=self.decision)
 
 
 def body_limit(request: Request, settings: SettingsDep) -> None:
@@ -165,6 +191,8 @@ def _respond(request: Request, events: Iterator[TurnEvent], settings: Settings) 
                 "current_agent": final["current_agent"],
                 "messages_count": final["messages_count"],
                 "resumed": any(e.type == "resumed" for e in collected),
+                # Set when the turn paused for a person: answer with POST .../resume.
+                "interrupts": final.get("interrupts"),
             }
         )
     # The first event is produced here, so a refusal (404, 409, 503) is still a
@@ -181,9 +209,10 @@ def _turn(
     user: Principal,
     cid: uuid.UUID,
     content: str | None,
+    control: TurnControl | None = None,
 ) -> Any:
     streaming = "text/event-stream" in request.headers.get("accept", "")
-    turn = run_turn(runtime, user, cid, content, stream_tokens=streaming)
+    turn = run_turn(runtime, user, cid, content, stream_tokens=streaming, control=control)
     return _respond(request, turn, settings)
 
 
@@ -211,12 +240,17 @@ def post_message(
     return _turn(request, runtime, settings, user, conversation_id, content)
 
 
-@router.post("/{conversation_id}/resume", summary="Complete a turn interrupted by a crash")
+@router.post(
+    "/{conversation_id}/resume",
+    summary="Answer a paused turn ({decision}), or complete one cut short by a crash (no body)",
+)
 def resume(
     conversation_id: uuid.UUID,
     request: Request,
     user: CurrentUser,
     runtime: RuntimeDep,
     settings: SettingsDep,
+    body: ResumeBody | None = None,
 ) -> Any:
-    return _turn(request, runtime, settings, user, conversation_id, None)
+    control = body.control() if body is not None else None
+    return _turn(request, runtime, settings, user, conversation_id, None, control)

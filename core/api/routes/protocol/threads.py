@@ -33,6 +33,7 @@ from core.protocols.threads import (
     thread_config,
     thread_json,
     thread_state,
+    thread_status,
 )
 from core.runs.store import busy_threads
 
@@ -165,9 +166,11 @@ def search(
     if body.ids is not None:
         stmt = stmt.where(Conversation.id.in_(body.ids))
     if body.status == "interrupted":
-        return []  # Agentry graphs never pause on interrupts
+        stmt = stmt.where(Conversation.pending_interrupts.is_not(None))
     if body.status == "error":
-        stmt = stmt.where(Conversation.turn_pending.is_(True))
+        stmt = stmt.where(
+            Conversation.turn_pending.is_(True), Conversation.pending_interrupts.is_(None)
+        )
     sort = body.sort_by or "updated_at"
     column = {
         "thread_id": Conversation.id,
@@ -185,7 +188,7 @@ def search(
     rows = list(conn.execute(stmt))
     busy = busy_threads(conn, [r.id for r in rows])
     if sort == "status":
-        rows.sort(key=lambda r: _status(r, busy), reverse=descending)
+        rows.sort(key=lambda r: thread_status(r, r.id in busy), reverse=descending)
     if body.status in ("idle", "busy"):
         want_busy = body.status == "busy"
         rows = [
@@ -193,10 +196,6 @@ def search(
         ]
     page = rows[body.offset : body.offset + body.limit]
     return [thread_json(runtime, r, busy=r.id in busy) for r in page]
-
-
-def _status(row: Any, busy: set[uuid.UUID]) -> str:
-    return "busy" if row.id in busy else "error" if row.turn_pending else "idle"
 
 
 @router.post("/count", summary="How many threads of the caller match")
