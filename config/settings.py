@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     run_lease_seconds: float = Field(default=10.0, ge=1, le=3600, alias="AGENTRY_RUN_LEASE_SECONDS")
 
     # --- HTTP server ------------------------------------------------------------
+    # Seconds an SSE stream (or a long wait) may stay silent before a keep-alive is sent.
+    sse_keepalive: float = Field(default=15.0, gt=0, le=3600, alias="AGENTRY_SSE_KEEPALIVE")
     host: str = Field(default="127.0.0.1", alias="AGENTRY_HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="AGENTRY_PORT")
 

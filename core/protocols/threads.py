@@ -163,16 +163,21 @@ def append_messages(
     conversation_id: uuid.UUID,
     raw_messages: list[Any],
     as_node: str | None = None,
+    checkpoint_id: str | None = None,
 ) -> dict[str, Any]:
     """Add messages to a thread's state and to its stored messages, as ``as_node``.
 
     Used by ``POST /threads/{id}/state`` and to seed an OpenAI request's history.
+    With ``checkpoint_id`` the messages are added to the state at that checkpoint: a
+    fork, which becomes the thread's current state (the stored messages keep every
+    message, like a log).
 
     Returns:
         The new checkpoint (``{"checkpoint": {...}}``).
 
     Raises:
         ConflictError: a turn of the conversation is running.
+        NotFoundError: no such checkpoint.
         ValidationFailed: messages that cannot be converted, or an unknown node.
     """
     try:
@@ -193,9 +198,10 @@ def append_messages(
             raise ValidationFailed(f"as_node: no node {node!r} in the graph")
         # Writing as an agent is acting as it: the same rule as running it.
         resolve_agent(runtime, principal, agent_of_node(node, conversation.current_agent))
-        config = compiled.graph.update_state(
-            thread_config(conversation_id), {"messages": messages}, as_node=node
-        )
+        at = thread_config(conversation_id, checkpoint_id)
+        if checkpoint_id and runtime.saver.get_tuple(at) is None:
+            raise NotFoundError(f"no checkpoint {checkpoint_id} on thread {conversation_id}")
+        config = compiled.graph.update_state(at, {"messages": messages}, as_node=node)
         agent = conversation.current_agent
         rows = [
             r

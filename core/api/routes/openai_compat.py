@@ -13,7 +13,6 @@ registry unless the caller is an OpenAI SDK; see :func:`is_openai_client`).
 from __future__ import annotations
 
 import itertools
-import json
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -21,13 +20,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from langchain_core.messages import HumanMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.api.deps import CurrentUser, RuntimeDep, SessionDep
+from core.api.deps import CurrentUser, RuntimeDep, SessionDep, SettingsDep
 from core.api.problems import problem
+from core.api.sse import Event, sse_response
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
 from core.errors import AgentryError, ValidationFailed
@@ -190,6 +190,7 @@ def chat_completions(
     body: ChatRequest,
     user: CurrentUser,
     runtime: RuntimeDep,
+    settings: SettingsDep,
     x_agentry_conversation: str | None = Header(default=None),
 ) -> Any:
     _check(body)
@@ -221,19 +222,19 @@ def chat_completions(
             },
             headers=headers,
         )
-    return StreamingResponse(
+    return sse_response(
         _chunks(first, turn, body.model, created, cid),
-        media_type="text/event-stream",
-        headers={**headers, "Cache-Control": "no-cache"},
+        keepalive=settings.sse_keepalive,
+        headers=headers,
     )
 
 
 def _chunks(
     first: TurnEvent, turn: Iterator[TurnEvent], model: str, created: int, cid: uuid.UUID
-) -> Iterator[str]:
+) -> Iterator[Event]:
     completion = _completion_id()
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, agent: str = model) -> str:
+    def chunk(delta: dict[str, Any], finish: str | None = None, agent: str = model) -> Event:
         data = {
             "id": completion,
             "object": "chat.completion.chunk",
@@ -242,7 +243,7 @@ def _chunks(
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             "conversation_id": str(cid),
         }
-        return f"data: {json.dumps(data)}\n\n"
+        return Event(data)
 
     yield chunk({"role": "assistant", "content": ""})
     agent = model
@@ -256,5 +257,5 @@ def _chunks(
         yield chunk({}, "stop", agent)
     except AgentryError as exc:
         error = {"message": exc.message, "type": exc.title, "code": exc.status}
-        yield f"data: {json.dumps({'error': error})}\n\n"
-    yield "data: [DONE]\n\n"
+        yield Event({"error": error})
+    yield Event("[DONE]")

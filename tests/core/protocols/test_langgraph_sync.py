@@ -175,7 +175,7 @@ def test_stateless_runs(alice: SyncLangGraphClient) -> None:
     ("option", "value", "named"),
     [
         ("interrupt_before", ["no-such-node"], "interrupt_before"),  # supported; no such node
-        ("stream_mode", "debug", "stream_mode"),
+        ("stream_mode", "tools", "stream_mode"),
         ("webhook", "http://example.org/hook", "webhook"),
         ("multitask_strategy", "sometimes", "multitask_strategy"),
         ("checkpoint_id", "abc", "checkpoint_id"),
