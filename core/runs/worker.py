@@ -26,12 +26,13 @@ from core.db.engine import Database
 from core.errors import AgentryError, ConflictError
 from core.protocols.threads import thread_config
 from core.protocols.translate import GRAPH_MODES, TOKEN_MODES, Translator
+from core.registry.assistants import agent_name, parse_id
 from core.runs import store
 from core.runs.events import EventWriter
 from core.runs.settle import settle_cancelled
 from core.runs.signals import RunSignals
 from core.runtime.control import TurnControl, for_retry, pending_of
-from core.runtime.service import AgentRuntime
+from core.runtime.service import AgentRuntime, CompiledRegistry
 from core.runtime.turns import TurnEvent, run_turn
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,16 @@ def on_run_finished(hook: FinishHook) -> Callable[[], None]:
     """
     _finish_hooks.append(hook)
     return lambda: _finish_hooks.remove(hook) if hook in _finish_hooks else None
+
+
+def version_of(compiled: CompiledRegistry, assistant_id: str) -> int | None:
+    """The version of ``assistant_id`` in the registry the run's turn is compiled from
+    (the turn reuses this compiled registry unless the registry changes meanwhile)."""
+    parsed = parse_id(assistant_id)
+    name = agent_name(parsed) if parsed else assistant_id
+    if name not in compiled.snapshot.agents:
+        return None
+    return compiled.snapshot.versions.get(name, 1)
 
 
 def _close(turn: Iterator[TurnEvent]) -> None:
@@ -209,10 +220,11 @@ class RunWorkers:
             first_seq = store.next_seq(conn, run.id)
             if run.attempt > 1 and control is not None:
                 control = for_retry(control, pending_of(conn, run.thread_id))
-        snapshot = runtime.compiled().graph.get_state(thread_config(run.thread_id))
+        compiled = runtime.compiled()
+        snapshot = compiled.graph.get_state(thread_config(run.thread_id))
         with self.db.engine.begin() as conn:
             checkpoint = (snapshot.config or {}).get("configurable", {}).get("checkpoint_id")
-            store.record_checkpoint(conn, run.id, checkpoint)
+            store.record_start(conn, run.id, checkpoint, version_of(compiled, run.assistant_id))
         turn = run_turn(
             runtime,
             principal,
