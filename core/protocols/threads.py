@@ -43,6 +43,11 @@ def resolve_agent(runtime: AgentRuntime, principal: Principal, name: str) -> Age
     return spec
 
 
+def agent_of_node(node: str, current_agent: str) -> str:
+    """The agent a graph node acts for (the tools node acts for the current agent)."""
+    return node.removeprefix("agent.") if node.startswith("agent.") else current_agent
+
+
 def thread_config(thread_id: uuid.UUID | str, checkpoint_id: str | None = None) -> Any:
     configurable: dict[str, Any] = {"thread_id": str(thread_id)}
     if checkpoint_id:
@@ -181,6 +186,8 @@ def append_messages(
         node = as_node or agent_node(conversation.current_agent)
         if node not in compiled.graph.nodes:
             raise ValidationFailed(f"as_node: no node {node!r} in the graph")
+        # Writing as an agent is acting as it: the same rule as running it.
+        resolve_agent(runtime, principal, agent_of_node(node, conversation.current_agent))
         config = compiled.graph.update_state(
             thread_config(conversation_id), {"messages": messages}, as_node=node
         )

@@ -10,7 +10,9 @@ Semantics (crash safety):
   the final answer, so only an interrupted turn pays for reading its checkpoint.
 - A turn interrupted by a crash (or by all models failing) stays pending in its
   checkpoint. The next ``POST .../messages`` first completes it, then runs the
-  new message; ``POST .../resume`` completes it alone. Messages the crash kept
+  new message; ``POST .../resume`` completes it alone. A turn cut off before its
+  first checkpoint (its user message stored, nothing checkpointed) is run from that
+  stored message then, so no user message stays unanswered. Messages the crash kept
   out of the table are written from the checkpoint then. Tools may run again
   when the crash hit while they ran (at-least-once).
 - One turn at a time per conversation, across processes (advisory lock): a
@@ -43,7 +45,13 @@ from langgraph.types import StreamMode
 from sqlalchemy import Connection, Label, Row, func, literal_column, text
 
 from core.auth.users import Principal
-from core.conversations.messages import NewMessage, from_langchain, store_messages, stored_ids
+from core.conversations.messages import (
+    NewMessage,
+    from_langchain,
+    store_messages,
+    stored_ids,
+    unanswered_message,
+)
 from core.conversations.store import get_conversation
 from core.errors import (
     ConflictError,
@@ -213,6 +221,13 @@ def _turn(
         elif state.next:
             yield TurnEvent("resumed", {"pending": list(state.next)})
             yield from drive.run(None)
+        else:
+            # Failed before its first checkpoint: the stored user message is run now.
+            orphan = unanswered_message(conn, conversation_id, {str(m.id) for m in messages})
+            conn.commit()
+            if orphan is not None:
+                yield TurnEvent("resumed", {"pending": [f"agent.{drive.agent}"]})
+                yield from drive.run({"messages": [orphan], "agent": drive.agent})
     if content is not None and drive.interrupts is not None:
         # Completing the unfinished turn stopped on a question: the message is not run.
         raise DecisionConflict(
