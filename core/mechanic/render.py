@@ -128,7 +128,7 @@ def column_code(field: FieldSpec) -> str:
     """``Column(...)`` for one spec field."""
     args = [repr(field.name), sa_type(field)]
     if field.type == "reference":
-        args.append(f'ForeignKey({field.references + ".id"!r}, ondelete="SET NULL")')
+        args.append(f'ForeignKey({f"{field.references}.id"!r}, ondelete="SET NULL")')
     args.append(f"nullable={not field.required}")
     if field.default is not None:
         args.append(f"server_default=text({sql_literal(field)!r})")
