@@ -433,10 +433,6 @@ def test_hand_edited_files_are_not_overwritten(
 def test_a_half_built_concurrent_index_is_undone_by_restoring_the_backup(
     db: Database, msettings: Settings, project: Path
 ) -> None:
-    # The dry run has no data, so it cannot know that existing rows break uniqueness.
-    with db.engine.begin() as conn:
-        for _ in range(2):
-            conn.execute(text("INSERT INTO character (name, role) VALUES ('Twin', 'double')"))
     spec = {
         "action": "add_index",
         "entity": "character",
@@ -444,6 +440,10 @@ def test_a_half_built_concurrent_index_is_undone_by_restoring_the_backup(
     }
     change = plan(db, msettings, spec)
     assert change["plan"]["dry_run"]["ok"]
+    # Duplicates written after the plan checked the data: apply is the last line of defence.
+    with db.engine.begin() as conn:
+        for _ in range(2):
+            conn.execute(text("INSERT INTO character (name, role) VALUES ('Twin', 'double')"))
     head, rev = git.Repo(project).head.commit.hexsha, revision_of(db)
     # The data, not the server, is at fault: 409 with the database's reason, not a 500.
     with pytest.raises(ConflictError, match="could not create unique index") as refused:
