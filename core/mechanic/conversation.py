@@ -22,9 +22,10 @@ from sqlalchemy import text
 
 from core.errors import AgentryError, ForbiddenError, ValidationFailed
 from core.mechanic import registry
-from core.mechanic.apply import apply_change, rollback_change
+from core.mechanic.apply import apply_change
 from core.mechanic.live import refresh_live
 from core.mechanic.plan import plan_change
+from core.mechanic.rollback import rollback_change
 from core.mechanic.spec import ChangeSpec
 from core.runtime.approval import parse_decision
 from core.runtime.context import TurnContext
