@@ -116,3 +116,7 @@ def test_bench_mechanic_smoke(cli_env: Path) -> None:
     assert lock["during_apply_write_max_ms"] > 0
     assert lock["lock_samples"] > 0 and lock["access_exclusive_longest_ms"] >= 0
     assert lock["within_lock_timeout"] is True
+    chat = report["conversation_to_live"]
+    steps = ("proposal_s", "approval_pause_s", "apply_s", "first_record_s")
+    assert all(chat[k] > 0 for k in steps), chat
+    assert chat["total_s"] >= sum(chat[k] for k in steps) - 0.01
