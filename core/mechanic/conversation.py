@@ -25,7 +25,7 @@ from core.mechanic import registry
 from core.mechanic.apply import apply_change
 from core.mechanic.live import refresh_live
 from core.mechanic.plan import plan_change
-from core.mechanic.rollback import rollback_change
+from core.mechanic.rollback import dependants, rollback_change
 from core.mechanic.spec import ChangeSpec
 from core.runtime.approval import parse_decision
 from core.runtime.context import TurnContext
@@ -215,8 +215,12 @@ def rollback(turn: TurnContext, change_id: str) -> str:
     cid = _change_id(change_id)
     with turn.db.engine.connect() as conn:
         change = registry.get_change(conn, cid)
+        blocking = dependants(conn, change) if change["status"] == "applied" else []
     if change["status"] != "applied":
         return f"Change {cid} is {change['status']}: only an applied change can be rolled back."
+    if blocking:  # no point asking the person for what would be refused
+        names = "; ".join(f"{c['id']} ({c['plan'].get('message')})" for c in blocking)
+        return f"Change {cid} cannot be rolled back: later changes depend on it: {names}."
     description = (
         f"Roll back change `{cid}` ({change['plan'].get('message')})? The data is kept; the "
         f"commit {change['git_commit']} is reverted."

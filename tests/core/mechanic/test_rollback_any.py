@@ -3,6 +3,7 @@ the history kept whole; rolled-back changes apply again."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,13 @@ from config import Settings
 from core.db import Database
 from core.db.migrate import alembic_config, current_revision
 from core.errors import ConflictError
-from core.mechanic import registry
+from core.mechanic import conversation, registry
 from core.mechanic.apply import apply_change
 from core.mechanic.plan import plan_change
 from core.mechanic.rollback import rollback_change
 from core.mechanic.spec import parse_spec
+from core.runtime.context import TurnContext
+from tests.conftest import create_test_user
 
 AUTHOR = {
     "action": "add_entity",
@@ -69,6 +72,11 @@ def test_older_changes_roll_back_unless_later_ones_depend_on_them(
         str(bio["id"]) in refused.value.message and "add fields to author" in refused.value.message
     )
     assert status(db, "author") == ("active", ["name", "bio"])
+    # In a conversation the mechanic says so without asking the person for a doomed rollback.
+    admin, _ = create_test_user(db, "rollback-admin@example.com", admin=True)
+    turn = TurnContext(db, msettings, admin, uuid.uuid4(), admin.id)
+    said = conversation.rollback(turn, str(author["id"]))
+    assert "cannot be rolled back" in said and str(bio["id"]) in said
 
     # shelf is older than bio but nothing builds on it
     head = heads_agree(db, msettings)
