@@ -125,10 +125,11 @@ class Settings(BaseSettings):
 
     # --- the mechanic (runtime schema changes) ------------------------------------
     # Git repository the mechanic commits to (default: AGENTRY_PROJECT_DIR) and its branch
-    # (default: whatever is checked out). Pushed to AGENTRY_GIT_REMOTE when it is configured.
+    # (default: whatever is checked out). Pushed only to AGENTRY_GIT_REMOTE, never by default:
+    # every clone has an origin, rarely one its user may push to.
     git_repo: Path | None = Field(default=None, alias="AGENTRY_GIT_REPO")
     git_branch: str | None = Field(default=None, alias="AGENTRY_GIT_BRANCH")
-    git_remote: str = Field(default="origin", alias="AGENTRY_GIT_REMOTE")
+    git_remote: str | None = Field(default=None, alias="AGENTRY_GIT_REMOTE")
     backup_dir: Path | None = Field(default=None, alias="AGENTRY_BACKUP_DIR")
     mechanic_lock_wait: float = Field(
         default=30.0, gt=0, le=3600, alias="AGENTRY_MECHANIC_LOCK_WAIT"
@@ -147,6 +148,7 @@ class Settings(BaseSettings):
         "llm_api_key",
         "embedding_base_url",
         "embedding_api_key",
+        "git_remote",
         mode="before",
     )
     @classmethod

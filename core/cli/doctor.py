@@ -7,11 +7,12 @@ import json
 import typer
 from rich.table import Table
 
-from config import get_settings
+from config import Settings, get_settings
 from core.cli.edge import console, edge
-from core.db import open_database
+from core.db import Database, open_database
 from core.errors import DatabaseError
 from core.health import Check, database_checks, embedding_check
+from core.mechanic.readiness import mechanic_checks
 
 
 @edge
@@ -21,7 +22,8 @@ def doctor(
         False, "--skip-embedding", help="Do not load the embedding model (faster)."
     ),
 ) -> None:
-    """Check database, pgvector, HNSW, migrations, checkpoints, pool and embeddings.
+    """Check database, pgvector, HNSW, migrations, checkpoints, pool, embeddings and
+    what the mechanic needs (squawk, git repository and remote, pg_dump).
 
     Exits 1 when any check fails.
     """
@@ -30,10 +32,11 @@ def doctor(
     try:
         db = open_database(settings)
     except DatabaseError as exc:
-        checks = [Check("database", False, exc.message)]
+        checks = [Check("database", False, exc.message), *mechanic_checks(settings, None)]
     else:
         try:
             checks = database_checks(db, settings)
+            checks += _mechanic_checks(db, settings, reachable=checks[0].ok)
         finally:
             db.dispose()
     if not skip_embedding:
@@ -52,3 +55,10 @@ def doctor(
         console.print(table)
     if not ok:
         raise typer.Exit(1)
+
+
+def _mechanic_checks(db: Database, settings: Settings, *, reachable: bool) -> list[Check]:
+    if not reachable:
+        return mechanic_checks(settings, None)
+    with db.engine.connect() as conn:
+        return mechanic_checks(settings, conn)
