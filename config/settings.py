@@ -12,12 +12,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_home() -> Path:
+    """The per-user data folder (``~/.local/share/agentry`` on Linux, via platformdirs)."""
+    return platformdirs.user_data_path("agentry", appauthor=False)
 
 
 class SslMode(StrEnum):
@@ -53,7 +59,9 @@ class Settings(BaseSettings):
     )
 
     # --- files ----------------------------------------------------------------
-    home: Path = Field(default=Path("./.agentry"), alias="AGENTRY_HOME")
+    # Per user, not per folder: every command finds the database `agentry up` uses,
+    # wherever it is run from.
+    home: Path = Field(default_factory=lambda: default_home(), alias="AGENTRY_HOME")
     project_dir: Path = Field(default=PROJECT_ROOT, alias="AGENTRY_PROJECT_DIR")
     # Benchmark data (CISI, DailyDialog) lives beside the checkout, never inside it.
     datasets_dir: Path = Field(

@@ -15,7 +15,7 @@ app = typer.Typer(help="Database schema: upgrade and inspect migrations.", no_ar
 @edge
 def upgrade() -> None:
     """Create pgvector, apply every migration up to head, set up checkpoint tables."""
-    with cli_database() as (db, settings):
+    with cli_database(create=True) as (db, settings):
         with console.status("migrating..."):
             prepare_database(db, settings)
         with db.engine.connect() as conn:
@@ -26,7 +26,7 @@ def upgrade() -> None:
 @edge
 def current() -> None:
     """Print the revision the database is at and the head revision."""
-    with cli_database() as (db, settings):
+    with cli_database(require_schema=False) as (db, settings):
         with db.engine.connect() as conn:
             rev = migrate.current_revision(conn)
         console.print(f"current: {rev or '(none)'}  head: {migrate.head_revision(settings)}")

@@ -30,7 +30,7 @@ def doctor(
     settings = get_settings()
     checks: list[Check]
     try:
-        db = open_database(settings)
+        db = open_database(settings, create=False)
     except DatabaseError as exc:
         checks = [Check("database", False, exc.message), *mechanic_checks(settings, None)]
     else:

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from config import Settings
+from config.settings import default_home
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class LocalEmbedder:
         self._runtime: _Runtime
         if runtime == "onnx":
             try:
-                self._runtime = _OnnxRuntime(cache_dir or Path(".agentry") / "models")
+                self._runtime = _OnnxRuntime(cache_dir or default_home() / "models")
             except Exception as exc:  # no onnxruntime, failed export, corrupt cache...
                 log.warning("ONNX embedding runtime unavailable (%s); using PyTorch", exc)
                 self._runtime = _TorchRuntime()
