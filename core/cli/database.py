@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from config import Settings, get_settings
-from core.db import Database, migrate, open_database
 from core.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from core.db import Database
 
 
 @contextmanager
@@ -27,6 +30,10 @@ def cli_database(
     Raises:
         DatabaseError: no database where configured, or one without Agentry's schema.
     """
+    # Imported here: the engine pulls in SQLAlchemy, psycopg and LangGraph's saver,
+    # which `agentry --help` and commands that never open the database do without.
+    from core.db import migrate, open_database
+
     settings = get_settings()
     db = open_database(settings, create=create)
     try:

@@ -6,7 +6,6 @@ import typer
 
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import migrate, prepare_database
 
 app = typer.Typer(help="Database schema: upgrade and inspect migrations.", no_args_is_help=True)
 
@@ -15,6 +14,8 @@ app = typer.Typer(help="Database schema: upgrade and inspect migrations.", no_ar
 @edge
 def upgrade() -> None:
     """Create pgvector, apply every migration up to head, set up checkpoint tables."""
+    from core.db import migrate, prepare_database
+
     with cli_database(create=True) as (db, settings):
         with console.status("migrating..."):
             prepare_database(db, settings)
@@ -26,6 +27,8 @@ def upgrade() -> None:
 @edge
 def current() -> None:
     """Print the revision the database is at and the head revision."""
+    from core.db import migrate
+
     with cli_database(require_schema=False) as (db, settings):
         with db.engine.connect() as conn:
             rev = migrate.current_revision(conn)

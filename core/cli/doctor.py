@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from config import Settings, get_settings
 from core.cli.edge import console, edge
-from core.db import Database, open_database
 from core.errors import DatabaseError
-from core.health import Check, database_checks, embedding_check
-from core.mechanic.readiness import mechanic_checks
+
+if TYPE_CHECKING:
+    from core.db import Database
+    from core.health import Check
 
 
 @edge
@@ -27,6 +29,10 @@ def doctor(
 
     Exits 1 when any check fails.
     """
+    from core.db import open_database
+    from core.health import Check, database_checks, embedding_check
+    from core.mechanic.readiness import mechanic_checks
+
     settings = get_settings()
     checks: list[Check]
     try:
@@ -58,6 +64,8 @@ def doctor(
 
 
 def _mechanic_checks(db: Database, settings: Settings, *, reachable: bool) -> list[Check]:
+    from core.mechanic.readiness import mechanic_checks
+
     if not reachable:
         return mechanic_checks(settings, None)
     with db.engine.connect() as conn:

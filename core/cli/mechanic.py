@@ -6,25 +6,20 @@ import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from fastapi.encoders import jsonable_encoder
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.syntax import Syntax
 from rich.table import Table
 
 from config import Settings
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import Database
 from core.errors import ValidationFailed
-from core.mechanic import registry
-from core.mechanic.agent import spec_from_instruction
-from core.mechanic.apply import apply_change, rollback_change
-from core.mechanic.plan import plan_change
-from core.mechanic.spec import ChangeSpec, parse_spec
-from core.runtime.router import ModelRouter, register_default_model
+
+if TYPE_CHECKING:
+    from core.db import Database
+    from core.mechanic.spec import ChangeSpec
 
 app = typer.Typer(help="Schema changes by the mechanic: plan, review, apply, roll back.")
 ACTOR = "system"
@@ -42,10 +37,14 @@ def _step(label: str, work: Callable[[], T]) -> T:
 
 
 def _print_json(value: Any) -> None:
+    from fastapi.encoders import jsonable_encoder
+
     typer.echo(json.dumps(jsonable_encoder(value), indent=2))
 
 
 def _show(change: dict[str, Any]) -> None:
+    from rich.syntax import Syntax
+
     plan = change["plan"]
     console.print(f"[bold]{change['id']}[/] {change['status']}: {plan.get('message')}")
     console.print(f"revision {change['revision']} (on {change['down_revision']})")
@@ -76,6 +75,9 @@ def plan(
     as_json: bool = typer.Option(False, "--json", help="Print the change as JSON."),
 ) -> None:
     """Plan a change: files, SQL, lint report and dry run. Nothing is applied."""
+    from core.mechanic.plan import plan_change
+    from core.mechanic.spec import parse_spec
+
     if (spec_file is None) == (instruction is None):
         raise ValidationFailed("give a spec file or --instruction (one of them)")
     with cli_database() as (db, settings):
@@ -95,6 +97,9 @@ def plan(
 
 
 def _ask(db: Database, settings: Settings, instruction: str) -> ChangeSpec:
+    from core.mechanic.agent import spec_from_instruction
+    from core.runtime.router import ModelRouter, register_default_model
+
     with db.engine.begin() as conn:
         register_default_model(conn, settings)
     return spec_from_instruction(ModelRouter(db, settings), settings, instruction)
@@ -107,6 +112,8 @@ def apply(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Apply a planned change: backup, migrate, commit, record; live everywhere."""
+    from core.mechanic.apply import apply_change
+
     with cli_database() as (db, settings):
         change = _step("applying", lambda: apply_change(db, settings, change_id, actor=ACTOR))
     _print_json(change) if as_json else _show(change)
@@ -119,6 +126,8 @@ def rollback(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Roll back a change: the entity is retired (data kept) and the commit reverted."""
+    from core.mechanic.apply import rollback_change
+
     with cli_database() as (db, settings):
         change = _step(
             "rolling back", lambda: rollback_change(db, settings, change_id, actor=ACTOR)
@@ -133,6 +142,8 @@ def list_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List changes, newest first."""
+    from core.mechanic import registry
+
     with cli_database() as (db, _), db.engine.connect() as conn:
         changes = registry.list_changes(conn, status=status)
     if as_json:

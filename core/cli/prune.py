@@ -8,7 +8,6 @@ import typer
 
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.runtime.retention import prune_checkpoints
 
 
 @edge
@@ -30,6 +29,8 @@ def prune(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Keep the latest checkpoints per conversation; drop those of deleted ones and orphans."""
+    from core.runtime.retention import prune_checkpoints
+
     with cli_database() as (db, settings), db.engine.connect() as conn:
         keep = keep or settings.checkpoint_keep
         days = settings.prune_after_days if days is None else days

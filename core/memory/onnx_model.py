@@ -170,7 +170,10 @@ def check_graph(encoder: OnnxEncoder) -> float:
         OnnxExportError: it is below MIN_COSINE.
     """
     reference = np.asarray(
-        load_local_model().encode(PROBE_TEXTS, normalize_embeddings=True, convert_to_numpy=True),
+        load_local_model().encode(
+            # sentence-transformers shows a progress bar when logging is at INFO (the server)
+            PROBE_TEXTS, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        ),
         dtype=np.float32,
     )
     # One batch with all lengths mixed: padding must not change any vector.

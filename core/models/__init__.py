@@ -11,6 +11,7 @@ from core.models.conversations import AgentSwitch, Conversation, ConversationSta
 from core.models.mechanic import MechanicChange
 from core.models.registry import Agent, EntityType, Tool
 from core.models.search import SearchEmbeddingSpace, SearchIndex
+from core.models.server import ServerConfig
 from core.models.store import StoreItem
 from core.models.users import User, UserRole
 
@@ -28,6 +29,7 @@ __all__ = [
     "PromptHistory",
     "SearchEmbeddingSpace",
     "SearchIndex",
+    "ServerConfig",
     "StoreItem",
     "Tool",
     "User",
