@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 import core
 from config import Settings, get_settings
+from core.api.docs import install_docs
 from core.api.problems import install_problem_handlers
 from core.api.routes import (
     agents,
@@ -76,7 +77,10 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         version=core.__version__,
         summary="Self-evolving agent platform with vector memory",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from a package: no CDN, works offline
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.entities = EntityRegistry()
     if db is not None:
