@@ -365,7 +365,9 @@ def rollback_change(
                 )
                 restored = dict(change, revision=change["down_revision"])
                 _go_live(tx, restored, change["before"])
-                registry.update_change(tx, change["id"], status="rolled_back")
+                registry.update_change(
+                    tx, change["id"], status="rolled_back", rollback_commit=sha, error=None
+                )
                 registry.record_audit(
                     tx,
                     action="rollback",

@@ -172,7 +172,10 @@ def check_graph(encoder: OnnxEncoder) -> float:
     reference = np.asarray(
         load_local_model().encode(
             # sentence-transformers shows a progress bar when logging is at INFO (the server)
-            PROBE_TEXTS, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            PROBE_TEXTS,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         ),
         dtype=np.float32,
     )

@@ -1,10 +1,11 @@
-"""server_config: the variable names a running server has set
+"""first hour: server_config, mechanic_changes.rollback_commit
 
 Revision ID: 0012
 Revises: 0005
 
 ``agentry models list`` runs in a shell that rarely has the server's environment; the
 server records which key variables it has (names only, never values) at every start.
+A rolled-back change keeps the commit that reverted it, next to the one that applied it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_server_config")),
     )
+    op.add_column("mechanic_changes", sa.Column("rollback_commit", sa.String(length=64)))
 
 
 def downgrade() -> None:
+    op.drop_column("mechanic_changes", "rollback_commit")
     op.drop_table("server_config")
