@@ -13,12 +13,18 @@ app = typer.Typer(help="Database schema: upgrade and inspect migrations.", no_ar
 @app.command()
 @edge
 def upgrade() -> None:
-    """Create pgvector, apply every migration up to head, set up checkpoint tables."""
+    """Create pgvector, apply every migration up to head, set up checkpoint tables,
+    register the mechanic's entities of the project that the database does not know."""
     from core.db import migrate, prepare_database
+    from core.mechanic.restore import restore_entity_types
 
     with cli_database(create=True) as (db, settings):
         with console.status("migrating..."):
             prepare_database(db, settings)
+        with db.engine.begin() as conn:
+            restored = restore_entity_types(conn, settings.project_dir)
+        if restored:
+            console.print(f"entity types restored from the project: {', '.join(restored)}")
         with db.engine.connect() as conn:
             console.print(f"database at revision [bold]{migrate.current_revision(conn)}[/] (head)")
 

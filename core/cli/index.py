@@ -31,6 +31,7 @@ def index_command(
     With --reembed: embed everything with the configured model into a staging column
     while searches keep using the old vectors, then switch atomically.
     """
+    from core.mechanic.live import EntityRegistry
     from core.memory.backlog import run_backlog
     from core.memory.embeddings import get_embedder
     from core.memory.reembed import reembed
@@ -57,6 +58,9 @@ def index_command(
                 )
             else:
                 check_memory(db.engine, settings)
+                # The mechanic's entities are searchable sources too: register them here,
+                # as a server does, so rows written by SQL or before an index get indexed.
+                EntityRegistry().ensure_loaded(db.engine)
                 report = run_backlog(
                     db.engine, embedder, settings, batch_size=batch_size, progress=progress
                 )
