@@ -157,3 +157,29 @@ def test_clean_clone_install_up_plan_apply(tmp_path: Path) -> None:
     assert log.startswith("Agentry Mechanic|"), log
     status = run(["git", "-C", str(clone), "status", "--porcelain"]).stdout
     assert status == "", status
+
+
+HEAVY_PREFIXES = ("torch", "nvidia-", "triton", "sentence-transformers", "transformers")
+
+
+def test_the_main_install_pulls_no_torch_and_no_cuda_from_the_public_index(
+    tmp_path: Path,
+) -> None:
+    clone = tmp_path / "clone"
+    run(["git", "clone", "--quiet", str(ROOT), str(clone)])
+    # The machine's pip configuration (local mirrors, find-links) switched off: what a
+    # user elsewhere gets from the public index.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    report = tmp_path / "report.json"
+    run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
+         "--report", str(report), str(clone)],
+        env=env,
+    )  # fmt: skip
+    installed = json.loads(report.read_text())["install"]
+    names = sorted(i["metadata"]["name"].lower().replace("_", "-") for i in installed)
+    assert "onnxruntime" in names and "squawk-cli" in names
+    assert [n for n in names if n.startswith(HEAVY_PREFIXES)] == []
+    urls = [i["download_info"]["url"] for i in installed if i["metadata"]["name"] != "agentry"]
+    assert all(u.startswith("https://") for u in urls), urls  # the index, not a local mirror
