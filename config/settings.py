@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     checkpoint_keep: int = Field(default=20, ge=1, le=100000, alias="AGENTRY_CHECKPOINT_KEEP")
     prune_after_days: int = Field(default=30, ge=0, le=36500, alias="AGENTRY_PRUNE_AFTER_DAYS")
 
+    # --- durable runs (issue 10) --------------------------------------------------
+    # Worker threads per process that run queued runs (0: the process only serves).
+    run_workers: int = Field(default=4, ge=0, le=256, alias="AGENTRY_RUN_WORKERS")
+    # A run's holder renews its lease every third of this; a run whose holder died is
+    # taken over by another worker once the lease expires.
+    run_lease_seconds: float = Field(default=10.0, ge=1, le=3600, alias="AGENTRY_RUN_LEASE_SECONDS")
+
     # --- HTTP server ------------------------------------------------------------
     host: str = Field(default="127.0.0.1", alias="AGENTRY_HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="AGENTRY_PORT")

@@ -33,6 +33,7 @@ from core.db.engine import Database, open_database
 from core.mechanic.live import EntityRegistry, start_live_entities
 from core.mechanic.tools import entity_tool_provider
 from core.memory.service import start_memory
+from core.runs import start_runs
 from core.runtime import lifecycle as runtime_lifecycle
 from core.runtime.tool_providers import register_tool_provider, unregister_tool_provider
 
@@ -61,9 +62,14 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
             entity_tool_provider(app.state.db, app.state.entities)
         )
         runtime_lifecycle.start(app)
+        # Durable runs: this process listens for run notifications and runs queued runs.
+        app.state.runs = start_runs(
+            app.state.db, lambda: runtime_lifecycle.get_runtime(app), settings
+        )
         try:
             yield
         finally:
+            app.state.runs.stop()
             runtime_lifecycle.stop(app)
             unregister_tool_provider(entity_tools)
             listener.stop()

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from config import get_settings
-from core.cli import bench_mechanic, bench_protocols, bench_search
+from core.cli import bench_mechanic, bench_protocols, bench_runs, bench_search
 from core.cli.edge import console, edge
 
 app = typer.Typer(
@@ -81,3 +81,4 @@ class _null:
 app.command("mechanic")(bench_mechanic.bench_mechanic)
 app.command("search")(bench_search.bench_search)
 app.command("protocols")(bench_protocols.bench_protocols)
+app.command("runs")(bench_runs.bench_runs)

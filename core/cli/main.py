@@ -5,7 +5,20 @@ from __future__ import annotations
 import typer
 
 import core
-from core.cli import agents, audit, bench, chat, db, doctor, mechanic, models, prune, serve, users
+from core.cli import (
+    agents,
+    audit,
+    bench,
+    chat,
+    db,
+    doctor,
+    mechanic,
+    models,
+    prune,
+    serve,
+    users,
+    worker,
+)
 from core.cli import index as index_cli
 from core.cli import search as search_cli
 from core.cli.edge import console
@@ -18,6 +31,7 @@ app = typer.Typer(
 )
 app.command("up")(serve.up)
 app.command("seed")(serve.seed_command)
+app.command("worker")(worker.worker)
 app.command("doctor")(doctor.doctor)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")

@@ -28,7 +28,8 @@ def prune(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Keep the latest checkpoints per conversation; drop those of deleted ones and orphans."""
+    """Keep the latest checkpoints (and run events) per conversation; drop those of deleted
+    conversations and orphans."""
     from core.runtime.retention import prune_checkpoints
 
     with cli_database() as (db, settings), db.engine.connect() as conn:
@@ -49,5 +50,6 @@ def prune(
         console.print(f"{verb} all checkpoints of orphan thread {thread}", soft_wrap=True)
     console.print(
         f"{verb} {report.checkpoints} checkpoints, {report.writes} writes,"
-        f" {report.blobs} blobs (keeping {keep} per conversation)"
+        f" {report.blobs} blobs (keeping {keep} per conversation);"
+        f" {report.runs} runs and {report.run_events} run events"
     )

@@ -10,6 +10,7 @@ from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
 from core.models.mechanic import MechanicChange
 from core.models.registry import Agent, EntityType, Tool
+from core.models.runs import Run, RunEvent
 from core.models.search import SearchEmbeddingSpace, SearchIndex
 from core.models.server import ServerConfig
 from core.models.store import StoreItem
@@ -27,6 +28,8 @@ __all__ = [
     "MechanicChange",
     "Message",
     "PromptHistory",
+    "Run",
+    "RunEvent",
     "SearchEmbeddingSpace",
     "SearchIndex",
     "ServerConfig",

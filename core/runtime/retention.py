@@ -4,7 +4,10 @@ LangGraph keeps every checkpoint of every thread; a long conversation grows
 without bound. Pruning keeps the latest N checkpoints of each thread (resuming
 needs only the latest), drops all checkpoints of conversations deleted more than
 D days ago and of threads that belong to no conversation, then the writes and
-blobs no remaining checkpoint refers to. A dry run does the same in a
+blobs no remaining checkpoint refers to. Runs go with them: a deleted
+conversation's runs (and their events) go when its checkpoints do, and a live
+thread keeps the events of its latest N finished runs only (the run rows, small,
+stay). A dry run does the same in a
 transaction that is rolled back, so its counts are exact.
 """
 
@@ -42,6 +45,24 @@ STALE_BLOBS_SQL = text(
     " AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version)"
 )
 
+DEAD_RUNS_SQL = text(
+    "DELETE FROM runs r USING conversations v WHERE v.id = r.thread_id"
+    " AND v.deleted_at < now() - make_interval(days => :days)"
+    " AND r.status NOT IN ('pending', 'running')"
+)
+OLD_RUN_EVENTS_SQL = text(
+    "DELETE FROM run_events e USING ("
+    " SELECT id, row_number() OVER (PARTITION BY thread_id ORDER BY created_at DESC) AS rn"
+    " FROM runs WHERE status NOT IN ('pending', 'running')"
+    ") r WHERE e.run_id = r.id AND r.rn > :keep"
+)
+COUNT_RUN_EVENTS_SQL = text(
+    "SELECT count(*) FROM run_events e JOIN runs r ON r.id = e.run_id"
+    " JOIN conversations v ON v.id = r.thread_id"
+    " WHERE v.deleted_at < now() - make_interval(days => :days)"
+    " AND r.status NOT IN ('pending', 'running')"
+)
+
 
 @dataclass
 class PruneReport:
@@ -50,6 +71,8 @@ class PruneReport:
     checkpoints: int = 0
     writes: int = 0
     blobs: int = 0
+    runs: int = 0
+    run_events: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -58,6 +81,8 @@ class PruneReport:
             "checkpoints": self.checkpoints,
             "writes": self.writes,
             "blobs": self.blobs,
+            "runs": self.runs,
+            "run_events": self.run_events,
         }
 
 
@@ -89,4 +114,8 @@ def prune_checkpoints(conn: Connection, *, keep: int, deleted_after_days: int) -
     report.checkpoints += conn.execute(OLD_CHECKPOINTS_SQL, {"keep": max(keep, 1)}).rowcount
     report.writes += conn.execute(STALE_WRITES_SQL).rowcount
     report.blobs += conn.execute(STALE_BLOBS_SQL).rowcount
+    days = {"days": deleted_after_days}
+    report.run_events += int(conn.execute(COUNT_RUN_EVENTS_SQL, days).scalar_one())
+    report.runs += conn.execute(DEAD_RUNS_SQL, days).rowcount  # their events cascade
+    report.run_events += conn.execute(OLD_RUN_EVENTS_SQL, {"keep": max(keep, 1)}).rowcount
     return report

@@ -67,6 +67,7 @@ def run_turn(
     *,
     stream_tokens: bool = False,
     raw: bool = False,
+    message_id: str | None = None,
 ) -> Iterator[TurnEvent]:
     """Run one turn (or, with ``content`` None, only complete a pending one).
 
@@ -109,7 +110,15 @@ def run_turn(
             # The session lock outlives this transaction, which _turn ends with its first
             # write (usually the user's message): one transaction fewer per turn.
             yield from _turn(
-                runtime, conn, compiled, principal, conversation, content, stream_tokens, raw
+                runtime,
+                conn,
+                compiled,
+                principal,
+                conversation,
+                content,
+                stream_tokens,
+                raw,
+                message_id,
             )
         finally:
             conn.rollback()
@@ -136,6 +145,7 @@ def _turn(
     content: str | None,
     stream_tokens: bool,
     raw: bool = False,
+    message_id: str | None = None,
 ) -> Iterator[TurnEvent]:
     conversation_id = conversation.id
     turn = TurnContext(
@@ -160,7 +170,7 @@ def _turn(
         agent = drive.agent
         if agent not in compiled.snapshot.agents:
             raise ValidationFailed(f"agent {agent!r} of this conversation is not active any more")
-        human = HumanMessage(content, id=f"u-{uuid.uuid4()}")
+        human = HumanMessage(content, id=message_id or f"u-{uuid.uuid4()}")
         if raw:
             yield TurnEvent("input", {"message": human, "agent": agent})
         for row in drive.store([human], agent):

@@ -80,16 +80,19 @@ def test_one_run_at_a_time_and_cancel(
         client = get_client(url=live.url, api_key=keys["alice"])
         tid = (await client.threads.create())["thread_id"]
         llm.enqueue(Reply("slow answer", delay=1.5))
+        asked = len(llm.chat_requests())
         run = await client.runs.create(tid, "assistant", input=USER, stream_mode="messages-tuple")
         with pytest.raises(httpx.HTTPStatusError) as busy:
             await client.runs.create(tid, "assistant", input=USER)
         assert busy.value.response.status_code == 409
         thread = await client.threads.get(tid)
         assert thread["status"] == "busy"
+        while len(llm.chat_requests()) == asked:  # a worker runs it: the model is answering
+            await asyncio.sleep(0.02)
         await client.runs.cancel(tid, run["run_id"], wait=True)
         cancelled = await client.runs.get(tid, run["run_id"])
         assert cancelled["status"] == "interrupted"
-        # the thread is usable again; the interrupted turn is completed first
+        # the thread is usable again; the new input starts from the state reached
         out = await client.runs.wait(
             tid, "assistant", input={"messages": [{"role": "user", "content": "after"}]}
         )

@@ -177,7 +177,7 @@ def test_stateless_runs(alice: SyncLangGraphClient) -> None:
         ("interrupt_before", ["tools"], "interrupt_before"),
         ("stream_mode", "debug", "stream_mode"),
         ("webhook", "http://example.org/hook", "webhook"),
-        ("multitask_strategy", "enqueue", "multitask_strategy"),
+        ("multitask_strategy", "sometimes", "multitask_strategy"),
         ("checkpoint_id", "abc", "checkpoint_id"),
     ],
 )

@@ -1,7 +1,9 @@
 """Runs: ``/threads/{id}/runs...`` (stateful) and ``/runs...`` (stateless).
 
-A run is one turn of the runtime (see :mod:`core.protocols.runs`). One run at a
-time per thread (``multitask_strategy`` ``reject``): a second one gets 409.
+Thin translations over :mod:`core.runs`: a run is a row any process can read, join,
+stream (its events are rows; the SSE id is the event's ``seq``) and cancel, run by
+a worker of any process. One run at a time per thread; ``multitask_strategy`` says
+what a second one does (reject: 409, enqueue, interrupt, rollback).
 """
 
 from __future__ import annotations
@@ -15,23 +17,20 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Row
 
 from core.api.deps import CurrentUser, DbDep, RuntimeDep, SessionDep
-from core.api.routes.protocol.threads import CHANNEL, run_registry
 from core.auth.users import Principal
-from core.conversations.store import create_conversation, delete_conversation, get_conversation
-from core.errors import AgentryError, ConflictError, ValidationFailed
-from core.protocols.runs import Run, launch
-from core.protocols.threads import (
-    ASSISTANT_KEY,
-    choose_agent,
-    input_text,
-    resolve_agent,
-    thread_config,
-)
-from core.protocols.translate import STREAM_MODES, Translator
+from core.conversations.store import get_conversation
+from core.db.engine import Database
+from core.errors import ConflictError, ValidationFailed
+from core.protocols.runs import start_run
+from core.protocols.translate import STREAM_MODES
+from core.runs import RunService, cancel_run, store
+from core.runs.events import read_after, wait_for_end
+from core.runs.signals import RunSignals
+from core.runs.store import outcome, run_json
 from core.runtime.service import AgentRuntime
-from core.runtime.turns import run_turn
 
 router = APIRouter(tags=["agent protocol"])
 
@@ -48,7 +47,6 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "feedback_keys": (None, []),
     "langsmith_tracer": (None,),
     "strict_resume": (None, False),
-    "multitask_strategy": (None, "reject"),
     "if_not_exists": (None, "reject"),
     "durability": (None, "sync"),
     "context": (None, {}),
@@ -63,6 +61,7 @@ class RunCreate(BaseModel):
     metadata: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
     stream_mode: str | list[str] = "values"
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = None
     on_disconnect: Literal["cancel", "continue"] | None = None
     on_completion: Literal["delete", "keep"] | None = None
     # Agentry graphs have no subgraphs: streaming them adds nothing, so both are honoured.
@@ -106,91 +105,71 @@ def _check(body: RunCreate, thread_id: uuid.UUID | None) -> list[str]:
     return _modes(body)
 
 
-def start_run(
-    request: Request,
-    user: Principal,
-    runtime: AgentRuntime,
-    body: RunCreate,
-    thread_id: uuid.UUID | None,
-) -> Run:
-    """Validate, pick or make the thread, take the turn's first step, run the rest."""
+def _body_run(
+    runtime: AgentRuntime, user: Principal, body: RunCreate, thread_id: uuid.UUID | None
+) -> Row[Any]:
+    """Validate the body, then check and queue the run."""
     modes = _check(body, thread_id)
-    content = input_text(body.input)
-    spec = resolve_agent(runtime, user, body.assistant_id)
-    with runtime.db.engine.begin() as conn:
-        if thread_id is None:
-            if content is None:
-                raise ValidationFailed("input: a stateless run needs a user message")
-            row = create_conversation(
-                conn,
-                user,
-                spec.name,
-                metadata={"graph_id": spec.name, ASSISTANT_KEY: spec.name, "stateless": True},
-                channel=CHANNEL,
-            )
-        else:
-            row = get_conversation(conn, user, thread_id)
-            choose_agent(conn, row, spec.name)
-    values = (
-        {}
-        if thread_id is None
-        else runtime.compiled().graph.get_state(thread_config(row.id)).values
+    return start_run(
+        runtime,
+        user,
+        thread_id,
+        body.assistant_id,
+        body.input,
+        stream_mode=modes,
+        metadata=body.metadata,
+        multitask_strategy=body.multitask_strategy or "reject",
+        on_completion=body.on_completion,
     )
-    run = Run(
-        run_id=uuid.uuid4(),
-        thread_id=row.id,
-        owner_id=row.user_id,
-        assistant_id=spec.name,
-        stream_modes=modes,
-        metadata=body.metadata or {},
-        kwargs={"input": body.input, "stream_mode": modes},
-    )
-    if thread_id is None and body.on_completion != "keep":
-        run.on_finish = lambda r: _forget(runtime, user, r.thread_id)
-    tokens = "messages-tuple" in modes or "events" in modes
-    turn = run_turn(runtime, user, row.id, content, stream_tokens=tokens, raw=True)
-    try:
-        translator = Translator(run.run_id, run.thread_id, modes, values or {})
-        launch(run_registry(request), run, turn, translator, body.input)
-    except AgentryError:
-        if thread_id is None:
-            _forget(runtime, user, row.id)
-        raise
-    return run
 
 
-def _forget(runtime: AgentRuntime, user: Principal, conversation_id: uuid.UUID) -> None:
-    """A stateless run's conversation is deleted when it ends (``on_completion`` delete)."""
-    with runtime.db.engine.begin() as conn:
-        delete_conversation(conn, user, conversation_id)
+# Without the app's lifespan (no listener), tails fall back to polling.
+_POLL_ONLY = RunSignals()
 
 
-def _sse(run: Run, cancel_on_disconnect: bool, start: int = 0) -> StreamingResponse:
+def _signals(request: Request) -> RunSignals:
+    service: RunService | None = getattr(request.app.state, "runs", None)
+    return _POLL_ONLY if service is None else service.signals
+
+
+def _sse(
+    request: Request, db: Database, run: Row[Any], cancel_on_disconnect: bool, start: int = 0
+) -> StreamingResponse:
+    signals = _signals(request)
+
     async def stream() -> AsyncIterator[str]:
-        position = start
+        position = start - 1  # the last event sent
+        ended = False
         try:
             while True:
                 # Wait in a worker thread, briefly, so a client that left is noticed.
-                events, ended = await run_in_threadpool(run.batch, position, 0.5)
-                for name, data in events:
+                events, ended = await run_in_threadpool(
+                    read_after, db, signals, run.id, position, 0.5
+                )
+                for seq, name, data in events:
                     body = json.dumps(data, default=str)
-                    yield f"event: {name}\ndata: {body}\nid: {position}\n\n"
-                    position += 1
+                    yield f"event: {name}\ndata: {body}\nid: {seq}\n\n"
+                    position = seq
                 if ended and not events:
                     return
         finally:
             # Also reached when the server cancels the stream because the client left.
-            if cancel_on_disconnect and not run.done:
-                run.cancel.set()
+            if cancel_on_disconnect and not ended:
+                with db.engine.begin() as conn:
+                    cancel_run(conn, run.id)
 
     return StreamingResponse(
         stream(),
         media_type="text/event-stream",
         headers={
             "Cache-Control": "no-cache",
-            "Content-Location": f"/threads/{run.thread_id}/runs/{run.run_id}",
+            "Content-Location": f"/threads/{run.thread_id}/runs/{run.id}",
         },
     )
+
+
+def _wait(request: Request, db: Database, run: Row[Any]) -> dict[str, Any]:
+    return outcome(wait_for_end(db, _signals(request), run.thread_id, run.id))
 
 
 # --- stateful runs ---------------------------------------------------------------
@@ -198,19 +177,19 @@ def _sse(run: Run, cancel_on_disconnect: bool, start: int = 0) -> StreamingRespo
 
 @router.post("/threads/{thread_id}/runs", summary="Start a run in the background")
 def create(
-    thread_id: uuid.UUID, body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
+    thread_id: uuid.UUID, body: RunCreate, user: CurrentUser, runtime: RuntimeDep
 ) -> dict[str, Any]:
     if body.on_disconnect is not None:
         raise ValidationFailed("on_disconnect: only for streamed runs")
-    return start_run(request, user, runtime, body, thread_id).json()
+    return run_json(_body_run(runtime, user, body, thread_id))
 
 
 @router.post("/threads/{thread_id}/runs/stream", summary="Run and stream its events (SSE)")
 def stream(
     thread_id: uuid.UUID, body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
 ) -> StreamingResponse:
-    run = start_run(request, user, runtime, body, thread_id)
-    return _sse(run, body.on_disconnect == "cancel")
+    run = _body_run(runtime, user, body, thread_id)
+    return _sse(request, runtime.db, run, body.on_disconnect == "cancel")
 
 
 @router.post("/threads/{thread_id}/runs/wait", summary="Run and answer the final values")
@@ -219,51 +198,43 @@ def wait(
 ) -> dict[str, Any]:
     if body.on_disconnect is not None:
         raise ValidationFailed("on_disconnect: only for streamed runs")
-    run = start_run(request, user, runtime, body, thread_id)
-    run.wait()
-    return run.outcome()
+    return _wait(request, runtime.db, _body_run(runtime, user, body, thread_id))
 
 
-@router.get("/threads/{thread_id}/runs", summary="The thread's runs (this process), newest first")
+@router.get("/threads/{thread_id}/runs", summary="The thread's runs, newest first")
 def list_runs(
     thread_id: uuid.UUID,
-    request: Request,
     user: CurrentUser,
     session: SessionDep,
     limit: int = Query(default=10, ge=1, le=1000),
     offset: int = Query(default=0, ge=0),
     status: str | None = None,
 ) -> list[dict[str, Any]]:
-    get_conversation(session.connection(), user, thread_id)
-    runs = [
-        r
-        for r in run_registry(request).of_thread(thread_id)
-        if status is None or r.status == status
-    ]
-    return [r.json() for r in runs[offset : offset + limit]]
+    conn = session.connection()
+    get_conversation(conn, user, thread_id)
+    rows = store.list_runs(conn, thread_id, limit=limit, offset=offset, status=status)
+    return [run_json(r) for r in rows]
 
 
-def _run(request: Request, user: Principal, db: DbDep, tid: uuid.UUID, rid: uuid.UUID) -> Run:
+def _run(user: Principal, db: Database, tid: uuid.UUID, rid: uuid.UUID) -> Row[Any]:
     """The run, if the caller may see its thread (a short connection: callers may wait)."""
     with db.engine.connect() as conn:
         get_conversation(conn, user, tid)
-    return run_registry(request).get(tid, rid)
+        return store.get_run(conn, tid, rid)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", summary="One run")
 def get_run(
-    thread_id: uuid.UUID, run_id: uuid.UUID, request: Request, user: CurrentUser, db: DbDep
+    thread_id: uuid.UUID, run_id: uuid.UUID, user: CurrentUser, db: DbDep
 ) -> dict[str, Any]:
-    return _run(request, user, db, thread_id, run_id).json()
+    return run_json(_run(user, db, thread_id, run_id))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join", summary="Wait for a run; its final values")
 def join(
     thread_id: uuid.UUID, run_id: uuid.UUID, request: Request, user: CurrentUser, db: DbDep
 ) -> dict[str, Any]:
-    run = _run(request, user, db, thread_id, run_id)
-    run.wait()
-    return run.outcome()
+    return _wait(request, db, _run(user, db, thread_id, run_id))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream", summary="Join a run's stream (SSE)")
@@ -277,9 +248,9 @@ def join_stream(
     stream_mode: list[str] | None = Query(default=None),
     last_event_id: str | None = Header(default=None),
 ) -> StreamingResponse:
-    run = _run(request, user, db, thread_id, run_id)
+    run = _run(user, db, thread_id, run_id)
     # httpx sends an absent (None) stream_mode as an empty value.
-    extra = {m for m in stream_mode or [] if m} - set(run.stream_modes)
+    extra = {m for m in stream_mode or [] if m} - set(run.kwargs.get("stream_mode") or [])
     if extra:
         raise ValidationFailed(
             f"stream_mode: {sorted(extra)[0]!r} was not requested when the run started"
@@ -288,7 +259,7 @@ def join_stream(
         start = int(last_event_id) + 1 if last_event_id else 0
     except ValueError:
         raise ValidationFailed("Last-Event-ID: must be an event id of this run") from None
-    return _sse(run, cancel_on_disconnect, max(start, 0))
+    return _sse(request, db, run, cancel_on_disconnect, max(start, 0))
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", summary="Cancel a run")
@@ -301,26 +272,26 @@ def cancel(
     wait: int | bool = False,
     action: str = "interrupt",
 ) -> Response:
-    if action != "interrupt":
-        raise ValidationFailed(f"action: {action!r} is not supported (only 'interrupt')")
-    run = _run(request, user, db, thread_id, run_id)
-    run.cancel.set()
+    if action not in ("interrupt", "rollback"):
+        raise ValidationFailed(f"action: {action!r} is not supported (interrupt or rollback)")
+    run = _run(user, db, thread_id, run_id)
+    with db.engine.begin() as conn:
+        cancel_run(conn, run.id, action)
     if wait:
-        run.wait()
+        ended = wait_for_end(db, _signals(request), thread_id, run_id)
         return Response(
-            status_code=200, content=json.dumps(run.json()), media_type="application/json"
+            status_code=200, content=json.dumps(run_json(ended)), media_type="application/json"
         )
     return Response(status_code=202)
 
 
-@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, summary="Forget a run")
-def delete_run(
-    thread_id: uuid.UUID, run_id: uuid.UUID, request: Request, user: CurrentUser, db: DbDep
-) -> Response:
-    run = _run(request, user, db, thread_id, run_id)
-    if not run.done:
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, summary="Delete a run")
+def delete_run(thread_id: uuid.UUID, run_id: uuid.UUID, user: CurrentUser, db: DbDep) -> Response:
+    run = _run(user, db, thread_id, run_id)
+    if run.status not in store.FINISHED:
         raise ConflictError("the run is still going: cancel it first")
-    run_registry(request).forget(run.run_id)
+    with db.engine.begin() as conn:
+        store.delete_run(conn, run.id)
     return Response(status_code=204)
 
 
@@ -328,24 +299,20 @@ def delete_run(
 
 
 @router.post("/runs", summary="Start a stateless run in the background")
-def create_stateless(
-    body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
-) -> dict[str, Any]:
-    return start_run(request, user, runtime, body, None).json()
+def create_stateless(body: RunCreate, user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
+    return run_json(_body_run(runtime, user, body, None))
 
 
 @router.post("/runs/stream", summary="Stateless run, streamed (SSE)")
 def stream_stateless(
     body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
 ) -> StreamingResponse:
-    run = start_run(request, user, runtime, body, None)
-    return _sse(run, body.on_disconnect == "cancel")
+    run = _body_run(runtime, user, body, None)
+    return _sse(request, runtime.db, run, body.on_disconnect == "cancel")
 
 
 @router.post("/runs/wait", summary="Stateless run; the final values")
 def wait_stateless(
     body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    run = start_run(request, user, runtime, body, None)
-    run.wait()
-    return run.outcome()
+    return _wait(request, runtime.db, _body_run(runtime, user, body, None))

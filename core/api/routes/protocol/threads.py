@@ -17,7 +17,6 @@ from core.api.routes.protocol.assistants import reject_extra
 from core.conversations.store import create_conversation, delete_conversation, get_conversation
 from core.errors import ValidationFailed
 from core.models import Conversation
-from core.protocols.runs import RunRegistry
 from core.protocols.serialize import state_json
 from core.protocols.threads import (
     ASSISTANT_KEY,
@@ -28,19 +27,11 @@ from core.protocols.threads import (
     thread_json,
     thread_state,
 )
+from core.runs.store import busy_threads
 
 router = APIRouter(prefix="/threads", tags=["agent protocol"])
 DEFAULT_AGENT = "assistant"
 CHANNEL = "agent-protocol"
-
-
-def run_registry(request: Request) -> RunRegistry:
-    """The app's runs (created on first use)."""
-    registry: RunRegistry | None = getattr(request.app.state, "protocol_runs", None)
-    if registry is None:
-        registry = RunRegistry()
-        request.app.state.protocol_runs = registry
-    return registry
 
 
 class ThreadCreate(BaseModel):
@@ -119,7 +110,6 @@ def search(
         stmt = stmt.where(Conversation.context_data.contains(body.metadata))
     if body.ids is not None:
         stmt = stmt.where(Conversation.id.in_(body.ids))
-    registry = run_registry(request)
     if body.status == "interrupted":
         return []  # Agentry graphs never pause on interrupts
     if body.status == "error":
@@ -130,16 +120,16 @@ def search(
         "updated_at": Conversation.last_activity,
     }[body.sort_by or "updated_at"]
     stmt = stmt.order_by(column.asc() if body.sort_order == "asc" else column.desc())
-    rows = list(session.connection().execute(stmt))
+    conn = session.connection()
+    rows = list(conn.execute(stmt))
+    busy = busy_threads(conn, [r.id for r in rows])
     if body.status in ("idle", "busy"):
         want_busy = body.status == "busy"
         rows = [
-            r
-            for r in rows
-            if registry.busy(r.id) == want_busy and (want_busy or not r.turn_pending)
+            r for r in rows if (r.id in busy) == want_busy and (want_busy or not r.turn_pending)
         ]
     page = rows[body.offset : body.offset + body.limit]
-    return [thread_json(runtime, r, busy=registry.busy(r.id)) for r in page]
+    return [thread_json(runtime, r, busy=r.id in busy) for r in page]
 
 
 @router.post("/count", summary="How many threads of the caller match")
@@ -162,8 +152,9 @@ def get_one(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    row = get_conversation(session.connection(), user, thread_id)
-    return thread_json(runtime, row, busy=run_registry(request).busy(thread_id))
+    conn = session.connection()
+    row = get_conversation(conn, user, thread_id)
+    return thread_json(runtime, row, busy=bool(busy_threads(conn, [thread_id])))
 
 
 @router.patch("/{thread_id}", summary="Add metadata to a thread")
@@ -180,7 +171,7 @@ def patch(
     get_conversation(conn, user, thread_id)
     merge_metadata(conn, thread_id, body.metadata)
     row = get_conversation(conn, user, thread_id)
-    return thread_json(runtime, row, busy=run_registry(request).busy(thread_id))
+    return thread_json(runtime, row, busy=bool(busy_threads(conn, [thread_id])))
 
 
 @router.delete("/{thread_id}", status_code=204, summary="Delete a thread (soft)")
