@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import core
 from config import Settings, get_settings
 from core.api.docs import install_docs
+from core.api.nul import RejectNulMiddleware
+from core.api.openapi import install_openapi
 from core.api.problems import install_problem_handlers
 from core.api.routes import (
     agents,
@@ -29,6 +31,7 @@ from core.api.routes.protocol import info as protocol_info
 from core.api.routes.protocol import runs as protocol_runs
 from core.api.routes.protocol import store as protocol_store
 from core.api.routes.protocol import threads as protocol_threads
+from core.api.strict import strict_parsing
 from core.db.engine import Database, open_database
 from core.mechanic.live import EntityRegistry, start_live_entities
 from core.mechanic.tools import entity_tool_provider
@@ -85,6 +88,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         lifespan=lifespan,
         docs_url=None,  # served by install_docs from a package: no CDN, works offline
         redoc_url=None,
+        dependencies=[Depends(strict_parsing)],
     )
     install_docs(app)
     app.state.settings = settings
@@ -92,6 +96,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     if db is not None:
         app.state.db = db
     install_problem_handlers(app)
+    app.add_middleware(RejectNulMiddleware)
+    install_openapi(app)
     app.include_router(health.router)
     app.include_router(users.router)
     app.include_router(agents.router)

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.db.errors import DRIVER_ERRORS, bad_value, database_unavailable
 from core.errors import AgentryError
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,19 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    async def _driver(request: Request, exc: Exception) -> JSONResponse:
+        refused = bad_value(exc)
+        if refused is not None:
+            return problem(refused.status, refused.title, refused.message)
+        lost = database_unavailable(exc)
+        if lost is None:
+            return await _unexpected(request, exc)
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem(lost.status, lost.title, lost.message)
+
+    for kind in DRIVER_ERRORS:
+        app.add_exception_handler(kind, _driver)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -31,6 +31,14 @@ def conversation_json(row: Any) -> dict[str, Any]:
         # A turn was interrupted (crash, failing models): the next message or
         # POST .../resume completes it from its checkpoint.
         "pending_turn": row.turn_pending,
+        # "interrupted": the turn waits for a person (interrupts: id, value, node);
+        # POST .../resume with a decision goes on.
+        "turn_status": "interrupted"
+        if row.pending_interrupts is not None
+        else "pending"
+        if row.turn_pending
+        else "idle",
+        "interrupts": row.pending_interrupts or [],
         "last_activity": row.last_activity.isoformat(),
         "created_at": row.created_at.isoformat(),
     }

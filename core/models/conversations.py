@@ -66,6 +66,8 @@ class Conversation(Base):
     turn_pending: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default=text("false")
     )
+    # The turn waits for a person: its interrupts (id, value, node, task); [] at a breakpoint.
+    pending_interrupts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     last_activity: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )

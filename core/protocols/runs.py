@@ -17,8 +17,10 @@ from sqlalchemy import Row
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
 from core.errors import ModelUnavailableError, ValidationFailed
-from core.protocols.threads import ASSISTANT_KEY, choose_agent, input_text, resolve_agent
+from core.protocols.control import run_input
+from core.protocols.threads import ASSISTANT_KEY, choose_agent, resolve_agent
 from core.runs import create_run
+from core.runtime.control import TurnControl, admit
 from core.runtime.router import HOW_TO_CONFIGURE
 from core.runtime.service import AgentRuntime
 
@@ -36,6 +38,7 @@ def start_run(
     metadata: dict[str, Any] | None = None,
     multitask_strategy: str = "reject",
     on_completion: str | None = None,
+    control: TurnControl | None = None,
 ) -> Row[Any]:
     """Check and queue a run (``thread_id`` None: a stateless run on a new thread).
 
@@ -46,7 +49,7 @@ def start_run(
         NotFoundError, ForbiddenError, ModelUnavailableError, ConflictError,
         ValidationFailed: the refusals listed in the module docstring.
     """
-    content = input_text(graph_input)
+    content = run_input(graph_input, control)
     spec = resolve_agent(runtime, principal, assistant_id)
     with runtime.db.engine.begin() as conn:
         if thread_id is None:
@@ -61,6 +64,9 @@ def start_run(
             )
         else:
             row = get_conversation(conn, principal, thread_id)
+            # A message or resume that does not fit the thread's pause is refused now.
+            nodes = set(runtime.compiled(conn).graph.nodes)
+            admit(control or TurnControl(), row.pending_interrupts, content, nodes)
             choose_agent(conn, row, spec.name)
         if not runtime.router.candidates(conn):
             raise ModelUnavailableError(HOW_TO_CONFIGURE)
@@ -76,4 +82,5 @@ def start_run(
             multitask_strategy=multitask_strategy,
             stateless=thread_id is None,
             on_completion=on_completion,
+            control=control,
         )

@@ -43,6 +43,11 @@ def resolve_agent(runtime: AgentRuntime, principal: Principal, name: str) -> Age
     return spec
 
 
+def agent_of_node(node: str, current_agent: str) -> str:
+    """The agent a graph node acts for (the tools node acts for the current agent)."""
+    return node.removeprefix("agent.") if node.startswith("agent.") else current_agent
+
+
 def thread_config(thread_id: uuid.UUID | str, checkpoint_id: str | None = None) -> Any:
     configurable: dict[str, Any] = {"thread_id": str(thread_id)}
     if checkpoint_id:
@@ -53,8 +58,9 @@ def thread_config(thread_id: uuid.UUID | str, checkpoint_id: str | None = None) 
 def thread_json(
     runtime: AgentRuntime, row: Row[Any], *, busy: bool, values: bool = True
 ) -> dict[str, Any]:
-    """A ``Thread``: status is ``busy`` during a run, ``error`` when a turn was
-    interrupted (it is completed by the next run), else ``idle``."""
+    """A ``Thread``: status is ``busy`` during a run, ``interrupted`` while a turn waits
+    for a person (``interrupts`` by task id), ``error`` when a turn was cut short (it
+    is completed by the next run), else ``idle``."""
     state: dict[str, Any] = {}
     if values:
         state = values_json(runtime.compiled().graph.get_state(thread_config(row.id)).values)
@@ -63,10 +69,26 @@ def thread_json(
         "created_at": row.created_at.isoformat(),
         "updated_at": row.last_activity.isoformat(),
         "metadata": row.context_data,
-        "status": "busy" if busy else "error" if row.turn_pending else "idle",
+        "status": thread_status(row, busy),
         "values": state,
-        "interrupts": {},
+        "interrupts": interrupts_by_task(row.pending_interrupts),
     }
+
+
+def thread_status(row: Row[Any], busy: bool) -> str:
+    if busy:
+        return "busy"
+    if row.pending_interrupts is not None:
+        return "interrupted"
+    return "error" if row.turn_pending else "idle"
+
+
+def interrupts_by_task(pending: list[dict[str, Any]] | None) -> dict[str, list[dict[str, Any]]]:
+    """A paused conversation's interrupts as a ``Thread`` shows them."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for item in pending or []:
+        out.setdefault(item["task"], []).append({"value": item["value"], "id": item["id"]})
+    return out
 
 
 def choose_agent(conn: Connection, conversation: Row[Any], requested: str) -> None:
@@ -164,6 +186,8 @@ def append_messages(
         node = as_node or agent_node(conversation.current_agent)
         if node not in compiled.graph.nodes:
             raise ValidationFailed(f"as_node: no node {node!r} in the graph")
+        # Writing as an agent is acting as it: the same rule as running it.
+        resolve_agent(runtime, principal, agent_of_node(node, conversation.current_agent))
         config = compiled.graph.update_state(
             thread_config(conversation_id), {"messages": messages}, as_node=node
         )

@@ -36,8 +36,10 @@ class Translator:
         self.messages: list[BaseMessage] = list(values.get("messages", []))
         self.agent: str | None = values.get("agent")
         self.streamed: set[str] = set()  # ids of messages sent as chunks
+        self.interrupts: list[dict[str, Any]] | None = None  # the run paused on these
 
     def values(self) -> dict[str, Any]:
+        """The state as the run leaves it (with ``__interrupt__`` use :meth:`outcome`)."""
         state: dict[str, Any] = {"messages": self.messages}
         if self.agent is not None:
             state["agent"] = self.agent
@@ -74,6 +76,15 @@ class Translator:
                 yield "events", self._event("on_chain_end", node, {"output": values_json(update)})
             if "values" in self.modes:
                 yield "values", self.values()
+        elif event.type == "interrupt":
+            # As LangGraph servers send a pause: "__interrupt__" in updates and values.
+            self.interrupts = [
+                {"value": i["value"], "id": i["id"]} for i in event.data["interrupts"]
+            ]
+            if "updates" in self.modes:
+                yield "updates", {"__interrupt__": self.interrupts}
+            if "values" in self.modes:  # [] at a breakpoint
+                yield "values", {**self.values(), "__interrupt__": self.interrupts}
         elif event.type == "chunk":
             message, meta = event.data["message"], jsonable(event.data["metadata"])
             namespace = str(meta.get("langgraph_checkpoint_ns", ""))
@@ -94,6 +105,12 @@ class Translator:
                         "on_chat_model_stream", str(meta.get("langgraph_node", "")), data, meta
                     ),
                 )
+
+    def outcome(self) -> dict[str, Any]:
+        """What ``wait``/``join`` answer: the values, and ``__interrupt__`` when paused."""
+        if self.interrupts is not None:
+            return {**self.values(), "__interrupt__": self.interrupts}
+        return self.values()
 
     def finish(self) -> Iterator[tuple[str, Any]]:
         if "events" in self.modes:

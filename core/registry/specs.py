@@ -12,7 +12,16 @@ import yaml
 from core.errors import ValidationFailed
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-KNOWN_KEYS = {"name", "description", "system_prompt", "model", "tools", "handoffs", "admin_only"}
+KNOWN_KEYS = {
+    "name",
+    "description",
+    "system_prompt",
+    "model",
+    "tools",
+    "handoffs",
+    "admin_only",
+    "approve_tools",
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,8 @@ class AgentSpec:
     tools: tuple[str, ...] = ()
     handoffs: tuple[str, ...] = ()
     admin_only: bool = False
+    # Tools that wait for a person's approval (accept, edit or refuse) before they run.
+    approve_tools: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -34,6 +45,10 @@ class AgentSpec:
         data.pop("extra")
         data["tools"] = list(self.tools)
         data["handoffs"] = list(self.handoffs)
+        if self.approve_tools:
+            data["approve_tools"] = list(self.approve_tools)
+        else:
+            data.pop("approve_tools")  # absent from the stored JSON of agents without it
         return data
 
     @classmethod
@@ -88,14 +103,22 @@ def parse_agent(data: Any, *, where: str) -> AgentSpec:
     handoffs = _str_list(data.get("handoffs"), "handoffs", where)
     if name in handoffs:
         raise ValidationFailed(f"{where}: an agent cannot hand off to itself")
+    tools = _str_list(data.get("tools"), "tools", where)
+    approve = _str_list(data.get("approve_tools"), "approve_tools", where)
+    stray = [t for t in approve if t not in tools]
+    if stray:
+        raise ValidationFailed(
+            f"{where}: approve_tools entry {stray[0]!r} is not one of the agent's tools"
+        )
     return AgentSpec(
         name=name,
         description=description.strip(),
         system_prompt=prompt.strip(),
         model=model,
-        tools=_str_list(data.get("tools"), "tools", where),
+        tools=tools,
         handoffs=handoffs,
         admin_only=admin_only,
+        approve_tools=approve,
     )
 
 

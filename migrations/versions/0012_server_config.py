@@ -1,7 +1,7 @@
 """first hour: server_config, mechanic_changes.rollback_commit
 
 Revision ID: 0012
-Revises: 0006
+Revises: 0010
 
 ``agentry models list`` runs in a shell that rarely has the server's environment; the
 server records which key variables it has (names only, never values) at every start.
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0012"
-down_revision: str | None = "0006"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -27,6 +27,7 @@ class AgentBody(BaseModel):
     tools: list[str] = Field(default_factory=list)
     handoffs: list[str] = Field(default_factory=list)
     admin_only: bool = False
+    approve_tools: list[str] = Field(default_factory=list)
 
 
 class AgentUpdate(BaseModel):
@@ -36,6 +37,7 @@ class AgentUpdate(BaseModel):
     tools: list[str] = Field(default_factory=list)
     handoffs: list[str] = Field(default_factory=list)
     admin_only: bool = False
+    approve_tools: list[str] = Field(default_factory=list)
 
 
 def _agent_json(row: Any) -> dict[str, Any]:

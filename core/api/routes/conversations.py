@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from core.api.deps import CurrentUser, RuntimeDep, SessionDep, SettingsDep
@@ -32,6 +32,7 @@ from core.conversations.store import (
 from core.errors import AgentryError, ForbiddenError, PayloadTooLargeError, ValidationFailed
 from core.models import Agent, ConversationStatus
 from core.registry.specs import AgentSpec
+from core.runtime.control import TurnControl, is_resume_map
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import TurnEvent, run_turn
 
@@ -47,6 +48,31 @@ class ConversationCreate(BaseModel):
 
 class MessageCreate(BaseModel):
     content: str
+
+
+class ResumeBody(BaseModel):
+    """The person's answer to a paused turn: one ``decision``, or ``decisions`` by
+    interrupt id when several wait."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Any = None
+    decisions: dict[str, Any] | None = None
+
+    def control(self) -> TurnControl:
+        if "decision" in self.model_fields_set and self.decision is None:
+            raise ValidationFailed("decision: must not be null")
+        if self.decisions is not None and self.decision is not None:
+            raise ValidationFailed("decisions: give decision or decisions, not both")
+        if self.decisions is not None:
+            if not self.decisions:
+                raise ValidationFailed("decisions: name at least one interrupt id")
+            if not is_resume_map(self.decisions):
+                raise ValidationFailed("decisions: keys must be interrupt ids")
+            return TurnControl(resume=self.decisions)
+        if self.decision is None:
+            raise ValidationFailed("decision: required (or decisions)")
+        return TurnControl(resume=self.decision)
 
 
 def body_limit(request: Request, settings: SettingsDep) -> None:
@@ -149,6 +175,8 @@ def _respond(request: Request, events: Iterator[TurnEvent]) -> Any:
                 "current_agent": final["current_agent"],
                 "messages_count": final["messages_count"],
                 "resumed": any(e.type == "resumed" for e in collected),
+                # Set when the turn paused for a person: answer with POST .../resume.
+                "interrupts": final.get("interrupts"),
             }
         )
     # The first event is produced here, so a refusal (404, 409, 503) is still a
@@ -185,10 +213,17 @@ def _respond(request: Request, events: Iterator[TurnEvent]) -> Any:
 
 
 def _turn(
-    request: Request, runtime: AgentRuntime, user: Principal, cid: uuid.UUID, content: str | None
+    request: Request,
+    runtime: AgentRuntime,
+    user: Principal,
+    cid: uuid.UUID,
+    content: str | None,
+    control: TurnControl | None = None,
 ) -> Any:
     streaming = "text/event-stream" in request.headers.get("accept", "")
-    return _respond(request, run_turn(runtime, user, cid, content, stream_tokens=streaming))
+    return _respond(
+        request, run_turn(runtime, user, cid, content, stream_tokens=streaming, control=control)
+    )
 
 
 @router.post(
@@ -215,8 +250,16 @@ def post_message(
     return _turn(request, runtime, user, conversation_id, content)
 
 
-@router.post("/{conversation_id}/resume", summary="Complete a turn interrupted by a crash")
+@router.post(
+    "/{conversation_id}/resume",
+    summary="Answer a paused turn ({decision}), or complete one cut short by a crash (no body)",
+)
 def resume(
-    conversation_id: uuid.UUID, request: Request, user: CurrentUser, runtime: RuntimeDep
+    conversation_id: uuid.UUID,
+    request: Request,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    body: ResumeBody | None = None,
 ) -> Any:
-    return _turn(request, runtime, user, conversation_id, None)
+    control = body.control() if body is not None else None
+    return _turn(request, runtime, user, conversation_id, None, control)

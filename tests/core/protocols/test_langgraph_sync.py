@@ -174,7 +174,7 @@ def test_stateless_runs(alice: SyncLangGraphClient) -> None:
 @pytest.mark.parametrize(
     ("option", "value", "named"),
     [
-        ("interrupt_before", ["tools"], "interrupt_before"),
+        ("interrupt_before", ["no-such-node"], "interrupt_before"),  # supported; no such node
         ("stream_mode", "debug", "stream_mode"),
         ("webhook", "http://example.org/hook", "webhook"),
         ("multitask_strategy", "sometimes", "multitask_strategy"),

@@ -24,6 +24,7 @@ from core.auth.users import Principal
 from core.conversations.store import get_conversation
 from core.db.engine import Database
 from core.errors import ConflictError, ValidationFailed
+from core.protocols.control import run_control
 from core.protocols.runs import start_run
 from core.protocols.translate import STREAM_MODES
 from core.runs import RunService, cancel_run, store
@@ -36,9 +37,6 @@ router = APIRouter(tags=["agent protocol"])
 
 # Options Agentry cannot honour: any value other than these defaults is a 422.
 UNSUPPORTED: dict[str, tuple[Any, ...]] = {
-    "command": (None,),
-    "interrupt_before": (None, []),
-    "interrupt_after": (None, []),
     "webhook": (None,),
     "checkpoint": (None,),
     "checkpoint_id": (None,),
@@ -51,6 +49,8 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "durability": (None, "sync"),
     "context": (None, {}),
 }
+# Human in the loop: read by core.protocols.control.run_control.
+HITL_OPTIONS = ("command", "interrupt_before", "interrupt_after")
 
 
 class RunCreate(BaseModel):
@@ -83,6 +83,8 @@ def _modes(body: RunCreate) -> list[str]:
 def _check(body: RunCreate, thread_id: uuid.UUID | None) -> list[str]:
     """422 naming the first option that is not supported."""
     extra = dict(body.model_extra or {})
+    for name in HITL_OPTIONS:
+        extra.pop(name, None)
     for name, accepted in UNSUPPORTED.items():
         value = extra.pop(name, None)
         if value not in accepted:
@@ -120,6 +122,7 @@ def _body_run(
         metadata=body.metadata,
         multitask_strategy=body.multitask_strategy or "reject",
         on_completion=body.on_completion,
+        control=run_control(body.model_extra or {}),
     )
 
 

@@ -111,9 +111,11 @@ def search(
     if body.ids is not None:
         stmt = stmt.where(Conversation.id.in_(body.ids))
     if body.status == "interrupted":
-        return []  # Agentry graphs never pause on interrupts
+        stmt = stmt.where(Conversation.pending_interrupts.is_not(None))
     if body.status == "error":
-        stmt = stmt.where(Conversation.turn_pending.is_(True))
+        stmt = stmt.where(
+            Conversation.turn_pending.is_(True), Conversation.pending_interrupts.is_(None)
+        )
     column = {
         "thread_id": Conversation.id,
         "created_at": Conversation.created_at,
