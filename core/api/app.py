@@ -27,6 +27,7 @@ from core.api.routes import (
 )
 from core.api.routes import search as search_routes
 from core.api.routes.protocol import assistants as protocol_assistants
+from core.api.routes.protocol import crons as protocol_crons
 from core.api.routes.protocol import info as protocol_info
 from core.api.routes.protocol import runs as protocol_runs
 from core.api.routes.protocol import store as protocol_store
@@ -37,6 +38,8 @@ from core.mechanic.live import EntityRegistry, start_live_entities
 from core.mechanic.tools import entity_tool_provider
 from core.memory.service import start_memory
 from core.runs import start_runs
+from core.runs.scheduler import start_scheduler
+from core.runs.webhooks import start_webhooks
 from core.runtime import lifecycle as runtime_lifecycle
 from core.runtime.tool_providers import register_tool_provider, unregister_tool_provider
 
@@ -69,9 +72,17 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         app.state.runs = start_runs(
             app.state.db, lambda: runtime_lifecycle.get_runtime(app), settings
         )
+        # Crons fire and webhooks go out from every process (rows are claimed, never shared).
+        scheduler = start_scheduler(
+            app.state.db.engine, settings.cron_interval, lambda: runtime_lifecycle.get_runtime(app)
+        )
+        webhooks = start_webhooks(app.state.db.engine, settings)
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
+            webhooks.stop()
             app.state.runs.stop()
             runtime_lifecycle.stop(app)
             unregister_tool_provider(entity_tools)
@@ -112,6 +123,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(protocol_info.router)
     app.include_router(protocol_assistants.router)
     app.include_router(protocol_threads.router)
+    app.include_router(protocol_crons.router)
     app.include_router(protocol_runs.router)
     app.include_router(protocol_store.router)
     app.include_router(openai_compat.router)

@@ -51,14 +51,17 @@ def create_conversation(
     *,
     metadata: dict[str, Any] | None = None,
     channel: str = "api",
+    conversation_id: uuid.UUID | None = None,
 ) -> Row[Any]:
     """A new active conversation with ``agent`` (its first switch is recorded).
 
-    The caller checks the agent exists and may be used by the principal.
+    The caller checks the agent exists and may be used by the principal, and that
+    ``conversation_id`` (a client-chosen id) is free.
     """
     conversation_id = conn.execute(
         insert(Conversation)
         .values(
+            **({"id": conversation_id} if conversation_id else {}),
             session_id=f"s_{uuid.uuid4().hex}",
             user_id=principal.id,
             channel=channel,

@@ -8,8 +8,9 @@ from core.models.ai_models import AiModel, PromptHistory
 from core.models.audit import AuditLog
 from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
+from core.models.crons import Cron, WebhookDelivery
 from core.models.mechanic import MechanicChange
-from core.models.registry import Agent, EntityType, Tool
+from core.models.registry import Agent, AssistantVersion, EntityType, Tool
 from core.models.runs import Run, RunEvent
 from core.models.search import SearchEmbeddingSpace, SearchIndex
 from core.models.server import ServerConfig
@@ -20,10 +21,12 @@ __all__ = [
     "Agent",
     "AgentSwitch",
     "AiModel",
+    "AssistantVersion",
     "AuditLog",
     "Base",
     "Conversation",
     "ConversationStatus",
+    "Cron",
     "EntityType",
     "MechanicChange",
     "Message",
@@ -37,4 +40,5 @@ __all__ = [
     "Tool",
     "User",
     "UserRole",
+    "WebhookDelivery",
 ]

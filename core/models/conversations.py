@@ -13,6 +13,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -74,9 +75,17 @@ class Conversation(Base):
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Agent Protocol thread ttl: deleted after this many minutes without activity.
+    ttl_minutes: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (
         CheckConstraint("messages_count >= 0", name="messages_count_nonnegative"),
+        CheckConstraint("ttl_minutes IS NULL OR ttl_minutes > 0", name="ttl_minutes_positive"),
+        Index(
+            "ix_conversations_ttl_last_activity",
+            "last_activity",
+            postgresql_where=text("ttl_minutes IS NOT NULL AND deleted_at IS NULL"),
+        ),
         # The list a user sees: their live conversations, most recent first.
         Index(
             "ix_conversations_user_id_last_activity",

@@ -12,9 +12,11 @@ from sqlalchemy import Connection, Row, text, update
 from core.auth.users import Principal
 from core.conversations.messages import from_langchain, store_messages
 from core.conversations.store import get_conversation
-from core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
+from core.errors import ConflictError, NotFoundError, ValidationFailed
 from core.models import Conversation
 from core.protocols.serialize import checkpoint_json, state_json, values_json
+from core.registry import assistants
+from core.registry.assistants import ResolvedAssistant
 from core.registry.specs import AgentSpec
 from core.runtime.graph import agent_node
 from core.runtime.handoffs import record_switch
@@ -28,19 +30,22 @@ MERGE_METADATA_SQL = text(
 TRY_TURN_LOCK_SQL = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
-def resolve_agent(runtime: AgentRuntime, principal: Principal, name: str) -> AgentSpec:
-    """The active agent called ``name`` (an assistant id or OpenAI model name).
+def resolve_assistant(
+    runtime: AgentRuntime, principal: Principal, assistant_id: str
+) -> ResolvedAssistant:
+    """The agent (and its version) a run of ``assistant_id`` uses: an assistant's
+    UUID or an agent's name, in the registry this process runs now.
 
     Raises:
-        NotFoundError: no such active agent.
+        NotFoundError: no such active assistant.
         ForbiddenError: an admin-only agent and the caller is not an admin.
     """
-    spec = runtime.compiled().snapshot.agents.get(name)
-    if spec is None:
-        raise NotFoundError(f"no assistant {name!r}: see POST /assistants/search")
-    if spec.admin_only and not principal.is_admin:
-        raise ForbiddenError(f"assistant {name!r} is for admins")
-    return spec
+    return assistants.resolve_assistant(runtime.compiled().snapshot, principal, assistant_id)
+
+
+def resolve_agent(runtime: AgentRuntime, principal: Principal, name: str) -> AgentSpec:
+    """The spec of :func:`resolve_assistant` (an assistant id or OpenAI model name)."""
+    return resolve_assistant(runtime, principal, name).spec
 
 
 def agent_of_node(node: str, current_agent: str) -> str:
@@ -158,16 +163,21 @@ def append_messages(
     conversation_id: uuid.UUID,
     raw_messages: list[Any],
     as_node: str | None = None,
+    checkpoint_id: str | None = None,
 ) -> dict[str, Any]:
     """Add messages to a thread's state and to its stored messages, as ``as_node``.
 
     Used by ``POST /threads/{id}/state`` and to seed an OpenAI request's history.
+    With ``checkpoint_id`` the messages are added to the state at that checkpoint: a
+    fork, which becomes the thread's current state (the stored messages keep every
+    message, like a log).
 
     Returns:
         The new checkpoint (``{"checkpoint": {...}}``).
 
     Raises:
         ConflictError: a turn of the conversation is running.
+        NotFoundError: no such checkpoint.
         ValidationFailed: messages that cannot be converted, or an unknown node.
     """
     try:
@@ -188,9 +198,10 @@ def append_messages(
             raise ValidationFailed(f"as_node: no node {node!r} in the graph")
         # Writing as an agent is acting as it: the same rule as running it.
         resolve_agent(runtime, principal, agent_of_node(node, conversation.current_agent))
-        config = compiled.graph.update_state(
-            thread_config(conversation_id), {"messages": messages}, as_node=node
-        )
+        at = thread_config(conversation_id, checkpoint_id)
+        if checkpoint_id and runtime.saver.get_tuple(at) is None:
+            raise NotFoundError(f"no checkpoint {checkpoint_id} on thread {conversation_id}")
+        config = compiled.graph.update_state(at, {"messages": messages}, as_node=node)
         agent = conversation.current_agent
         rows = [
             r

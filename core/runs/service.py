@@ -42,6 +42,7 @@ def create_run(
     on_completion: str | None = None,
     run_id: uuid.UUID | None = None,
     control: TurnControl | None = None,
+    webhook: str | None = None,
 ) -> Row[Any]:
     """Queue a run of ``thread_id`` (a conversation ``principal`` may use), in the
     caller's transaction; a worker of any process starts it once it is committed.
@@ -64,6 +65,7 @@ def create_run(
         run_id: the id to use (default: a new one).
         control: resume a paused turn and/or breakpoints (kept as JSON, see
             :class:`core.runtime.control.TurnControl`).
+        webhook: where the finished run is POSTed (:mod:`core.runs.webhooks`).
 
     Returns:
         The run's row (status ``pending``).
@@ -96,6 +98,8 @@ def create_run(
         kwargs["on_completion"] = on_completion
     if control is not None:
         kwargs["control"] = control.to_json()
+    if webhook is not None:
+        kwargs["webhook"] = webhook
     return store.insert_run(
         conn,
         run_id=run_id or uuid.uuid4(),

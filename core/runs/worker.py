@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Row, text
 from core.db.engine import Database
 from core.errors import AgentryError, ConflictError
 from core.protocols.threads import thread_config
-from core.protocols.translate import Translator
+from core.protocols.translate import GRAPH_MODES, TOKEN_MODES, Translator
 from core.runs import store
 from core.runs.events import EventWriter
 from core.runs.settle import settle_cancelled
@@ -213,16 +213,16 @@ class RunWorkers:
         with self.db.engine.begin() as conn:
             checkpoint = (snapshot.config or {}).get("configurable", {}).get("checkpoint_id")
             store.record_checkpoint(conn, run.id, checkpoint)
-        tokens = "messages-tuple" in modes or "events" in modes
         turn = run_turn(
             runtime,
             principal,
             run.thread_id,
             content,
-            stream_tokens=tokens,
+            stream_tokens=any(m in TOKEN_MODES for m in modes),
             raw=True,
             message_id=message_id,
             control=control,
+            graph_modes=[m for m in modes if m in GRAPH_MODES],
         )
         translator = Translator(run.id, run.thread_id, modes, snapshot.values or {})
         writer = EventWriter(run.id, first_seq)

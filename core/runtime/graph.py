@@ -29,6 +29,7 @@ from langgraph.types import Send, interrupt
 from typing_extensions import TypedDict  # pydantic (state JSON schemas) needs it on 3.11
 
 from core.errors import ValidationFailed
+from core.registry.access import may_use
 from core.registry.snapshot import RegistrySnapshot
 from core.registry.specs import AgentSpec
 from core.registry.tools import build_tool, resolve_module_path
@@ -98,7 +99,7 @@ class GraphBuilder:
         tools += provided_tools(turn)
         for target in spec.handoffs:
             other = self.snapshot.agents.get(target)
-            if other is not None and (not other.admin_only or turn.principal.is_admin):
+            if other is not None and may_use(turn.principal, other):
                 tools.append(handoff_tool(other))
         return tools
 

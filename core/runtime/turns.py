@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -101,6 +101,7 @@ def run_turn(
     raw: bool = False,
     control: TurnControl | None = None,
     message_id: str | None = None,
+    graph_modes: Sequence[str] = (),
 ) -> Iterator[TurnEvent]:
     """Run one turn (or, with ``content`` None, only complete a pending one).
 
@@ -115,6 +116,8 @@ def run_turn(
             step's other events) and ``chunk`` (message chunk and its metadata).
         control: resume a paused turn (``resume``, ``update``, ``goto``) and/or pause
             this one at breakpoints.
+        graph_modes: with ``raw``, LangGraph stream modes passed through as ``graph``
+            events (``{"mode": ..., "chunk": ...}``): ``tasks``, ``checkpoints``, ``debug``.
 
     Yields:
         Events; the last one is ``final`` with every message stored by this call.
@@ -158,6 +161,7 @@ def run_turn(
                 raw,
                 control or TurnControl(),
                 message_id,
+                tuple(graph_modes) if raw else (),
             )
         finally:
             conn.rollback()
@@ -186,6 +190,7 @@ def _turn(
     raw: bool,
     control: TurnControl,
     message_id: str | None = None,
+    graph_modes: tuple[str, ...] = (),
 ) -> Iterator[TurnEvent]:
     conversation_id = conversation.id
     pending: list[dict[str, Any]] | None = conversation.pending_interrupts
@@ -197,6 +202,7 @@ def _turn(
     config: RunnableConfig = {"configurable": {"thread_id": str(conversation_id)}}
     drive = _Driver(conn, compiled, turn, config, stream_tokens, conversation, control)
     drive.raw = raw
+    drive.graph_modes = graph_modes
 
     if conversation.turn_pending or control.is_command:
         conn.commit()  # no transaction stays open while the graph runs
@@ -277,6 +283,7 @@ class _Driver:
         self.agent: str = str(conversation.current_agent)
         self.messages_count: int = conversation.messages_count
         self.raw = False  # also yield LangChain objects (see run_turn)
+        self.graph_modes: tuple[str, ...] = ()  # passed through as "graph" events
         self.control = control
         self.interrupts: list[dict[str, Any]] | None = None  # set when the turn pauses
 
@@ -310,6 +317,7 @@ class _Driver:
 
     def run(self, graph_input: Any) -> Iterator[TurnEvent]:
         modes: list[StreamMode] = ["updates", "messages"] if self.stream_tokens else ["updates"]
+        modes += cast(list[StreamMode], list(self.graph_modes))
         parts = self.compiled.graph.stream(
             graph_input,
             self.config,
@@ -322,6 +330,9 @@ class _Driver:
         paused = False
         # With a list of modes, each part is (mode, payload).
         for mode, chunk in cast(Iterator[tuple[str, Any]], parts):
+            if mode in self.graph_modes:
+                yield TurnEvent("graph", {"mode": mode, "chunk": chunk})
+                continue
             if mode == "messages":
                 message, meta = chunk
                 node = str(meta.get("langgraph_node", ""))

@@ -60,6 +60,16 @@ def _get(conn: Connection, name: str) -> Any:
     return row
 
 
+def _file_agent(conn: Connection, name: str) -> Any:
+    """An agent /v1/agents may change: assistants change through /assistants."""
+    row = _get(conn, name)
+    if row.assistant_id is not None:
+        raise ConflictError(
+            f"agent {name!r} is an assistant: change it at /assistants/{row.assistant_id}"
+        )
+    return row
+
+
 def _save(conn: Connection, spec: AgentSpec, project_dir: Path, actor: str) -> None:
     tools, agents = active_names(conn)
     check_references([spec], tools, agents | {spec.name})
@@ -99,7 +109,7 @@ def update_agent(
     name: str, body: AgentUpdate, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     conn = session.connection()
-    _get(conn, name)
+    _file_agent(conn, name)
     spec = parse_agent({"name": name, **body.model_dump()}, where=f"agent {name!r}")
     _save(conn, spec, settings.project_dir, admin.actor)
     return _agent_json(_get(conn, name))
@@ -108,7 +118,7 @@ def update_agent(
 @router.delete("/{name}", status_code=204, summary="Deactivate an agent (admin)")
 def delete_agent(name: str, admin: AdminUser, session: SessionDep) -> None:
     conn = session.connection()
-    _get(conn, name)
+    _file_agent(conn, name)
     deactivate_agent(conn, name, actor=admin.actor)
 
 

@@ -1,6 +1,6 @@
 """interrupts: a conversation paused for a person (human in the loop)
 
-Revision ID: 0010
+Revision ID: 0007
 Revises: 0006
 
 ``conversations.pending_interrupts`` is NULL while no turn waits for a person; a
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0010"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
