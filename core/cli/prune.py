@@ -30,7 +30,7 @@ def prune(
 ) -> None:
     """Delete threads whose ttl ran out; keep the latest checkpoints (and run events) per
     conversation; drop those of deleted conversations and orphans."""
-    from core.protocols.thread_ops import expire_threads
+    from core.protocols.ttl import expire_threads
     from core.runtime.retention import prune_checkpoints
 
     with cli_database() as (db, settings), db.engine.connect() as conn:
