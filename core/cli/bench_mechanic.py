@@ -50,4 +50,11 @@ def bench_mechanic(
     table.add_row(
         "within lock_timeout", f"{lock['within_lock_timeout']} ({lock['lock_timeout_ms']} ms)"
     )
+    chat = report["conversation_to_live"]
+    table.add_row(
+        "conversation-to-live (s)",
+        f"{chat['total_s']} (proposal {chat['proposal_s']}, approval pause "
+        f"{chat['approval_pause_s']}, apply {chat['apply_s']}, first record "
+        f"{chat['first_record_s']})",
+    )
     console.print(table)

@@ -1,4 +1,4 @@
-"""``agentry mechanic plan|apply|rollback|list``: schema changes from the terminal."""
+"""``agentry mechanic plan|apply|rollback|list|log``: schema changes from the terminal."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import text
 
 from config import Settings
 from core.cli.database import cli_database
@@ -172,7 +173,7 @@ def rollback(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Roll back a change: the entity is retired (data kept) and the commit reverted."""
-    from core.mechanic.apply import rollback_change
+    from core.mechanic.rollback import rollback_change
 
     with cli_database() as (db, settings):
         found = _resolve(db, change_id)
@@ -208,5 +209,46 @@ def list_command(
         table.add_row(
             c["status"], str(c["plan"].get("message")), str(c["revision"]),
             c["created_at"].strftime("%Y-%m-%d %H:%M:%S"), str(c["id"]),
+        )  # fmt: skip
+    console.print(table)
+
+
+ROLLBACKS = text(
+    "SELECT details->>'change_id' AS change_id, git_commit FROM audit_log"
+    " WHERE action = 'rollback' AND status = 'succeeded' ORDER BY created_at"
+)
+
+
+@app.command("log")
+@edge
+def log_command(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The chain of changes, oldest first: revision on its parent, status, commits."""
+    from core.mechanic import registry
+
+    with cli_database() as (db, _), db.engine.connect() as conn:
+        changes = list(reversed(registry.list_changes(conn, limit=10_000)))
+        undone = {r.change_id: r.git_commit for r in conn.execute(ROLLBACKS)}
+    chain = [
+        {
+            "id": str(c["id"]),
+            "status": c["status"],
+            "change": c["plan"].get("message"),
+            "revision": c["revision"],
+            "down_revision": c["down_revision"],
+            "commit": c["git_commit"],
+            "rollback_commit": undone.get(str(c["id"])) if c["status"] == "rolled_back" else None,
+            "created_at": c["created_at"],
+        }
+        for c in changes
+    ]
+    if as_json:
+        _print_json(chain)
+        return
+    table = Table("created", "id", "status", "change", "revision", "commit", "rolled back by")
+    for c in chain:
+        table.add_row(
+            c["created_at"].strftime("%Y-%m-%d %H:%M:%S"), c["id"][:8], c["status"],
+            str(c["change"]), f"{c['revision']} ← {c['down_revision']}",
+            (c["commit"] or "")[:12], (c["rollback_commit"] or "")[:12],
         )  # fmt: skip
     console.print(table)
