@@ -1,7 +1,7 @@
 """run assistant version: the version of the assistant (agent) a run used
 
 Revision ID: 0011
-Revises: 0010
+Revises: 0012
 
 ``runs.assistant_version`` is set when a worker starts (or takes over) the run, from
 the registry the run's turn is compiled from: the version that actually answered,
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0010"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
