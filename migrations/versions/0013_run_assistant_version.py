@@ -1,6 +1,6 @@
 """run assistant version: the version of the assistant (agent) a run used
 
-Revision ID: 0011
+Revision ID: 0013
 Revises: 0012
 
 ``runs.assistant_version`` is set when a worker starts (or takes over) the run, from
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
+revision: str = "0013"
 down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
