@@ -22,6 +22,7 @@ from core.api.routes import (
     tools,
     users,
 )
+from core.api.routes import imports as import_routes
 from core.api.routes import search as search_routes
 from core.api.routes.protocol import assistants as protocol_assistants
 from core.api.routes.protocol import info as protocol_info
@@ -98,6 +99,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(mechanic.router)
     app.include_router(audit.router)
     app.include_router(search_routes.router)
+    app.include_router(import_routes.router)
     # The LangGraph Agent Protocol (langgraph_sdk) and the OpenAI-compatible chat API.
     app.include_router(protocol_info.router)
     app.include_router(protocol_assistants.router)

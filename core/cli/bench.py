@@ -10,7 +10,7 @@ from rich.table import Table
 from config import get_settings
 from core.bench.chat import run_chat_bench
 from core.bench.database import bench_database
-from core.cli import bench_mechanic, bench_protocols, bench_runs, bench_search
+from core.cli import bench_mechanic, bench_memory, bench_protocols, bench_runs, bench_search
 from core.cli.edge import console, edge
 
 app = typer.Typer(
@@ -81,3 +81,4 @@ app.command("mechanic")(bench_mechanic.bench_mechanic)
 app.command("search")(bench_search.bench_search)
 app.command("protocols")(bench_protocols.bench_protocols)
 app.command("runs")(bench_runs.bench_runs)
+app.command("memory")(bench_memory.bench_memory)

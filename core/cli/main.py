@@ -19,6 +19,7 @@ from core.cli import (
     users,
     worker,
 )
+from core.cli import importer as import_cli
 from core.cli import index as index_cli
 from core.cli import search as search_cli
 from core.cli.edge import console
@@ -45,6 +46,7 @@ app.add_typer(mechanic.app, name="mechanic")
 app.command("audit")(audit.audit)
 app.command("search")(search_cli.search_command)
 app.command("index")(index_cli.index_command)
+app.add_typer(import_cli.app, name="import")
 
 
 @app.command()
