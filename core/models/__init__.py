@@ -9,6 +9,7 @@ from core.models.audit import AuditLog
 from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
 from core.models.mechanic import MechanicChange
+from core.models.memory_blocks import MemoryBlock, MemoryBlockVersion
 from core.models.registry import Agent, EntityType, Tool
 from core.models.runs import Run, RunEvent
 from core.models.search import SearchEmbeddingSpace, SearchIndex
@@ -25,6 +26,8 @@ __all__ = [
     "ConversationStatus",
     "EntityType",
     "MechanicChange",
+    "MemoryBlock",
+    "MemoryBlockVersion",
     "Message",
     "PromptHistory",
     "Run",

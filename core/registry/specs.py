@@ -13,6 +13,7 @@ from core.errors import ValidationFailed
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 KNOWN_KEYS = {"name", "description", "system_prompt", "model", "tools", "handoffs", "admin_only"}
+KNOWN_KEYS |= {"recall"}  # automatic recall (core/memory/prompting.py)
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,16 @@ class AgentSpec:
     tools: tuple[str, ...] = ()
     handoffs: tuple[str, ...] = ()
     admin_only: bool = False
+    # Automatic recall {k, scope, budget} (core/memory/prompting.py); None: off.
+    recall: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON stored in ``agents.spec`` (name and description have their own columns)."""
         data = asdict(self)
         data.pop("extra")
+        if data["recall"] is None:
+            data.pop("recall")
         data["tools"] = list(self.tools)
         data["handoffs"] = list(self.handoffs)
         return data
@@ -96,7 +101,17 @@ def parse_agent(data: Any, *, where: str) -> AgentSpec:
         tools=_str_list(data.get("tools"), "tools", where),
         handoffs=handoffs,
         admin_only=admin_only,
+        recall=_recall(data.get("recall"), where),
     )
+
+
+def _recall(value: Any, where: str) -> dict[str, Any] | None:
+    from core.memory.prompting import parse_recall  # the memory layer owns the format
+
+    try:
+        return parse_recall(value, where)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc)) from None
 
 
 def load_agent_file(path: Path) -> AgentSpec:

@@ -24,6 +24,7 @@ from langgraph.runtime import Runtime
 from typing_extensions import TypedDict  # pydantic (state JSON schemas) needs it on 3.11
 
 from core.errors import ValidationFailed
+from core.memory.prompting import block_tools, memory_prompt
 from core.registry.snapshot import RegistrySnapshot
 from core.registry.specs import AgentSpec
 from core.registry.tools import build_tool, resolve_module_path
@@ -77,6 +78,7 @@ class GraphBuilder:
         """The agent's registry tools, the providers' tools and its handoff tools."""
         tools = [self.registry_tools[n] for n in spec.tools if n in self.registry_tools]
         tools += provided_tools(turn)
+        tools += block_tools(turn, spec.name)
         for target in spec.handoffs:
             other = self.snapshot.agents.get(target)
             if other is not None and (not other.admin_only or turn.principal.is_admin):
@@ -86,7 +88,11 @@ class GraphBuilder:
     def _agent(self, spec: AgentSpec) -> Callable[..., dict[str, Any]]:
         def call(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
             turn = runtime.context
-            prompt: list[BaseMessage] = [SystemMessage(spec.system_prompt), *state["messages"]]
+            memory = memory_prompt(turn, spec.name, spec.recall, state["messages"])
+            prompt: list[BaseMessage] = [
+                SystemMessage(spec.system_prompt + memory),
+                *state["messages"],
+            ]
             reply = self.model_call(spec, prompt, self.tools_for(spec, turn), turn)
             reply.response_metadata["agentry_agent"] = spec.name
             # Task ids are deterministic: a step re-run after a crash makes the same message

@@ -94,7 +94,7 @@ def test_legacy_sessions_import_once_with_timestamps_switches_and_bad_rows_repor
     assert "not valid JSON" in skipped["session s-broken"]
     assert "role" in skipped["session s-badrole"]
     assert "orphan" in skipped["agent_contexts s-ghost"]
-    assert report["indexed"] == 8  # two views per message
+    assert report["indexed"] == 10  # two views per message, one per conversation
     before = _counts(db)
     assert before[:3] == (2, 4, 2)
 
