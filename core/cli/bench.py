@@ -67,6 +67,12 @@ def chat(
         f" {conc['turns_per_second']} turns/s; messages {conc['messages_stored']}"
         f"/{conc['messages_expected']} (lost {conc['lost_messages']})"
     )
+    rec = result["recall"]
+    console.print(
+        f"automatic recall (k {rec['config']['k']}): +{rec['added_ms']['p50']} ms p50"
+        f" / +{rec['added_ms']['p95']} ms p95 per model call,"
+        f" +{rec['added_prompt_tokens']['mean']} prompt tokens on average"
+    )
 
 
 class _null:

@@ -245,7 +245,7 @@ def test_post_import_is_for_admins_and_reports_per_line(
     body = "\n".join([_line("http-1", user="alice@import.org"), '{"conversation": 3}'])
     with (
         LiveServer(create_app(db, test_settings)) as server,
-        httpx.Client(base_url=server.url) as client,
+        httpx.Client(base_url=server.url, timeout=120) as client,
     ):
         headers = {"Content-Type": "application/x-ndjson"}
         denied = client.post("/v1/import", content=body, headers=headers | auth(alice))
@@ -263,3 +263,14 @@ def test_post_import_is_for_admins_and_reports_per_line(
         )
         assert found.status_code == 200
         assert "Tokyo" in found.json()["hits"][0]["snippet"]
+        # Conversational recall through the same route: turn and context views fused,
+        # the hit is the message and its snippet the turn with its speaker.
+        recalled = client.get(
+            "/v1/search", params={"q": "first trip to Tokyo", "mode": "recall"}, headers=auth(alice)
+        )
+        assert recalled.status_code == 200, recalled.text
+        top = recalled.json()["hits"][0]
+        assert top["entity_type"] == "message"
+        assert top["snippet"] == "Calvin: I flew to Tokyo for the first time"
+        assert {"keyword", "context_keyword"} <= set(top["rank"])
+        assert "context" not in top["metadata"]
