@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     run_lease_seconds: float = Field(default=10.0, ge=1, le=3600, alias="AGENTRY_RUN_LEASE_SECONDS")
 
     # --- HTTP server ------------------------------------------------------------
+    # Seconds an SSE stream (or a long wait) may stay silent before a keep-alive is sent.
+    sse_keepalive: float = Field(default=15.0, gt=0, le=3600, alias="AGENTRY_SSE_KEEPALIVE")
     host: str = Field(default="127.0.0.1", alias="AGENTRY_HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="AGENTRY_PORT")
 
@@ -147,6 +149,22 @@ class Settings(BaseSettings):
         default=120.0, gt=0, le=86400, alias="AGENTRY_MECHANIC_STATEMENT_TIMEOUT"
     )
 
+    # --- crons and webhooks (issue 10) ----------------------------------------------
+    # Seconds between a process's polls for due crons (0: this process fires none).
+    cron_interval: float = Field(default=1.0, ge=0, le=3600, alias="AGENTRY_CRON_INTERVAL")
+    # Key of the webhook signature (X-Agentry-Signature); unset: deliveries are unsigned.
+    webhook_secret: str | None = Field(default=None, alias="AGENTRY_WEBHOOK_SECRET")
+    # Hosts webhooks may be sent to, comma separated ("*.example.org" for subdomains).
+    # Empty: none, so a run or cron naming a webhook is refused.
+    webhook_allowed_hosts: str = Field(default="", alias="AGENTRY_WEBHOOK_ALLOWED_HOSTS")
+    webhook_interval: float = Field(default=1.0, ge=0, le=3600, alias="AGENTRY_WEBHOOK_INTERVAL")
+    webhook_timeout: float = Field(default=10.0, gt=0, le=300, alias="AGENTRY_WEBHOOK_TIMEOUT")
+    webhook_max_attempts: int = Field(
+        default=6, ge=1, le=100, alias="AGENTRY_WEBHOOK_MAX_ATTEMPTS"
+    )
+    # First retry after this many seconds, doubling on every further failure.
+    webhook_backoff: float = Field(default=2.0, gt=0, le=3600, alias="AGENTRY_WEBHOOK_BACKOFF")
+
     @field_validator(
         "database_url",
         "llm_base_url",
@@ -154,6 +172,7 @@ class Settings(BaseSettings):
         "llm_api_key",
         "embedding_base_url",
         "embedding_api_key",
+        "webhook_secret",
         mode="before",
     )
     @classmethod
@@ -203,6 +222,13 @@ class Settings(BaseSettings):
     def backup_path(self) -> Path:
         """Where ``pg_dump`` backups go (``AGENTRY_BACKUP_DIR`` or ``AGENTRY_HOME/backups``)."""
         return (self.backup_dir or self.home_dir / "backups").expanduser().resolve()
+
+    @property
+    def webhook_hosts(self) -> frozenset[str]:
+        """``AGENTRY_WEBHOOK_ALLOWED_HOSTS`` as lower-case host names (empty: none)."""
+        return frozenset(
+            h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip()
+        )
 
     @property
     def uses_embedded_database(self) -> bool:

@@ -66,6 +66,14 @@ class ConflictError(AgentryError):
     title = "Conflict"
 
 
+class DecisionConflict(AgentryError):
+    """A turn waits for a person's decision and the request brings none (or brings one
+    while nothing waits). Unlike :class:`ConflictError`, waiting and retrying do not help."""
+
+    status = 409
+    title = "Conflict"
+
+
 class AuthError(AgentryError):
     status = 401
     title = "Unauthorized"

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import core
 from config import Settings, get_settings
+from core.api.nul import RejectNulMiddleware
+from core.api.openapi import install_openapi
 from core.api.problems import install_problem_handlers
 from core.api.routes import (
     agents,
@@ -26,15 +28,19 @@ from core.api.routes import imports as import_routes
 from core.api.routes import memory as memory_routes
 from core.api.routes import search as search_routes
 from core.api.routes.protocol import assistants as protocol_assistants
+from core.api.routes.protocol import crons as protocol_crons
 from core.api.routes.protocol import info as protocol_info
 from core.api.routes.protocol import runs as protocol_runs
 from core.api.routes.protocol import store as protocol_store
 from core.api.routes.protocol import threads as protocol_threads
+from core.api.strict import strict_parsing
 from core.db.engine import Database, open_database
 from core.mechanic.live import EntityRegistry, start_live_entities
 from core.mechanic.tools import entity_tool_provider
 from core.memory.service import start_memory
 from core.runs import start_runs
+from core.runs.scheduler import start_scheduler
+from core.runs.webhooks import start_webhooks
 from core.runtime import lifecycle as runtime_lifecycle
 from core.runtime.tool_providers import register_tool_provider, unregister_tool_provider
 
@@ -67,9 +73,17 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         app.state.runs = start_runs(
             app.state.db, lambda: runtime_lifecycle.get_runtime(app), settings
         )
+        # Crons fire and webhooks go out from every process (rows are claimed, never shared).
+        scheduler = start_scheduler(
+            app.state.db.engine, settings.cron_interval, lambda: runtime_lifecycle.get_runtime(app)
+        )
+        webhooks = start_webhooks(app.state.db.engine, settings)
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
+            webhooks.stop()
             app.state.runs.stop()
             runtime_lifecycle.stop(app)
             unregister_tool_provider(entity_tools)
@@ -84,12 +98,15 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         version=core.__version__,
         summary="Self-evolving agent platform with vector memory",
         lifespan=lifespan,
+        dependencies=[Depends(strict_parsing)],
     )
     app.state.settings = settings
     app.state.entities = EntityRegistry()
     if db is not None:
         app.state.db = db
     install_problem_handlers(app)
+    app.add_middleware(RejectNulMiddleware)
+    install_openapi(app)
     app.include_router(health.router)
     app.include_router(users.router)
     app.include_router(agents.router)
@@ -106,6 +123,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(protocol_info.router)
     app.include_router(protocol_assistants.router)
     app.include_router(protocol_threads.router)
+    app.include_router(protocol_crons.router)
     app.include_router(protocol_runs.router)
     app.include_router(protocol_store.router)
     app.include_router(openai_compat.router)

@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.api.gaps import SUPPORT_TABLE, operation
+from core.db.errors import DRIVER_ERRORS, bad_value, database_unavailable
 from core.errors import AgentryError
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,25 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     """A problem response with the given status, title and detail."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+# What Starlette's router raises when no route serves a request.
+ROUTING_DETAILS = ("Not Found", "Method Not Allowed")
+
+
+def _unrouted(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """No silent gaps: name the operation (501 for an SDK operation Agentry does not
+    serve, see :mod:`core.api.gaps`), never a bare 404 or 405."""
+    method, path = request.method, request.url.path
+    name = operation(method, path)
+    if name is not None:
+        detail = f"{name} ({method} {path}) is not supported by Agentry; {SUPPORT_TABLE}"
+        return problem(501, "Not supported", detail, operation=name)
+    if exc.status_code == 405:
+        response = problem(405, "Method not allowed", f"{method} {path}: not served here")
+        response.headers.update(exc.headers or {})
+        return response
+    return problem(exc.status_code, "Not found", f"{method} {path}: no such operation")
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -49,7 +70,22 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.detail in ROUTING_DETAILS:
+            return _unrouted(request, exc)
         return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    async def _driver(request: Request, exc: Exception) -> JSONResponse:
+        refused = bad_value(exc)
+        if refused is not None:
+            return problem(refused.status, refused.title, refused.message)
+        lost = database_unavailable(exc)
+        if lost is None:
+            return await _unexpected(request, exc)
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem(lost.status, lost.title, lost.message)
+
+    for kind in DRIVER_ERRORS:
+        app.add_exception_handler(kind, _driver)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -41,11 +41,66 @@ def _events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _turn(client: httpx.Client, conversation_id: str, content: str) -> None:
+    """One message, then as many decisions as the turn asks the person for."""
+    path = f"/v1/conversations/{conversation_id}"
+    interrupts = _stream(client, f"{path}/messages", {"content": content})
+    while interrupts:
+        answers = {i["id"]: _ask(i) for i in interrupts}
+        body: dict[str, Any] = (
+            {"decision": next(iter(answers.values()))}
+            if len(answers) == 1
+            else {"decisions": answers}
+        )
+        interrupts = _stream(client, f"{path}/resume", body)
+
+
+def _ask(interrupt: dict[str, Any]) -> Any:
+    """The person's answer to one interrupt: a tool approval, or a question."""
+    value = interrupt["value"]
+    request = value[0] if isinstance(value, list) and value else value
+    if isinstance(request, dict) and "action_request" in request:
+        action = request["action_request"]
+        console.print(
+            f"[bold yellow]approve?[/] {action['action']}({json.dumps(action['args'])})",
+            highlight=False,
+        )
+        while True:
+            choice = console.input("[bold green](y)es / (n)o / (e)dit>[/] ").strip().lower()
+            if choice in ("y", "yes"):
+                return {"type": "accept"}
+            if choice in ("n", "no"):
+                reason = console.input("[bold green]why (optional)>[/] ").strip()
+                return {"type": "response", "args": reason} if reason else {"type": "ignore"}
+            if choice in ("e", "edit"):
+                args = _ask_arguments()
+                if args is not None:
+                    return {"type": "edit", "args": {"action": action["action"], "args": args}}
+    question = request.get("question", request) if isinstance(request, dict) else request
+    console.print("[bold yellow]asks:[/] ", end="")
+    console.print(str(question), highlight=False, markup=False)
+    return console.input("[bold green]answer>[/] ")
+
+
+def _ask_arguments() -> dict[str, Any] | None:
+    """New arguments as a JSON object (an empty line goes back to the choice)."""
+    while True:
+        raw = console.input("[bold green]arguments (JSON)>[/] ").strip()
+        if not raw:
+            return None
+        try:
+            args = json.loads(raw)
+        except ValueError:
+            args = None
+        if isinstance(args, dict):
+            return args
+        console.print("[red]arguments must be a JSON object[/]")
+
+
+def _stream(client: httpx.Client, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stream one request's turn to the console; the interrupts it paused on, if any."""
+    interrupts: list[dict[str, Any]] = []
     with client.stream(
-        "POST",
-        f"/v1/conversations/{conversation_id}/messages",
-        json={"content": content},
-        headers={"Accept": "text/event-stream"},
+        "POST", path, json=body, headers={"Accept": "text/event-stream"}
     ) as response:
         if response.status_code >= 400:
             response.read()
@@ -65,12 +120,15 @@ def _turn(client: httpx.Client, conversation_id: str, content: str) -> None:
                 console.print(
                     f"[dim]  → handed to {data['to']}: {data.get('reason', '')}[/]", highlight=False
                 )
+            elif kind == "interrupt":
+                interrupts = data["interrupts"]
             elif kind == "error":
                 console.print(f"[bold red]error:[/] {data.get('detail')}", highlight=False)
             elif kind == "final":
                 if started:
                     console.print()
                 started = False
+    return interrupts
 
 
 @edge

@@ -8,6 +8,7 @@ import typer
 
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
+from core.protocols.thread_ops import expire_threads
 from core.runtime.retention import prune_checkpoints
 
 
@@ -29,20 +30,26 @@ def prune(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Keep the latest checkpoints (and run events) per conversation; drop those of deleted
-    conversations and orphans."""
+    """Delete threads whose ttl ran out; keep the latest checkpoints (and run events) per
+    conversation; drop those of deleted conversations and orphans."""
     with cli_database() as (db, settings), db.engine.connect() as conn:
         keep = keep or settings.checkpoint_keep
         days = settings.prune_after_days if days is None else days
+        expired = expire_threads(conn)  # threads whose ttl ran out are deleted first
         report = prune_checkpoints(conn, keep=keep, deleted_after_days=days)
         if dry_run:
             conn.rollback()
         else:
             conn.commit()
     if as_json:
-        typer.echo(json.dumps({"dry_run": dry_run, **report.as_dict()}))
+        expired_ids = [str(t) for t in expired]
+        typer.echo(
+            json.dumps({"dry_run": dry_run, "expired_threads": expired_ids, **report.as_dict()})
+        )
         return
     verb = "would remove" if dry_run else "removed"
+    for expired_id in expired:
+        console.print(f"{verb} thread {expired_id}: its ttl ran out", soft_wrap=True)
     for thread in report.deleted_threads:
         console.print(f"{verb} all checkpoints of deleted conversation {thread}", soft_wrap=True)
     for thread in report.orphan_threads:
@@ -50,5 +57,6 @@ def prune(
     console.print(
         f"{verb} {report.checkpoints} checkpoints, {report.writes} writes,"
         f" {report.blobs} blobs (keeping {keep} per conversation);"
-        f" {report.runs} runs and {report.run_events} run events"
+        f" {report.runs} runs and {report.run_events} run events;"
+        f" {report.webhook_deliveries} finished webhook deliveries"
     )

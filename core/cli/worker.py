@@ -13,6 +13,8 @@ from core.cli.database import cli_database
 from core.cli.edge import console, edge
 from core.db import prepare_database
 from core.runs import start_runs
+from core.runs.scheduler import start_scheduler
+from core.runs.webhooks import start_webhooks
 from core.runtime.lifecycle import sync_at_start
 from core.runtime.service import AgentRuntime
 
@@ -38,10 +40,16 @@ def worker(
         runtime = AgentRuntime(db, settings)
         count = threads or max(settings.run_workers, 1)
         service = start_runs(db, lambda: runtime, settings, workers=count)
+        # Crons fire and webhooks go out from workers too.
+        scheduler = start_scheduler(db.engine, settings.cron_interval, lambda: runtime)
+        webhooks = start_webhooks(db.engine, settings)
         console.print(f"agentry worker: {count} threads on {db.display_url}")
         try:
             stop.wait()
         finally:
             # Runs held now go back to the queue: another process completes them.
+            if scheduler is not None:
+                scheduler.stop()
+            webhooks.stop()
             service.stop()
             runtime.close()

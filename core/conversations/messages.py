@@ -194,6 +194,22 @@ def stored_ids(conn: Connection, conversation_id: uuid.UUID) -> set[str]:
     return {r for r in rows if r is not None}
 
 
+def unanswered_message(
+    conn: Connection, conversation_id: uuid.UUID, known: set[str]
+) -> HumanMessage | None:
+    """The conversation's last message when it is the user's and not in ``known`` (the
+    checkpoint's message ids): a turn that failed before its first checkpoint."""
+    row = conn.execute(
+        select(Message.role, Message.content, Message.lc_id)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.seq.desc())
+        .limit(1)
+    ).first()
+    if row is None or row.role != "user" or row.lc_id is None or row.lc_id in known:
+        return None
+    return HumanMessage(row.content, id=row.lc_id)
+
+
 def list_messages(
     conn: Connection, conversation_id: uuid.UUID, *, limit: int = 50, after: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:

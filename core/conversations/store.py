@@ -31,6 +31,14 @@ def conversation_json(row: Any) -> dict[str, Any]:
         # A turn was interrupted (crash, failing models): the next message or
         # POST .../resume completes it from its checkpoint.
         "pending_turn": row.turn_pending,
+        # "interrupted": the turn waits for a person (interrupts: id, value, node);
+        # POST .../resume with a decision goes on.
+        "turn_status": "interrupted"
+        if row.pending_interrupts is not None
+        else "pending"
+        if row.turn_pending
+        else "idle",
+        "interrupts": row.pending_interrupts or [],
         "last_activity": row.last_activity.isoformat(),
         "created_at": row.created_at.isoformat(),
     }
@@ -43,14 +51,17 @@ def create_conversation(
     *,
     metadata: dict[str, Any] | None = None,
     channel: str = "api",
+    conversation_id: uuid.UUID | None = None,
 ) -> Row[Any]:
     """A new active conversation with ``agent`` (its first switch is recorded).
 
-    The caller checks the agent exists and may be used by the principal.
+    The caller checks the agent exists and may be used by the principal, and that
+    ``conversation_id`` (a client-chosen id) is free.
     """
     conversation_id = conn.execute(
         insert(Conversation)
         .values(
+            **({"id": conversation_id} if conversation_id else {}),
             session_id=f"s_{uuid.uuid4().hex}",
             user_id=principal.id,
             channel=channel,

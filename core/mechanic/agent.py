@@ -16,6 +16,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from config import Settings
 from core.errors import ModelUnavailableError, ServiceUnavailable, ValidationFailed
 from core.mechanic.spec import ChangeSpec, parse_spec
+from core.nul import reject_nul
 from core.runtime.router import HOW_TO_CONFIGURE, ModelRouter
 
 TOOL_NAME = "propose_schema_change"
@@ -66,6 +67,7 @@ def spec_from_instruction(
         ServiceUnavailable: every model failed (503).
         ValidationFailed: the model did not propose a valid spec (422).
     """
+    reject_nul(instruction, "instruction")  # before a model is paid for it
     if not router.candidates():
         raise ModelUnavailableError(HOW_TO_CONFIGURE + "; or send a spec instead of an instruction")
     messages = [SystemMessage(system_prompt(settings)), HumanMessage(instruction)]
@@ -78,4 +80,5 @@ def spec_from_instruction(
         raise ValidationFailed(
             f"the model proposed no schema change (it answered: {str(reply.content)[:200]!r})"
         )
+    reject_nul(calls[0]["args"], "spec")
     return parse_spec(calls[0]["args"])

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, text
 
 from config import Settings
 from core.db.engine import Database
+from core.db.errors import data_refusal
 from core.db.metadata import load_lock
 from core.db.migrate import MIGRATION_LOCK_KEY, alembic_config, current_revision
 from core.errors import AgentryError, ConflictError, MechanicError
@@ -256,6 +257,9 @@ def _apply_locked(
         )
         if isinstance(exc, AgentryError) and not isinstance(exc, MechanicError):
             raise type(exc)(error) from exc
+        refused = data_refusal(exc, f"applying {change['plan'].get('message')}")
+        if refused is not None:
+            raise refused from exc
         raise MechanicError(f"applying {change['plan'].get('message')}: {error}") from exc
 
 
@@ -389,4 +393,7 @@ def rollback_change(
                 branch=branch,
                 status_after="applied",
             )
+            refused = data_refusal(exc, f"rolling back {spec.summary()}")
+            if refused is not None:
+                raise refused from exc
             raise MechanicError(f"rolling back {spec.summary()}: {error}") from exc

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.db.checkpoints import CHECKPOINT_TABLES
 from core.errors import ConflictError, NotFoundError, ValidationFailed
+from core.models import Base
 
 FieldType = Literal[
     "string",
@@ -54,13 +55,20 @@ SQL_RESERVED = frozenset(
     symmetric system_user table tablesample then to trailing true union unique user using
     variadic verbose when where window with""".split()  # noqa: SIM905
 )
-CORE_TABLES = frozenset(
-    {
-        "users", "agents", "tools", "conversations", "messages", "agent_switches", "audit_log",
-        "search_index", "ai_models", "prompt_history", "entity_types", "mechanic_changes",
-        "alembic_version",
+
+
+def _core_tables() -> frozenset[str]:
+    # Derived from core's models, so a table core adds is reserved without a list to keep
+    # in step; dynamic (mechanic) tables share the metadata but are plain Tables, not mapped.
+    mapped = {
+        m.local_table.name
+        for m in Base.registry.mappers
+        if m.class_.__module__.startswith("core.models") and hasattr(m.local_table, "name")
     }
-)  # fmt: skip
+    return frozenset(mapped | {"alembic_version"})
+
+
+CORE_TABLES = _core_tables()
 # Entity type names core already uses (search hits, tools, routes).
 CORE_NAMES = frozenset(
     {"user", "agent", "tool", "conversation", "message", "agent_switch", "audit", "search",

@@ -48,7 +48,8 @@ WITH tsq AS (
 ),
 terms AS (SELECT DISTINCT lexeme FROM unnest(to_tsvector('{TEXT_SEARCH_CONFIG}', :q))),
 cand AS MATERIALIZED (
-    SELECT id, entity_type, entity_id, chunk, content, metadata, created_at, tsv
+    SELECT id, entity_type, entity_id, chunk, content, metadata, created_at, tsv,
+           embedding IS NULL AS pending
     FROM search_index, tsq
     WHERE tsv @@ tsq.query AND {{where}}
 ),
@@ -70,7 +71,8 @@ scored AS (
     FROM tf JOIN df USING (lexeme) CROSS JOIN stats s
     GROUP BY tf.id
 )
-SELECT c.id, c.entity_type, c.entity_id, c.chunk, c.content, c.metadata, c.created_at, s.score
+SELECT c.id, c.entity_type, c.entity_id, c.chunk, c.content, c.metadata, c.created_at,
+       c.pending, s.score
 FROM scored s JOIN cand c USING (id)
 ORDER BY s.score DESC, c.id
 LIMIT :limit
@@ -88,6 +90,8 @@ class Hit:
     ranks: dict[str, int] = field(default_factory=dict)
     chunk: int = 0
     created_at: datetime | None = None
+    # Not embedded yet (the worker has not reached it): no vector rank is possible.
+    pending: bool = False
 
 
 @dataclass
@@ -131,6 +135,7 @@ def _to_hits(rows: list[Any], mode: str, score: Any) -> list[Hit]:
                 {mode: len(hits) + 1},
                 r.chunk,
                 r.created_at,
+                bool(getattr(r, "pending", False)),
             )
         )
     return hits
@@ -268,7 +273,14 @@ def keyword_search(
 def fuse(
     ranked: dict[str, list[Hit]], *, k: int, rrf_k: int, weights: dict[str, float]
 ) -> list[Hit]:
-    """Reciprocal rank fusion: score = sum over modes of weight / (rrf_k + rank)."""
+    """Reciprocal rank fusion: score = sum over modes of weight / (rrf_k + rank).
+
+    A keyword hit still waiting for its vector cannot have a vector rank, and would
+    otherwise lose to every vector-only hit (the vector weight is the larger): right
+    after a write — or whenever the embedding worker lags — the message just said would
+    be missing from hybrid results. Its keyword rank stands in for the missing vector
+    rank until the vector exists.
+    """
     fused: dict[tuple[str, uuid.UUID], Hit] = {}
     scores: dict[tuple[str, uuid.UUID], float] = {}
     for mode, hits in ranked.items():
@@ -287,6 +299,8 @@ def fuse(
                 )
             fused[key].ranks[mode] = rank
             scores[key] = scores.get(key, 0.0) + weights.get(mode, 1.0) / (rrf_k + rank)
+            if hit.pending and "vector" in ranked and mode != "vector":
+                scores[key] += weights.get("vector", 1.0) / (rrf_k + rank)
     order = sorted(fused, key=lambda key: -scores[key])[:k]
     out = []
     for key in order:

@@ -8,9 +8,10 @@ from core.models.ai_models import AiModel, PromptHistory
 from core.models.audit import AuditLog
 from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
+from core.models.crons import Cron, WebhookDelivery
 from core.models.mechanic import MechanicChange
 from core.models.memory_blocks import MemoryBlock, MemoryBlockVersion
-from core.models.registry import Agent, EntityType, Tool
+from core.models.registry import Agent, AssistantVersion, EntityType, Tool
 from core.models.runs import Run, RunEvent
 from core.models.search import SearchEmbeddingSpace, SearchIndex
 from core.models.store import StoreItem
@@ -20,10 +21,12 @@ __all__ = [
     "Agent",
     "AgentSwitch",
     "AiModel",
+    "AssistantVersion",
     "AuditLog",
     "Base",
     "Conversation",
     "ConversationStatus",
+    "Cron",
     "EntityType",
     "MechanicChange",
     "MemoryBlock",
@@ -38,4 +41,5 @@ __all__ = [
     "Tool",
     "User",
     "UserRole",
+    "WebhookDelivery",
 ]

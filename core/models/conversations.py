@@ -13,6 +13,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -66,15 +67,25 @@ class Conversation(Base):
     turn_pending: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default=text("false")
     )
+    # The turn waits for a person: its interrupts (id, value, node, task); [] at a breakpoint.
+    pending_interrupts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     last_activity: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Agent Protocol thread ttl: deleted after this many minutes without activity.
+    ttl_minutes: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (
         CheckConstraint("messages_count >= 0", name="messages_count_nonnegative"),
+        CheckConstraint("ttl_minutes IS NULL OR ttl_minutes > 0", name="ttl_minutes_positive"),
+        Index(
+            "ix_conversations_ttl_last_activity",
+            "last_activity",
+            postgresql_where=text("ttl_minutes IS NOT NULL AND deleted_at IS NULL"),
+        ),
         # The list a user sees: their live conversations, most recent first.
         Index(
             "ix_conversations_user_id_last_activity",

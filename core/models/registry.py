@@ -23,6 +23,9 @@ class Agent(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
     created_by: Mapped[str | None] = mapped_column(String(200))
+    # Set for assistants made through the Agent Protocol: their versions are in
+    # assistant_versions and ``version`` is the current one (moved by set_latest).
+    assistant_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
     # The definition the runtime reads (system_prompt, model, tools, handoffs, admin_only);
     # the YAML file in agents/ is how it is versioned.
     spec: Mapped[dict[str, Any]] = mapped_column(
@@ -30,6 +33,37 @@ class Agent(Base):
     )
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
+
+    __table_args__ = (CheckConstraint("version >= 1", name="version_positive"),)
+
+
+class AssistantVersion(Base):
+    """One version of an assistant: what the client sent and the spec it makes."""
+
+    __tablename__ = "assistant_versions"
+
+    assistant_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey("agents.assistant_id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    graph_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    context: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    # "metadata" is reserved on declarative classes.
+    meta: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = created_at()
 
     __table_args__ = (CheckConstraint("version >= 1", name="version_positive"),)
 

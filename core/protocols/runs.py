@@ -12,13 +12,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Connection, Row
 
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
 from core.errors import ModelUnavailableError, ValidationFailed
-from core.protocols.threads import ASSISTANT_KEY, choose_agent, input_text, resolve_agent
+from core.protocols.control import run_input
+from core.protocols.threads import ASSISTANT_KEY, choose_agent, resolve_assistant
 from core.runs import create_run
+from core.runtime.control import TurnControl, admit
 from core.runtime.router import HOW_TO_CONFIGURE
 from core.runtime.service import AgentRuntime
 
@@ -31,13 +33,30 @@ def start_run(
     thread_id: uuid.UUID | None,
     assistant_id: str,
     graph_input: Any,
+    **options: Any,
+) -> Row[Any]:
+    """:func:`queue_run` in a transaction of its own."""
+    with runtime.db.engine.begin() as conn:
+        return queue_run(conn, runtime, principal, thread_id, assistant_id, graph_input, **options)
+
+
+def queue_run(
+    conn: Connection,
+    runtime: AgentRuntime,
+    principal: Principal,
+    thread_id: uuid.UUID | None,
+    assistant_id: str,
+    graph_input: Any,
     *,
     stream_mode: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
     multitask_strategy: str = "reject",
     on_completion: str | None = None,
+    control: TurnControl | None = None,
+    webhook: str | None = None,
 ) -> Row[Any]:
-    """Check and queue a run (``thread_id`` None: a stateless run on a new thread).
+    """Check and queue a run (``thread_id`` None: a stateless run on a new thread), in
+    the caller's transaction (a cron's tick queues its run with the tick's claim).
 
     Returns:
         The run's row.
@@ -46,34 +65,39 @@ def start_run(
         NotFoundError, ForbiddenError, ModelUnavailableError, ConflictError,
         ValidationFailed: the refusals listed in the module docstring.
     """
-    content = input_text(graph_input)
-    spec = resolve_agent(runtime, principal, assistant_id)
-    with runtime.db.engine.begin() as conn:
-        if thread_id is None:
-            if content is None:
-                raise ValidationFailed("input: a stateless run needs a user message")
-            row = create_conversation(
-                conn,
-                principal,
-                spec.name,
-                metadata={"graph_id": spec.name, ASSISTANT_KEY: spec.name, "stateless": True},
-                channel=CHANNEL,
-            )
-        else:
-            row = get_conversation(conn, principal, thread_id)
-            choose_agent(conn, row, spec.name)
-        if not runtime.router.candidates(conn):
-            raise ModelUnavailableError(HOW_TO_CONFIGURE)
-        return create_run(
+    content = run_input(graph_input, control)
+    assistant = resolve_assistant(runtime, principal, assistant_id)
+    spec = assistant.spec
+    if thread_id is None:
+        if content is None:
+            raise ValidationFailed("input: a stateless run needs a user message")
+        row = create_conversation(
             conn,
-            principal=principal,
-            thread_id=row.id,
-            assistant_id=spec.name,
-            content=content,
-            graph_input=graph_input,
-            stream_mode=stream_mode,
-            metadata=metadata,
-            multitask_strategy=multitask_strategy,
-            stateless=thread_id is None,
-            on_completion=on_completion,
+            principal,
+            spec.name,
+            metadata={"graph_id": assistant.graph_id, ASSISTANT_KEY: spec.name, "stateless": True},
+            channel=CHANNEL,
         )
+    else:
+        row = get_conversation(conn, principal, thread_id)
+        # A message or resume that does not fit the thread's pause is refused now.
+        nodes = set(runtime.compiled(conn).graph.nodes)
+        admit(control or TurnControl(), row.pending_interrupts, content, nodes)
+        choose_agent(conn, row, spec.name)
+    if not runtime.router.candidates(conn):
+        raise ModelUnavailableError(HOW_TO_CONFIGURE)
+    return create_run(
+        conn,
+        principal=principal,
+        thread_id=row.id,
+        assistant_id=assistant.assistant_id,  # as the client named it
+        content=content,
+        graph_input=graph_input,
+        stream_mode=stream_mode,
+        metadata=metadata,
+        multitask_strategy=multitask_strategy,
+        stateless=thread_id is None,
+        on_completion=on_completion,
+        control=control,
+        webhook=webhook,
+    )

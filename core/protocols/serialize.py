@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from langchain_core.messages import BaseMessage
-from langgraph.types import StateSnapshot
+from langgraph.types import Interrupt, StateSnapshot
 from pydantic import BaseModel
 
 
@@ -78,12 +78,16 @@ def state_json(snapshot: StateSnapshot, thread_id: str) -> dict[str, Any]:
                 "id": task.id,
                 "name": task.name,
                 "error": task.error if isinstance(task.error, str) else None,
-                "interrupts": [],
+                "interrupts": [interrupt_json(i) for i in task.interrupts],
                 "checkpoint": None,
                 "state": None,
                 "result": jsonable(task.result) if task.result is not None else None,
             }
             for task in snapshot.tasks
         ],
-        "interrupts": [],
+        "interrupts": [interrupt_json(i) for i in snapshot.interrupts],
     }
+
+
+def interrupt_json(interrupt: Interrupt) -> dict[str, Any]:
+    return {"value": jsonable(interrupt.value), "id": interrupt.id}

@@ -12,9 +12,11 @@ from sqlalchemy import Connection, Row, text, update
 from core.auth.users import Principal
 from core.conversations.messages import from_langchain, store_messages
 from core.conversations.store import get_conversation
-from core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
+from core.errors import ConflictError, NotFoundError, ValidationFailed
 from core.models import Conversation
 from core.protocols.serialize import checkpoint_json, state_json, values_json
+from core.registry import assistants
+from core.registry.assistants import ResolvedAssistant
 from core.registry.specs import AgentSpec
 from core.runtime.graph import agent_node
 from core.runtime.handoffs import record_switch
@@ -28,19 +30,27 @@ MERGE_METADATA_SQL = text(
 TRY_TURN_LOCK_SQL = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
-def resolve_agent(runtime: AgentRuntime, principal: Principal, name: str) -> AgentSpec:
-    """The active agent called ``name`` (an assistant id or OpenAI model name).
+def resolve_assistant(
+    runtime: AgentRuntime, principal: Principal, assistant_id: str
+) -> ResolvedAssistant:
+    """The agent (and its version) a run of ``assistant_id`` uses: an assistant's
+    UUID or an agent's name, in the registry this process runs now.
 
     Raises:
-        NotFoundError: no such active agent.
+        NotFoundError: no such active assistant.
         ForbiddenError: an admin-only agent and the caller is not an admin.
     """
-    spec = runtime.compiled().snapshot.agents.get(name)
-    if spec is None:
-        raise NotFoundError(f"no assistant {name!r}: see POST /assistants/search")
-    if spec.admin_only and not principal.is_admin:
-        raise ForbiddenError(f"assistant {name!r} is for admins")
-    return spec
+    return assistants.resolve_assistant(runtime.compiled().snapshot, principal, assistant_id)
+
+
+def resolve_agent(runtime: AgentRuntime, principal: Principal, name: str) -> AgentSpec:
+    """The spec of :func:`resolve_assistant` (an assistant id or OpenAI model name)."""
+    return resolve_assistant(runtime, principal, name).spec
+
+
+def agent_of_node(node: str, current_agent: str) -> str:
+    """The agent a graph node acts for (the tools node acts for the current agent)."""
+    return node.removeprefix("agent.") if node.startswith("agent.") else current_agent
 
 
 def thread_config(thread_id: uuid.UUID | str, checkpoint_id: str | None = None) -> Any:
@@ -53,8 +63,9 @@ def thread_config(thread_id: uuid.UUID | str, checkpoint_id: str | None = None) 
 def thread_json(
     runtime: AgentRuntime, row: Row[Any], *, busy: bool, values: bool = True
 ) -> dict[str, Any]:
-    """A ``Thread``: status is ``busy`` during a run, ``error`` when a turn was
-    interrupted (it is completed by the next run), else ``idle``."""
+    """A ``Thread``: status is ``busy`` during a run, ``interrupted`` while a turn waits
+    for a person (``interrupts`` by task id), ``error`` when a turn was cut short (it
+    is completed by the next run), else ``idle``."""
     state: dict[str, Any] = {}
     if values:
         state = values_json(runtime.compiled().graph.get_state(thread_config(row.id)).values)
@@ -63,10 +74,26 @@ def thread_json(
         "created_at": row.created_at.isoformat(),
         "updated_at": row.last_activity.isoformat(),
         "metadata": row.context_data,
-        "status": "busy" if busy else "error" if row.turn_pending else "idle",
+        "status": thread_status(row, busy),
         "values": state,
-        "interrupts": {},
+        "interrupts": interrupts_by_task(row.pending_interrupts),
     }
+
+
+def thread_status(row: Row[Any], busy: bool) -> str:
+    if busy:
+        return "busy"
+    if row.pending_interrupts is not None:
+        return "interrupted"
+    return "error" if row.turn_pending else "idle"
+
+
+def interrupts_by_task(pending: list[dict[str, Any]] | None) -> dict[str, list[dict[str, Any]]]:
+    """A paused conversation's interrupts as a ``Thread`` shows them."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for item in pending or []:
+        out.setdefault(item["task"], []).append({"value": item["value"], "id": item["id"]})
+    return out
 
 
 def choose_agent(conn: Connection, conversation: Row[Any], requested: str) -> None:
@@ -136,16 +163,21 @@ def append_messages(
     conversation_id: uuid.UUID,
     raw_messages: list[Any],
     as_node: str | None = None,
+    checkpoint_id: str | None = None,
 ) -> dict[str, Any]:
     """Add messages to a thread's state and to its stored messages, as ``as_node``.
 
     Used by ``POST /threads/{id}/state`` and to seed an OpenAI request's history.
+    With ``checkpoint_id`` the messages are added to the state at that checkpoint: a
+    fork, which becomes the thread's current state (the stored messages keep every
+    message, like a log).
 
     Returns:
         The new checkpoint (``{"checkpoint": {...}}``).
 
     Raises:
         ConflictError: a turn of the conversation is running.
+        NotFoundError: no such checkpoint.
         ValidationFailed: messages that cannot be converted, or an unknown node.
     """
     try:
@@ -164,9 +196,12 @@ def append_messages(
         node = as_node or agent_node(conversation.current_agent)
         if node not in compiled.graph.nodes:
             raise ValidationFailed(f"as_node: no node {node!r} in the graph")
-        config = compiled.graph.update_state(
-            thread_config(conversation_id), {"messages": messages}, as_node=node
-        )
+        # Writing as an agent is acting as it: the same rule as running it.
+        resolve_agent(runtime, principal, agent_of_node(node, conversation.current_agent))
+        at = thread_config(conversation_id, checkpoint_id)
+        if checkpoint_id and runtime.saver.get_tuple(at) is None:
+            raise NotFoundError(f"no checkpoint {checkpoint_id} on thread {conversation_id}")
+        config = compiled.graph.update_state(at, {"messages": messages}, as_node=node)
         agent = conversation.current_agent
         rows = [
             r

@@ -19,7 +19,8 @@ def record_change(
         actor: ``system``, ``user:<id>``, ``mechanic``.
         kind: ``agent`` or ``tool``.
         name: the agent's or tool's name.
-        op: ``created``, ``updated``, ``deactivated``, ``reactivated``.
+        op: ``created``, ``updated``, ``deactivated``, ``reactivated``; for assistants
+            also ``set_latest`` and ``deleted``.
         version: the row's version after the change.
         details: anything else worth keeping (source file, ...).
     """

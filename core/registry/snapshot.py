@@ -6,12 +6,17 @@ Every process compares the fingerprint before a turn; a change in any process
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, select, text
 
 from core.models import Agent, Tool
 from core.registry.specs import AgentSpec
+
+GRAPHS_SQL = text(
+    "SELECT a.name, v.graph_id FROM agents a JOIN assistant_versions v"
+    " ON v.assistant_id = a.assistant_id AND v.version = a.version WHERE a.is_active"
+)
 
 # An expression, so callers can read it in the same round trip as something else.
 FINGERPRINT_EXPR = (
@@ -35,6 +40,8 @@ class RegistrySnapshot:
     fingerprint: str
     agents: dict[str, AgentSpec]
     tools: dict[str, ToolRow]
+    versions: dict[str, int] = field(default_factory=dict)  # agent -> its current version
+    graphs: dict[str, str] = field(default_factory=dict)  # assistant's agent -> its graph
 
 
 def fingerprint(conn: Connection) -> str:
@@ -46,6 +53,7 @@ def load_snapshot(conn: Connection) -> RegistrySnapshot:
     """The active agents and tools (read in one transaction with the fingerprint)."""
     mark = fingerprint(conn)
     agents = {}
+    versions = {}
     for row in conn.execute(select(Agent.__table__).where(Agent.is_active.is_(True))):
         spec = dict(row.spec or {})
         if not spec.get("system_prompt"):
@@ -53,8 +61,10 @@ def load_snapshot(conn: Connection) -> RegistrySnapshot:
         spec["name"] = row.name
         spec["description"] = row.description or ""
         agents[row.name] = AgentSpec.from_json(spec)
+        versions[row.name] = row.version
     tools = {
         t.name: ToolRow(t.name, t.module_path, t.version)
         for t in conn.execute(select(Tool.__table__).where(Tool.is_active.is_(True)))
     }
-    return RegistrySnapshot(mark, agents, tools)
+    graphs = {r.name: r.graph_id for r in conn.execute(GRAPHS_SQL)}
+    return RegistrySnapshot(mark, agents, tools, versions, graphs)

@@ -12,7 +12,16 @@ import yaml
 from core.errors import ValidationFailed
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-KNOWN_KEYS = {"name", "description", "system_prompt", "model", "tools", "handoffs", "admin_only"}
+KNOWN_KEYS = {
+    "name",
+    "description",
+    "system_prompt",
+    "model",
+    "tools",
+    "handoffs",
+    "admin_only",
+    "approve_tools",
+}
 KNOWN_KEYS |= {"recall"}  # automatic recall (core/memory/prompting.py)
 
 
@@ -29,6 +38,8 @@ class AgentSpec:
     admin_only: bool = False
     # Automatic recall {k, scope, budget} (core/memory/prompting.py); None: off.
     recall: dict[str, Any] | None = None
+    # Tools that wait for a person's approval (accept, edit or refuse) before they run.
+    approve_tools: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -39,6 +50,10 @@ class AgentSpec:
             data.pop("recall")
         data["tools"] = list(self.tools)
         data["handoffs"] = list(self.handoffs)
+        if self.approve_tools:
+            data["approve_tools"] = list(self.approve_tools)
+        else:
+            data.pop("approve_tools")  # absent from the stored JSON of agents without it
         return data
 
     @classmethod
@@ -93,15 +108,23 @@ def parse_agent(data: Any, *, where: str) -> AgentSpec:
     handoffs = _str_list(data.get("handoffs"), "handoffs", where)
     if name in handoffs:
         raise ValidationFailed(f"{where}: an agent cannot hand off to itself")
+    tools = _str_list(data.get("tools"), "tools", where)
+    approve = _str_list(data.get("approve_tools"), "approve_tools", where)
+    stray = [t for t in approve if t not in tools]
+    if stray:
+        raise ValidationFailed(
+            f"{where}: approve_tools entry {stray[0]!r} is not one of the agent's tools"
+        )
     return AgentSpec(
         name=name,
         description=description.strip(),
         system_prompt=prompt.strip(),
         model=model,
-        tools=_str_list(data.get("tools"), "tools", where),
+        tools=tools,
         handoffs=handoffs,
         admin_only=admin_only,
         recall=_recall(data.get("recall"), where),
+        approve_tools=approve,
     )
 
 

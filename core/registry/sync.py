@@ -74,7 +74,9 @@ def sync_registry(conn: Connection, project_dir: Path, *, actor: str = "system")
             report.changes.append(("agent", spec.name, op))
     # Rows whose file is gone are deactivated (kept: history refers to them).
     file_agents = {s.name for s in specs}
-    for name in conn.execute(select(Agent.name).where(Agent.is_active.is_(True))).scalars().all():
+    # Assistants (made through /assistants) have no file.
+    file_rows = select(Agent.name).where(Agent.is_active.is_(True), Agent.assistant_id.is_(None))
+    for name in conn.execute(file_rows).scalars().all():
         if name not in file_agents and deactivate_agent(conn, name, actor=actor):
             report.changes.append(("agent", name, "deactivated"))
     file_tools = {t.name for t in tools}

@@ -6,6 +6,8 @@
   a run's end (webhooks).
 - :func:`start_runs` starts a process's listener and workers (``agentry up``,
   ``agentry worker``).
+- :mod:`core.runs.crons` fires crons (scheduled runs); :mod:`core.runs.webhooks`
+  POSTs finished runs to their webhooks.
 """
 
 from core.runs.service import RunService, cancel_run, create_run, start_runs

@@ -21,6 +21,7 @@ from core.errors import ConflictError, ValidationFailed
 from core.runs import store
 from core.runs.signals import RunListener, RunSignals
 from core.runs.worker import RunWorkers
+from core.runtime.control import TurnControl
 from core.runtime.service import AgentRuntime
 
 MULTITASK_STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
@@ -40,6 +41,8 @@ def create_run(
     stateless: bool = False,
     on_completion: str | None = None,
     run_id: uuid.UUID | None = None,
+    control: TurnControl | None = None,
+    webhook: str | None = None,
 ) -> Row[Any]:
     """Queue a run of ``thread_id`` (a conversation ``principal`` may use), in the
     caller's transaction; a worker of any process starts it once it is committed.
@@ -60,6 +63,9 @@ def create_run(
             ``on_completion`` is ``keep``).
         on_completion: ``delete`` or ``keep`` (stateless runs).
         run_id: the id to use (default: a new one).
+        control: resume a paused turn and/or breakpoints (kept as JSON, see
+            :class:`core.runtime.control.TurnControl`).
+        webhook: where the finished run is POSTed (:mod:`core.runs.webhooks`).
 
     Returns:
         The run's row (status ``pending``).
@@ -90,6 +96,10 @@ def create_run(
     }
     if on_completion is not None:
         kwargs["on_completion"] = on_completion
+    if control is not None:
+        kwargs["control"] = control.to_json()
+    if webhook is not None:
+        kwargs["webhook"] = webhook
     return store.insert_run(
         conn,
         run_id=run_id or uuid.uuid4(),

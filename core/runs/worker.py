@@ -25,11 +25,12 @@ from sqlalchemy import Connection, Row, text
 from core.db.engine import Database
 from core.errors import AgentryError, ConflictError
 from core.protocols.threads import thread_config
-from core.protocols.translate import Translator
+from core.protocols.translate import GRAPH_MODES, TOKEN_MODES, Translator
 from core.runs import store
 from core.runs.events import EventWriter
 from core.runs.settle import settle_cancelled
 from core.runs.signals import RunSignals
+from core.runtime.control import TurnControl, for_retry, pending_of
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import TurnEvent, run_turn
 
@@ -195,6 +196,7 @@ class RunWorkers:
         kwargs = run.kwargs
         modes = list(kwargs.get("stream_mode") or ["values"])
         content: str | None = kwargs.get("content")
+        control = TurnControl.from_json(kwargs.get("control"))
         message_id = f"u-{run.id}"
         with self.db.engine.connect() as conn:
             principal = store.principal_of(conn, run.user_id)
@@ -205,19 +207,22 @@ class RunWorkers:
             ):
                 content = None  # the message is in: complete the turn from its checkpoint
             first_seq = store.next_seq(conn, run.id)
+            if run.attempt > 1 and control is not None:
+                control = for_retry(control, pending_of(conn, run.thread_id))
         snapshot = runtime.compiled().graph.get_state(thread_config(run.thread_id))
         with self.db.engine.begin() as conn:
             checkpoint = (snapshot.config or {}).get("configurable", {}).get("checkpoint_id")
             store.record_checkpoint(conn, run.id, checkpoint)
-        tokens = "messages-tuple" in modes or "events" in modes
         turn = run_turn(
             runtime,
             principal,
             run.thread_id,
             content,
-            stream_tokens=tokens,
+            stream_tokens=any(m in TOKEN_MODES for m in modes),
             raw=True,
             message_id=message_id,
+            control=control,
+            graph_modes=[m for m in modes if m in GRAPH_MODES],
         )
         translator = Translator(run.id, run.thread_id, modes, snapshot.values or {})
         writer = EventWriter(run.id, first_seq)
@@ -257,7 +262,9 @@ class RunWorkers:
         if status == "interrupted":
             self._end_cancelled(run, held.reason, writer, translator.values())
             return
-        self._finish(run, writer, status, translator.values() if error is None else None, error)
+        if status == "success" and translator.interrupts is not None:
+            status = "interrupted"  # paused for a person, as LangGraph servers say
+        self._finish(run, writer, status, translator.outcome() if error is None else None, error)
 
     def _drive(
         self,

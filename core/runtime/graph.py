@@ -1,7 +1,10 @@
 """Compiling the registry into one LangGraph tool-calling graph.
 
 Every active agent is a node (``agent:<name>``) that calls a model with the
-agent's system prompt and tools; one ``tools`` node runs the calls. Handoff
+agent's system prompt and tools; one ``tools`` node runs the calls. A call of a
+tool the agent lists in ``approve_tools`` first goes to an ``approve`` task (one
+per call, so several wait side by side and are resumed together by interrupt
+id); the tools node then runs it as decided. Handoff
 tools change ``state["agent"]``, and the graph routes to that agent's node, so a
 handoff continues in the same turn on the same checkpointed thread.
 """
@@ -12,22 +15,26 @@ import logging
 import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import Send, interrupt
 from typing_extensions import TypedDict  # pydantic (state JSON schemas) needs it on 3.11
 
 from core.errors import ValidationFailed
 from core.memory.prompting import block_tools, memory_prompt
+from core.registry.access import may_use
 from core.registry.snapshot import RegistrySnapshot
 from core.registry.specs import AgentSpec
 from core.registry.tools import build_tool, resolve_module_path
+from core.runtime.approval import APPROVE_NODE, approval_request, parse_decision, refusal
 from core.runtime.context import TurnContext, in_turn
 from core.runtime.handoffs import handoff_target, handoff_tool, record_switch
 from core.runtime.tool_providers import provided_tools
@@ -37,9 +44,22 @@ log = logging.getLogger(__name__)
 TOOLS_NODE = "tools"
 
 
+def _decisions(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any]:
+    """Approval decisions by tool call id; the tools node clears them (None) once used."""
+    return {} if new is None else {**(old or {}), **new}
+
+
 class AgentState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     agent: str
+    decisions: NotRequired[Annotated[dict[str, Any], _decisions]]
+
+
+class ApprovalRequest(TypedDict):
+    """What an ``approve`` task is sent: the agent and one of its tool calls."""
+
+    agent: str
+    call: dict[str, Any]
 
 
 # (agent, prompt, tools, turn) -> the model's reply
@@ -81,7 +101,7 @@ class GraphBuilder:
         tools += block_tools(turn, spec.name)
         for target in spec.handoffs:
             other = self.snapshot.agents.get(target)
-            if other is not None and (not other.admin_only or turn.principal.is_admin):
+            if other is not None and may_use(turn.principal, other):
                 tools.append(handoff_tool(other))
         return tools
 
@@ -108,11 +128,24 @@ class GraphBuilder:
         assert isinstance(last, AIMessage)
         agent = state["agent"]
         available = {t.name: t for t in self.tools_for(self.snapshot.agents[agent], turn)}
+        approve = set(self.snapshot.agents[agent].approve_tools)
+        decisions = state.get("decisions") or {}
         results: list[ToolMessage] = []
         for call in last.tool_calls:
             name, call_id = call["name"], call["id"] or ""
             tool = available.get(name)
             target = handoff_target(name)
+            args = call["args"]
+            note = ""
+            if name in approve and tool is not None:
+                # No decision (e.g. a Command(goto="tools") past the approval) is a refusal.
+                decision = decisions.get(call_id) or {"type": "ignore", "args": None}
+                if decision["type"] in ("response", "ignore"):
+                    results.append(refusal(call, decision))
+                    continue
+                if decision["type"] == "edit":
+                    args = decision["args"]
+                    note = f"(run with arguments edited by the person: {args}) "
             if tool is None:
                 results.append(
                     ToolMessage(
@@ -136,11 +169,16 @@ class GraphBuilder:
                 )
                 agent = target
             else:
-                results.append(self._run(tool, call["args"], call_id, turn))
+                result = self._run(tool, args, call_id, turn)
+                if note:
+                    result.content = note + result.text
+                results.append(result)
         task = _task_id(runtime)
         for result in results:
             result.id = f"t-{task}-{result.tool_call_id}"
         update: dict[str, Any] = {"messages": results}
+        if decisions:
+            update["decisions"] = None
         if agent != state["agent"]:
             update["agent"] = agent
         return update
@@ -150,6 +188,8 @@ class GraphBuilder:
         try:
             with in_turn(turn):
                 result = tool.invoke(args)
+        except GraphBubbleUp:
+            raise  # interrupt() in the tool: the turn pauses here
         except Exception as exc:  # the model sees the error and may recover
             return ToolMessage(
                 f"error: {type(exc).__name__}: {exc}",
@@ -167,9 +207,31 @@ class GraphBuilder:
         return agent_node(agent)
 
     @staticmethod
-    def _after_model(state: AgentState) -> str:
-        last = state["messages"][-1]
-        return TOOLS_NODE if isinstance(last, AIMessage) and last.tool_calls else END
+    def _after_model(spec: AgentSpec) -> Callable[[AgentState], str | list[Send]]:
+        def route(state: AgentState) -> str | list[Send]:
+            last = state["messages"][-1]
+            if not isinstance(last, AIMessage) or not last.tool_calls:
+                return END
+            asks = [
+                Send(APPROVE_NODE, {"agent": spec.name, "call": call})
+                for call in last.tool_calls
+                if call["name"] in spec.approve_tools
+            ]
+            return asks or TOOLS_NODE
+
+        return route
+
+    @staticmethod
+    def _approve(state: ApprovalRequest) -> dict[str, Any]:
+        """One approval (a Send task per call): pause until the person decides."""
+        call = state["call"]
+        answer = interrupt(approval_request(state["agent"], call))  # type: ignore[arg-type]
+        try:
+            decision = parse_decision(answer)
+        except ValidationFailed:
+            # run_turn checks answers before resuming; anything else is no approval.
+            decision = {"type": "ignore", "args": None}
+        return {"decisions": {call["id"] or "": decision}}
 
     def compile(
         self, checkpointer: BaseCheckpointSaver[Any]
@@ -180,9 +242,13 @@ class GraphBuilder:
         for name, spec in self.snapshot.agents.items():
             graph.add_node(agent_node(name), self._agent(spec))
             graph.add_conditional_edges(
-                agent_node(name), self._after_model, {TOOLS_NODE: TOOLS_NODE, END: END}
+                agent_node(name),
+                self._after_model(spec),
+                {TOOLS_NODE: TOOLS_NODE, APPROVE_NODE: APPROVE_NODE, END: END},
             )
         graph.add_node(TOOLS_NODE, self._tools)
+        graph.add_node(APPROVE_NODE, self._approve, input_schema=ApprovalRequest)
+        graph.add_edge(APPROVE_NODE, TOOLS_NODE)
         graph.add_conditional_edges(START, self._route, nodes)
         graph.add_conditional_edges(TOOLS_NODE, self._route, nodes)
         return graph.compile(checkpointer=checkpointer)

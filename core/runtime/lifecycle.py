@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from config import Settings
 from core.db.engine import Database
 from core.errors import AgentryError
+from core.protocols.thread_ops import TtlSweeper
 from core.registry.sync import sync_registry
 from core.runtime.router import register_default_model
 from core.runtime.service import AgentRuntime
@@ -47,9 +48,14 @@ def get_runtime(app: FastAPI) -> AgentRuntime:
 def start(app: FastAPI) -> None:
     sync_at_start(app.state.db, app.state.settings)
     get_runtime(app)
+    app.state.ttl_sweeper = TtlSweeper(app.state.db)
+    app.state.ttl_sweeper.start()
 
 
 def stop(app: FastAPI) -> None:
+    sweeper: TtlSweeper | None = getattr(app.state, "ttl_sweeper", None)
+    if sweeper is not None:
+        sweeper.stop()
     runtime: AgentRuntime | None = getattr(app.state, "runtime", None)
     if runtime is not None:
         runtime.close()

@@ -7,7 +7,7 @@ D days ago and of threads that belong to no conversation, then the writes and
 blobs no remaining checkpoint refers to. Runs go with them: a deleted
 conversation's runs (and their events) go when its checkpoints do, and a live
 thread keeps the events of its latest N finished runs only (the run rows, small,
-stay). A dry run does the same in a
+stay). Webhook deliveries that are over go after the same D days. A dry run does the same in a
 transaction that is rolled back, so its counts are exact.
 """
 
@@ -56,6 +56,11 @@ OLD_RUN_EVENTS_SQL = text(
     " FROM runs WHERE status NOT IN ('pending', 'running')"
     ") r WHERE e.run_id = r.id AND r.rn > :keep"
 )
+# Webhook deliveries that are over (delivered or given up) and older than the same days.
+OLD_DELIVERIES_SQL = text(
+    "DELETE FROM webhook_deliveries WHERE status <> 'pending'"
+    " AND created_at < now() - make_interval(days => :days)"
+)
 COUNT_RUN_EVENTS_SQL = text(
     "SELECT count(*) FROM run_events e JOIN runs r ON r.id = e.run_id"
     " JOIN conversations v ON v.id = r.thread_id"
@@ -73,6 +78,7 @@ class PruneReport:
     blobs: int = 0
     runs: int = 0
     run_events: int = 0
+    webhook_deliveries: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -83,6 +89,7 @@ class PruneReport:
             "blobs": self.blobs,
             "runs": self.runs,
             "run_events": self.run_events,
+            "webhook_deliveries": self.webhook_deliveries,
         }
 
 
@@ -118,4 +125,5 @@ def prune_checkpoints(conn: Connection, *, keep: int, deleted_after_days: int) -
     report.run_events += int(conn.execute(COUNT_RUN_EVENTS_SQL, days).scalar_one())
     report.runs += conn.execute(DEAD_RUNS_SQL, days).rowcount  # their events cascade
     report.run_events += conn.execute(OLD_RUN_EVENTS_SQL, {"keep": max(keep, 1)}).rowcount
+    report.webhook_deliveries += conn.execute(OLD_DELIVERIES_SQL, days).rowcount
     return report

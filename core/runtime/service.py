@@ -62,6 +62,9 @@ class AgentRuntime:
             kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},
             open=True,
             name="agentry-checkpoints",
+            # A connection the server terminated (restart, pg_terminate_backend) is
+            # replaced at checkout instead of failing the turn that gets it.
+            check=ConnectionPool.check_connection,
         )
         self.saver = PostgresSaver(self.pool)
         # PostgresSaver serializes every operation on one lock, which only a single shared

@@ -1,7 +1,7 @@
 """memory blocks: named, size-limited texts in the agent's prompt, and their versions
 
 Revision ID: 0013
-Revises: 0006
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0006"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -27,6 +27,7 @@ class AgentBody(BaseModel):
     tools: list[str] = Field(default_factory=list)
     handoffs: list[str] = Field(default_factory=list)
     admin_only: bool = False
+    approve_tools: list[str] = Field(default_factory=list)
 
 
 class AgentUpdate(BaseModel):
@@ -36,6 +37,7 @@ class AgentUpdate(BaseModel):
     tools: list[str] = Field(default_factory=list)
     handoffs: list[str] = Field(default_factory=list)
     admin_only: bool = False
+    approve_tools: list[str] = Field(default_factory=list)
 
 
 def _agent_json(row: Any) -> dict[str, Any]:
@@ -55,6 +57,16 @@ def _get(conn: Connection, name: str) -> Any:
     row = conn.execute(select(Agent.__table__).where(Agent.name == name)).first()
     if row is None:
         raise NotFoundError(f"no agent named {name!r}")
+    return row
+
+
+def _file_agent(conn: Connection, name: str) -> Any:
+    """An agent /v1/agents may change: assistants change through /assistants."""
+    row = _get(conn, name)
+    if row.assistant_id is not None:
+        raise ConflictError(
+            f"agent {name!r} is an assistant: change it at /assistants/{row.assistant_id}"
+        )
     return row
 
 
@@ -97,7 +109,7 @@ def update_agent(
     name: str, body: AgentUpdate, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     conn = session.connection()
-    _get(conn, name)
+    _file_agent(conn, name)
     spec = parse_agent({"name": name, **body.model_dump()}, where=f"agent {name!r}")
     _save(conn, spec, settings.project_dir, admin.actor)
     return _agent_json(_get(conn, name))
@@ -106,7 +118,7 @@ def update_agent(
 @router.delete("/{name}", status_code=204, summary="Deactivate an agent (admin)")
 def delete_agent(name: str, admin: AdminUser, session: SessionDep) -> None:
     conn = session.connection()
-    _get(conn, name)
+    _file_agent(conn, name)
     deactivate_agent(conn, name, actor=admin.actor)
 
 

@@ -6,18 +6,19 @@ A user sees only their own conversations; admins see all. A foreign id answers
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from config.settings import Settings
 from core.api.deps import CurrentUser, RuntimeDep, SessionDep, SettingsDep
+from core.api.sse import Event, sse_response
 from core.auth.users import Principal
 from core.conversations.messages import list_messages
 from core.conversations.store import (
@@ -31,7 +32,9 @@ from core.conversations.store import (
 )
 from core.errors import AgentryError, ForbiddenError, PayloadTooLargeError, ValidationFailed
 from core.models import Agent, ConversationStatus
+from core.registry.access import may_use
 from core.registry.specs import AgentSpec
+from core.runtime.control import TurnControl, is_resume_map
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import TurnEvent, run_turn
 
@@ -47,6 +50,31 @@ class ConversationCreate(BaseModel):
 
 class MessageCreate(BaseModel):
     content: str
+
+
+class ResumeBody(BaseModel):
+    """The person's answer to a paused turn: one ``decision``, or ``decisions`` by
+    interrupt id when several wait."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Any = None
+    decisions: dict[str, Any] | None = None
+
+    def control(self) -> TurnControl:
+        if "decision" in self.model_fields_set and self.decision is None:
+            raise ValidationFailed("decision: must not be null")
+        if self.decisions is not None and self.decision is not None:
+            raise ValidationFailed("decisions: give decision or decisions, not both")
+        if self.decisions is not None:
+            if not self.decisions:
+                raise ValidationFailed("decisions: name at least one interrupt id")
+            if not is_resume_map(self.decisions):
+                raise ValidationFailed("decisions: keys must be interrupt ids")
+            return TurnControl(resume=self.decisions)
+        if self.decision is None:
+            raise ValidationFailed("decision: required (or decisions)")
+        return TurnControl(resume=self.decision)
 
 
 def body_limit(request: Request, settings: SettingsDep) -> None:
@@ -68,7 +96,7 @@ def _check_agent(session: SessionDep, name: str, user: Principal) -> None:
     )
     if row is None or not row.spec.get("system_prompt"):
         raise ValidationFailed(f"unknown agent {name!r}: see GET /v1/agents")
-    if AgentSpec.from_json({"name": name, **row.spec}).admin_only and not user.is_admin:
+    if not may_use(user, AgentSpec.from_json({"name": name, **row.spec})):
         raise ForbiddenError(f"agent {name!r} is for admins")
 
 
@@ -134,11 +162,26 @@ def switches(
     return list_switches(conn, conversation_id)
 
 
-def _sse(event: TurnEvent) -> str:
-    return f"event: {event.type}\ndata: {json.dumps(event.data, default=str)}\n\n"
+def _sse_events(first: TurnEvent, events: Iterator[TurnEvent]) -> Iterator[Event]:
+    yield Event(first.data, first.type)
+    try:
+        for event in events:
+            yield Event(event.data, event.type)
+    except AgentryError as exc:
+        yield Event({"status": exc.status, "title": exc.title, "detail": exc.message}, "error")
+    except Exception:  # the trace goes to the log; the client gets a clean event
+        log.exception("turn failed")
+        yield Event(
+            {
+                "status": 500,
+                "title": "Internal error",
+                "detail": "the turn failed; see the server log",
+            },
+            "error",
+        )
 
 
-def _respond(request: Request, events: Iterator[TurnEvent]) -> Any:
+def _respond(request: Request, events: Iterator[TurnEvent], settings: Settings) -> Any:
     """SSE when asked for (``Accept: text/event-stream``), else one JSON answer."""
     if "text/event-stream" not in request.headers.get("accept", ""):
         collected = list(events)
@@ -149,46 +192,29 @@ def _respond(request: Request, events: Iterator[TurnEvent]) -> Any:
                 "current_agent": final["current_agent"],
                 "messages_count": final["messages_count"],
                 "resumed": any(e.type == "resumed" for e in collected),
+                # Set when the turn paused for a person: answer with POST .../resume.
+                "interrupts": final.get("interrupts"),
             }
         )
     # The first event is produced here, so a refusal (404, 409, 503) is still a
-    # plain problem response, not a stream.
+    # plain problem response, not a stream. A client that leaves stops the turn at
+    # its next event (it stays pending, like a crashed one).
     first = next(events)
-
-    def stream() -> Iterator[str]:
-        yield _sse(first)
-        try:
-            for event in events:
-                yield _sse(event)
-        except AgentryError as exc:
-            yield _sse(
-                TurnEvent(
-                    "error", {"status": exc.status, "title": exc.title, "detail": exc.message}
-                )
-            )
-        except Exception:  # the trace goes to the log; the client gets a clean event
-            log.exception("turn failed")
-            yield _sse(
-                TurnEvent(
-                    "error",
-                    {
-                        "status": 500,
-                        "title": "Internal error",
-                        "detail": "the turn failed; see the server log",
-                    },
-                )
-            )
-
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    return sse_response(_sse_events(first, events), keepalive=settings.sse_keepalive)
 
 
 def _turn(
-    request: Request, runtime: AgentRuntime, user: Principal, cid: uuid.UUID, content: str | None
+    request: Request,
+    runtime: AgentRuntime,
+    settings: Settings,
+    user: Principal,
+    cid: uuid.UUID,
+    content: str | None,
+    control: TurnControl | None = None,
 ) -> Any:
     streaming = "text/event-stream" in request.headers.get("accept", "")
-    return _respond(request, run_turn(runtime, user, cid, content, stream_tokens=streaming))
+    turn = run_turn(runtime, user, cid, content, stream_tokens=streaming, control=control)
+    return _respond(request, turn, settings)
 
 
 @router.post(
@@ -212,11 +238,20 @@ def post_message(
             f"content is {len(content)} characters; the limit is {settings.max_message_chars}"
             " (AGENTRY_MAX_MESSAGE_CHARS)"
         )
-    return _turn(request, runtime, user, conversation_id, content)
+    return _turn(request, runtime, settings, user, conversation_id, content)
 
 
-@router.post("/{conversation_id}/resume", summary="Complete a turn interrupted by a crash")
+@router.post(
+    "/{conversation_id}/resume",
+    summary="Answer a paused turn ({decision}), or complete one cut short by a crash (no body)",
+)
 def resume(
-    conversation_id: uuid.UUID, request: Request, user: CurrentUser, runtime: RuntimeDep
+    conversation_id: uuid.UUID,
+    request: Request,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    body: ResumeBody | None = None,
 ) -> Any:
-    return _turn(request, runtime, user, conversation_id, None)
+    control = body.control() if body is not None else None
+    return _turn(request, runtime, settings, user, conversation_id, None, control)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -14,7 +16,13 @@ router = APIRouter(tags=["health"])
 REPORTED = ("database", "pgvector", "migrations", "pool")
 
 
-@router.get("/health", summary="Liveness and readiness of this server process")
+# Not a problem document: the same report as 200, naming what fails.
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Not ready: `failing` names the parts that fail"}
+}
+
+
+@router.get("/health", summary="Liveness and readiness of this server process", responses=NOT_READY)
 async def health(db: DbDep, settings: SettingsDep) -> JSONResponse:
     """200 with each part's state when healthy; 503 naming the failing parts when not."""
     checks = {c.name: c for c in await run_in_threadpool(database_checks, db, settings)}

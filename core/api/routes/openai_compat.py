@@ -13,7 +13,6 @@ registry unless the caller is an OpenAI SDK; see :func:`is_openai_client`).
 from __future__ import annotations
 
 import itertools
-import json
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -21,18 +20,17 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from langchain_core.messages import HumanMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
-from core.api.deps import CurrentUser, RuntimeDep, SessionDep
+from core.api.deps import CurrentUser, RuntimeDep, SessionDep, SettingsDep
 from core.api.problems import problem
+from core.api.sse import Event, sse_response
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
 from core.errors import AgentryError, ValidationFailed
-from core.models import Agent
 from core.protocols.threads import (
     ASSISTANT_KEY,
     append_messages,
@@ -40,6 +38,7 @@ from core.protocols.threads import (
     plain_text,
     resolve_agent,
 )
+from core.registry.access import usable_rows
 from core.runtime.service import AgentRuntime
 from core.runtime.turns import TurnEvent, run_turn
 
@@ -108,11 +107,7 @@ def is_openai_client(request: Request) -> bool:
 
 def models_json(session: SessionDep, user: Principal) -> dict[str, Any]:
     """Agents as an OpenAI model list (model id = agent name)."""
-    rows = session.connection().execute(
-        select(Agent.name, Agent.spec, Agent.created_at)
-        .where(Agent.is_active.is_(True))
-        .order_by(Agent.name)
-    )
+    rows = usable_rows(session.connection(), user)
     return {
         "object": "list",
         "data": [
@@ -123,8 +118,6 @@ def models_json(session: SessionDep, user: Principal) -> dict[str, Any]:
                 "owned_by": "agentry",
             }
             for r in rows
-            if (r.spec or {}).get("system_prompt")
-            and (user.is_admin or not (r.spec or {}).get("admin_only"))
         ],
     }
 
@@ -197,6 +190,7 @@ def chat_completions(
     body: ChatRequest,
     user: CurrentUser,
     runtime: RuntimeDep,
+    settings: SettingsDep,
     x_agentry_conversation: str | None = Header(default=None),
 ) -> Any:
     _check(body)
@@ -228,19 +222,19 @@ def chat_completions(
             },
             headers=headers,
         )
-    return StreamingResponse(
+    return sse_response(
         _chunks(first, turn, body.model, created, cid),
-        media_type="text/event-stream",
-        headers={**headers, "Cache-Control": "no-cache"},
+        keepalive=settings.sse_keepalive,
+        headers=headers,
     )
 
 
 def _chunks(
     first: TurnEvent, turn: Iterator[TurnEvent], model: str, created: int, cid: uuid.UUID
-) -> Iterator[str]:
+) -> Iterator[Event]:
     completion = _completion_id()
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, agent: str = model) -> str:
+    def chunk(delta: dict[str, Any], finish: str | None = None, agent: str = model) -> Event:
         data = {
             "id": completion,
             "object": "chat.completion.chunk",
@@ -249,7 +243,7 @@ def _chunks(
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             "conversation_id": str(cid),
         }
-        return f"data: {json.dumps(data)}\n\n"
+        return Event(data)
 
     yield chunk({"role": "assistant", "content": ""})
     agent = model
@@ -263,5 +257,5 @@ def _chunks(
         yield chunk({}, "stop", agent)
     except AgentryError as exc:
         error = {"message": exc.message, "type": exc.title, "code": exc.status}
-        yield f"data: {json.dumps({'error': error})}\n\n"
-    yield "data: [DONE]\n\n"
+        yield Event({"error": error})
+    yield Event("[DONE]")

@@ -268,3 +268,56 @@ def test_bench_chat_smoke(
     recall = report["recall"]  # what automatic recall adds per model call
     assert recall["turns"] >= 1 and recall["added_ms"]["p50"] > 0
     assert recall["added_prompt_tokens"]["max"] > 0  # the bench's own history is recalled
+
+
+def test_chat_asks_the_person(
+    db: Database, llm: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.core.hitl_project import hitl_project
+
+    _, key = create_test_user(db, "asked@example.org")
+    project = hitl_project(tmp_path_factory.mktemp("chat-hitl"))
+    settings = runtime_settings(llm.base_url, AGENTRY_PROJECT_DIR=str(project))
+    llm.enqueue(
+        Reply(tool_calls=[ToolCall("current_time", {"timezone": "UTC"})]),
+        Reply("Fine, no clock."),
+        Reply(tool_calls=[ToolCall("current_time", {"timezone": "UTC"})]),
+        Reply("Tokyo it is."),
+        Reply(tool_calls=[ToolCall("ask_person", {"question": "favourite colour?"})]),
+        Reply("Nice colour."),
+    )
+    answers = [
+        "time?",
+        "n",
+        "not today",  # refused, with the person's words
+        "time again?",
+        "e",
+        "not json",
+        '{"timezone": "Asia/Tokyo"}',  # edited
+        "ask me",
+        "blue",  # interrupt() in a tool
+        "/quit",
+    ]
+    with LiveServer(create_app(db, settings)) as url:
+        result = invoke(
+            "chat",
+            "--url",
+            url,
+            "--api-key",
+            key,
+            "--agent",
+            "careful",
+            input="\n".join(answers) + "\n",
+        )
+    out = result.output
+    assert result.exit_code == 0, out
+    assert 'approve? current_time({"timezone": "UTC"})' in out, out
+    assert "Fine, no clock." in out and "Tokyo it is." in out, out
+    assert "arguments must be a JSON object" in out, out
+    assert "asks: favourite colour?" in out and "Nice colour." in out, out
+    tool_texts = [
+        m["content"] for r in llm.chat_requests()[-5:] for m in r["messages"] if m["role"] == "tool"
+    ]
+    assert "The person refused to run current_time. They said: not today" in tool_texts
+    assert any(t.endswith("+09:00") for t in tool_texts), tool_texts
+    assert "the person answered: blue" in tool_texts

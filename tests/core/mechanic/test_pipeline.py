@@ -445,8 +445,11 @@ def test_a_half_built_concurrent_index_is_undone_by_restoring_the_backup(
     change = plan(db, msettings, spec)
     assert change["plan"]["dry_run"]["ok"]
     head, rev = git.Repo(project).head.commit.hexsha, revision_of(db)
-    with pytest.raises(MechanicError, match="could not create unique index"):
+    # The data, not the server, is at fault: 409 with the database's reason, not a 500.
+    with pytest.raises(ConflictError, match="could not create unique index") as refused:
         apply_change(db, msettings, change["id"], actor="system")
+    assert refused.value.status == 409
+    assert "existing data does not allow it" in refused.value.message
     with db.engine.connect() as conn:
         # CREATE INDEX CONCURRENTLY leaves an INVALID index behind when it fails: gone.
         assert not conn.execute(

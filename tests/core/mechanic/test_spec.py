@@ -164,3 +164,19 @@ def test_resolve_checks_the_registry() -> None:
     assert resolve(parse_spec(entity(fields=[field()])), book, "retired", {}, reapply=True)
     with pytest.raises(ConflictError):
         resolve(parse_spec(entity(fields=[field()])), book, "retired", {})
+
+
+def test_every_table_of_core_is_reserved() -> None:
+    # Derived from the models: a table core adds is refused without editing a list.
+    import core.models
+    from core.mechanic.spec import RESERVED_TABLES
+
+    core_tables = {
+        m.local_table.name
+        for m in core.models.Base.registry.mappers
+        if m.class_.__module__.startswith("core.models")
+    }
+    assert {"store_items", "search_embedding_space"} <= core_tables <= RESERVED_TABLES
+    for name in ("store_items", "search_embedding_space"):
+        with pytest.raises(ValidationFailed, match="clashes with a core or LangGraph table"):
+            parse_spec(entity(entity=name, fields=[field()]))

@@ -341,3 +341,37 @@ def test_two_workers_share_the_queue_without_embedding_a_row_twice(
     # SKIP LOCKED: every row embedded exactly once between them, and both took part.
     assert sum(w.embedded for w in workers) == pending
     assert all(w.embedded > 0 for w in workers)
+
+
+def test_hybrid_finds_a_document_still_waiting_for_its_vector(
+    db: Database, embedder: Embedder
+) -> None:
+    """Right after a write (or while the worker lags) the new text is found by its words."""
+    owner, _ = create_test_user(db, "pending-vector@idx.org")
+    with db.engine.begin() as conn:
+        for i in range(8):  # embedded neighbours: they fill every vector rank
+            index_document(
+                conn,
+                entity_type="message",
+                entity_id=uuid.uuid4(),
+                text=f"a note about pets and their names, number {i}",
+                user_id=owner.id,
+                embedder=embedder,
+            )
+        fresh = uuid.uuid4()
+        index_document(  # no embedder: queued for the worker, vector still NULL
+            conn,
+            entity_type="message",
+            entity_id=fresh,
+            text="my cat is named Tiramisu",
+            user_id=owner.id,
+            settings=SETTINGS,
+        )
+        hits = search(conn, "Tiramisu", user_id=owner.id, k=5, settings=SETTINGS)
+        assert hits[0].entity_id == fresh
+        assert hits[0].ranks == {"keyword": 1}
+        # Once embedded, it ranks by both halves as usual.
+        while embed_pending(conn, embedder):
+            pass
+        hits = search(conn, "Tiramisu", user_id=owner.id, k=5, settings=SETTINGS)
+        assert hits[0].entity_id == fresh and set(hits[0].ranks) == {"vector", "keyword"}

@@ -174,8 +174,8 @@ def test_stateless_runs(alice: SyncLangGraphClient) -> None:
 @pytest.mark.parametrize(
     ("option", "value", "named"),
     [
-        ("interrupt_before", ["tools"], "interrupt_before"),
-        ("stream_mode", "debug", "stream_mode"),
+        ("interrupt_before", ["no-such-node"], "interrupt_before"),  # supported; no such node
+        ("stream_mode", "tools", "stream_mode"),
         ("webhook", "http://example.org/hook", "webhook"),
         ("multitask_strategy", "sometimes", "multitask_strategy"),
         ("checkpoint_id", "abc", "checkpoint_id"),
@@ -327,7 +327,7 @@ def test_info_is_public(live: LiveServer) -> None:
     info = httpx.get(f"{live.url}/info")
     assert info.status_code == 200
     assert info.json()["flags"]["assistants"] is True
-    assert info.json()["flags"]["crons"] is False
+    assert info.json()["flags"]["crons"] is True
 
 
 def test_failing_model_then_resume_without_input(

@@ -18,6 +18,6 @@ def info() -> dict[str, Any]:
     return {
         "version": core.__version__,
         "langgraph_py_version": version("langgraph"),
-        "flags": {"assistants": True, "crons": False, "langsmith": False, "strict_resume": False},
+        "flags": {"assistants": True, "crons": True, "langsmith": False, "strict_resume": False},
         "metadata": {"server": "agentry"},
     }

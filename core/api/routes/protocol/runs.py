@@ -10,36 +10,36 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Row
 
-from core.api.deps import CurrentUser, DbDep, RuntimeDep, SessionDep
+from config.settings import Settings
+from core.api.deps import CurrentUser, DbDep, RuntimeDep, SessionDep, SettingsDep
+from core.api.sse import Event, json_with_heartbeat, sse_response
 from core.auth.users import Principal
 from core.conversations.store import get_conversation
 from core.db.engine import Database
 from core.errors import ConflictError, ValidationFailed
+from core.protocols.control import run_control
 from core.protocols.runs import start_run
 from core.protocols.translate import STREAM_MODES
 from core.runs import RunService, cancel_run, store
 from core.runs.events import read_after, wait_for_end
 from core.runs.signals import RunSignals
 from core.runs.store import outcome, run_json
+from core.runs.webhooks import check_webhook
 from core.runtime.service import AgentRuntime
 
 router = APIRouter(tags=["agent protocol"])
 
 # Options Agentry cannot honour: any value other than these defaults is a 422.
 UNSUPPORTED: dict[str, tuple[Any, ...]] = {
-    "command": (None,),
-    "interrupt_before": (None, []),
-    "interrupt_after": (None, []),
-    "webhook": (None,),
     "checkpoint": (None,),
     "checkpoint_id": (None,),
     "checkpoint_during": (None,),
@@ -51,6 +51,8 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "durability": (None, "sync"),
     "context": (None, {}),
 }
+# Human in the loop: read by core.protocols.control.run_control.
+HITL_OPTIONS = ("command", "interrupt_before", "interrupt_after")
 
 
 class RunCreate(BaseModel):
@@ -68,6 +70,8 @@ class RunCreate(BaseModel):
     stream_subgraphs: bool | None = None
     # Every run keeps its events: a stream can be rejoined (Last-Event-ID) while it runs.
     stream_resumable: bool | None = None
+    # POSTed the finished run (core/runs/webhooks.py); only to allowed hosts.
+    webhook: str | None = None
 
 
 def _modes(body: RunCreate) -> list[str]:
@@ -83,6 +87,8 @@ def _modes(body: RunCreate) -> list[str]:
 def _check(body: RunCreate, thread_id: uuid.UUID | None) -> list[str]:
     """422 naming the first option that is not supported."""
     extra = dict(body.model_extra or {})
+    for name in HITL_OPTIONS:
+        extra.pop(name, None)
     for name, accepted in UNSUPPORTED.items():
         value = extra.pop(name, None)
         if value not in accepted:
@@ -110,6 +116,7 @@ def _body_run(
 ) -> Row[Any]:
     """Validate the body, then check and queue the run."""
     modes = _check(body, thread_id)
+    check_webhook(body.webhook, runtime.settings)
     return start_run(
         runtime,
         user,
@@ -120,6 +127,8 @@ def _body_run(
         metadata=body.metadata,
         multitask_strategy=body.multitask_strategy or "reject",
         on_completion=body.on_completion,
+        control=run_control(body.model_extra or {}),
+        webhook=body.webhook,
     )
 
 
@@ -132,44 +141,67 @@ def _signals(request: Request) -> RunSignals:
     return _POLL_ONLY if service is None else service.signals
 
 
+def run_path(run: Row[Any]) -> str:
+    """Where a run is (``Content-Location``; stateless runs too have a thread)."""
+    return f"/threads/{run.thread_id}/runs/{run.id}"
+
+
+async def _run_events(
+    db: Database, signals: RunSignals, run_id: uuid.UUID, start: int
+) -> AsyncIterator[Event]:
+    position = start - 1  # the last event sent
+    while True:
+        # Wait in a worker thread for the next events (the SSE helper sends keep-alives).
+        events, ended = await run_in_threadpool(read_after, db, signals, run_id, position, 0.5)
+        for seq, name, data in events:
+            yield Event(data, name, seq)
+            position = seq
+        if ended and not events:
+            return
+
+
+def _canceller(db: Database, run: Row[Any]) -> Callable[[], None]:
+    def cancel() -> None:
+        with db.engine.begin() as conn:
+            cancel_run(conn, run.id)
+
+    return cancel
+
+
 def _sse(
-    request: Request, db: Database, run: Row[Any], cancel_on_disconnect: bool, start: int = 0
-) -> StreamingResponse:
-    signals = _signals(request)
-
-    async def stream() -> AsyncIterator[str]:
-        position = start - 1  # the last event sent
-        ended = False
-        try:
-            while True:
-                # Wait in a worker thread, briefly, so a client that left is noticed.
-                events, ended = await run_in_threadpool(
-                    read_after, db, signals, run.id, position, 0.5
-                )
-                for seq, name, data in events:
-                    body = json.dumps(data, default=str)
-                    yield f"event: {name}\ndata: {body}\nid: {seq}\n\n"
-                    position = seq
-                if ended and not events:
-                    return
-        finally:
-            # Also reached when the server cancels the stream because the client left.
-            if cancel_on_disconnect and not ended:
-                with db.engine.begin() as conn:
-                    cancel_run(conn, run.id)
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={
-            "Cache-Control": "no-cache",
-            "Content-Location": f"/threads/{run.thread_id}/runs/{run.id}",
-        },
+    request: Request,
+    db: Database,
+    settings: Settings,
+    run: Row[Any],
+    cancel_on_disconnect: bool,
+    start: int = 0,
+) -> Response:
+    """The run's events from ``start`` on; ``Location`` is where a dropped client
+    rejoins (the SDK reconnects there with ``Last-Event-ID``)."""
+    return sse_response(
+        _run_events(db, _signals(request), run.id, start),
+        keepalive=settings.sse_keepalive,
+        headers={"Location": f"{run_path(run)}/stream", "Content-Location": run_path(run)},
+        on_disconnect=_canceller(db, run) if cancel_on_disconnect else None,
     )
 
 
-def _wait(request: Request, db: Database, run: Row[Any]) -> dict[str, Any]:
-    return outcome(wait_for_end(db, _signals(request), run.thread_id, run.id))
+def _wait(
+    request: Request, db: Database, settings: Settings, run: Row[Any], on_disconnect: str | None
+) -> Response:
+    """The run's final values once it ends; newlines keep the connection open meanwhile.
+    A client that leaves cancels the run unless it asked ``on_disconnect="continue"``."""
+    signals = _signals(request)
+    return json_with_heartbeat(
+        lambda: outcome(wait_for_end(db, signals, run.thread_id, run.id)),
+        interval=settings.sse_keepalive,
+        headers={"Location": f"{run_path(run)}/join", "Content-Location": run_path(run)},
+        on_disconnect=_canceller(db, run) if (on_disconnect or "cancel") == "cancel" else None,
+    )
+
+
+def _created(run: Row[Any]) -> JSONResponse:
+    return JSONResponse(run_json(run), headers={"Content-Location": run_path(run)})
 
 
 # --- stateful runs ---------------------------------------------------------------
@@ -178,27 +210,36 @@ def _wait(request: Request, db: Database, run: Row[Any]) -> dict[str, Any]:
 @router.post("/threads/{thread_id}/runs", summary="Start a run in the background")
 def create(
     thread_id: uuid.UUID, body: RunCreate, user: CurrentUser, runtime: RuntimeDep
-) -> dict[str, Any]:
+) -> JSONResponse:
     if body.on_disconnect is not None:
-        raise ValidationFailed("on_disconnect: only for streamed runs")
-    return run_json(_body_run(runtime, user, body, thread_id))
+        raise ValidationFailed("on_disconnect: only for streamed or waited runs")
+    return _created(_body_run(runtime, user, body, thread_id))
 
 
 @router.post("/threads/{thread_id}/runs/stream", summary="Run and stream its events (SSE)")
 def stream(
-    thread_id: uuid.UUID, body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
-) -> StreamingResponse:
+    thread_id: uuid.UUID,
+    body: RunCreate,
+    request: Request,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+) -> Response:
     run = _body_run(runtime, user, body, thread_id)
-    return _sse(request, runtime.db, run, body.on_disconnect == "cancel")
+    return _sse(request, runtime.db, settings, run, (body.on_disconnect or "cancel") == "cancel")
 
 
 @router.post("/threads/{thread_id}/runs/wait", summary="Run and answer the final values")
 def wait(
-    thread_id: uuid.UUID, body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
-) -> dict[str, Any]:
-    if body.on_disconnect is not None:
-        raise ValidationFailed("on_disconnect: only for streamed runs")
-    return _wait(request, runtime.db, _body_run(runtime, user, body, thread_id))
+    thread_id: uuid.UUID,
+    body: RunCreate,
+    request: Request,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+) -> Response:
+    run = _body_run(runtime, user, body, thread_id)
+    return _wait(request, runtime.db, settings, run, body.on_disconnect)
 
 
 @router.get("/threads/{thread_id}/runs", summary="The thread's runs, newest first")
@@ -232,9 +273,15 @@ def get_run(
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join", summary="Wait for a run; its final values")
 def join(
-    thread_id: uuid.UUID, run_id: uuid.UUID, request: Request, user: CurrentUser, db: DbDep
-) -> dict[str, Any]:
-    return _wait(request, db, _run(user, db, thread_id, run_id))
+    thread_id: uuid.UUID,
+    run_id: uuid.UUID,
+    request: Request,
+    user: CurrentUser,
+    db: DbDep,
+    settings: SettingsDep,
+) -> Response:
+    run = _run(user, db, thread_id, run_id)
+    return _wait(request, db, settings, run, "continue")  # leaving a join never cancels
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream", summary="Join a run's stream (SSE)")
@@ -244,10 +291,11 @@ def join_stream(
     request: Request,
     user: CurrentUser,
     db: DbDep,
+    settings: SettingsDep,
     cancel_on_disconnect: bool = False,
     stream_mode: list[str] | None = Query(default=None),
     last_event_id: str | None = Header(default=None),
-) -> StreamingResponse:
+) -> Response:
     run = _run(user, db, thread_id, run_id)
     # httpx sends an absent (None) stream_mode as an empty value.
     extra = {m for m in stream_mode or [] if m} - set(run.kwargs.get("stream_mode") or [])
@@ -259,7 +307,7 @@ def join_stream(
         start = int(last_event_id) + 1 if last_event_id else 0
     except ValueError:
         raise ValidationFailed("Last-Event-ID: must be an event id of this run") from None
-    return _sse(request, db, run, cancel_on_disconnect, max(start, 0))
+    return _sse(request, db, settings, run, cancel_on_disconnect, max(start, 0))
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", summary="Cancel a run")
@@ -299,20 +347,23 @@ def delete_run(thread_id: uuid.UUID, run_id: uuid.UUID, user: CurrentUser, db: D
 
 
 @router.post("/runs", summary="Start a stateless run in the background")
-def create_stateless(body: RunCreate, user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
-    return run_json(_body_run(runtime, user, body, None))
+def create_stateless(body: RunCreate, user: CurrentUser, runtime: RuntimeDep) -> JSONResponse:
+    if body.on_disconnect is not None:
+        raise ValidationFailed("on_disconnect: only for streamed or waited runs")
+    return _created(_body_run(runtime, user, body, None))
 
 
 @router.post("/runs/stream", summary="Stateless run, streamed (SSE)")
 def stream_stateless(
-    body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
-) -> StreamingResponse:
+    body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep, settings: SettingsDep
+) -> Response:
     run = _body_run(runtime, user, body, None)
-    return _sse(request, runtime.db, run, body.on_disconnect == "cancel")
+    return _sse(request, runtime.db, settings, run, (body.on_disconnect or "cancel") == "cancel")
 
 
 @router.post("/runs/wait", summary="Stateless run; the final values")
 def wait_stateless(
-    body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
-) -> dict[str, Any]:
-    return _wait(request, runtime.db, _body_run(runtime, user, body, None))
+    body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep, settings: SettingsDep
+) -> Response:
+    run = _body_run(runtime, user, body, None)
+    return _wait(request, runtime.db, settings, run, body.on_disconnect)

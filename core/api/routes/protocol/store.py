@@ -39,7 +39,7 @@ class ItemSearch(BaseModel):
     filter: dict[str, Any] | None = None
     query: str | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=2**31 - 1)
     refresh_ttl: bool | None = None
 
 
@@ -50,7 +50,7 @@ class NamespaceList(BaseModel):
     suffix: list[str] = Field(default_factory=list)
     max_depth: int | None = None
     limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 def _no_ttl(ttl: Any, name: str) -> None:

@@ -10,26 +10,41 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
 from core.api.deps import CurrentUser, RuntimeDep, SessionDep
 from core.api.routes.protocol.assistants import reject_extra
-from core.conversations.store import create_conversation, delete_conversation, get_conversation
+from core.conversations.store import delete_conversation, get_conversation
 from core.errors import ValidationFailed
 from core.models import Conversation
 from core.protocols.serialize import state_json
+from core.protocols.thread_ops import (
+    copy_thread,
+    create_thread,
+    parse_ttl,
+    prune_threads,
+    set_ttl,
+)
 from core.protocols.threads import (
     ASSISTANT_KEY,
     append_messages,
     merge_metadata,
-    resolve_agent,
+    resolve_assistant,
     thread_config,
     thread_json,
     thread_state,
+    thread_status,
 )
 from core.runs.store import busy_threads
 
 router = APIRouter(prefix="/threads", tags=["agent protocol"])
+# When the thread's state last changed: its latest checkpoint (ids grow with time).
+STATE_UPDATED_AT = (
+    select(func.max(text("checkpoint_id")))
+    .select_from(text("checkpoints"))
+    .where(text("checkpoints.thread_id = conversations.id::text AND checkpoint_ns = ''"))
+    .scalar_subquery()
+)
 DEFAULT_AGENT = "assistant"
 CHANNEL = "agent-protocol"
 
@@ -37,15 +52,32 @@ CHANNEL = "agent-protocol"
 class ThreadCreate(BaseModel):
     model_config = ConfigDict(extra="allow")
 
+    thread_id: uuid.UUID | None = None
     metadata: dict[str, Any] | None = None
     graph_id: str | None = None
     if_exists: Literal["raise", "do_nothing"] | None = None
+    ttl: float | dict[str, Any] | None = None
 
 
 class ThreadUpdate(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     metadata: dict[str, Any] = Field(default_factory=dict)
+    ttl: float | dict[str, Any] | None = None
+
+
+class ThreadPrune(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    thread_ids: list[uuid.UUID] = Field(min_length=1, max_length=1000)
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
+class StateAt(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    checkpoint: dict[str, Any]
+    subgraphs: bool = False
 
 
 class ThreadSearch(BaseModel):
@@ -56,7 +88,9 @@ class ThreadSearch(BaseModel):
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0)
-    sort_by: Literal["thread_id", "created_at", "updated_at"] | None = None
+    sort_by: (
+        Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] | None
+    ) = None
     sort_order: Literal["asc", "desc"] | None = None
 
 
@@ -65,6 +99,8 @@ class StateUpdate(BaseModel):
 
     values: dict[str, Any] | list[dict[str, Any]] | None = None
     as_node: str | None = None
+    checkpoint_id: str | None = None
+    checkpoint: dict[str, Any] | None = None
 
 
 class HistoryQuery(BaseModel):
@@ -76,7 +112,7 @@ class HistoryQuery(BaseModel):
     checkpoint: dict[str, Any] | None = None
 
 
-@router.post("", summary="Create a thread (a conversation)")
+@router.post("", summary="Create a thread (a conversation), under a chosen id if given")
 def create(
     body: ThreadCreate,
     request: Request,
@@ -85,13 +121,34 @@ def create(
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     reject_extra(body)
-    if body.if_exists is not None:
-        raise ValidationFailed("if_exists: threads get server-made ids; there is nothing to match")
-    agent = body.graph_id or DEFAULT_AGENT
-    resolve_agent(runtime, user, agent)
-    metadata = {**(body.metadata or {}), "graph_id": agent, ASSISTANT_KEY: agent}
-    row = create_conversation(session.connection(), user, agent, metadata=metadata, channel=CHANNEL)
-    return thread_json(runtime, row, busy=False, values=False)
+    ttl = parse_ttl(body.ttl)
+    # langgraph_sdk sends the graph id inside the metadata; an assistant's UUID names its
+    # own agent.
+    requested = body.graph_id or (body.metadata or {}).get("graph_id") or DEFAULT_AGENT
+    assistant = resolve_assistant(runtime, user, str(requested))
+    agent = assistant.agent
+    metadata = {**(body.metadata or {}), "graph_id": assistant.graph_id, ASSISTANT_KEY: agent}
+    conn = session.connection()
+    row = create_thread(
+        conn,
+        user,
+        agent,
+        metadata,
+        channel=CHANNEL,
+        thread_id=body.thread_id,
+        if_exists=body.if_exists,
+    )
+    if ttl is not None:
+        set_ttl(conn, row.id, ttl)
+    chosen = body.thread_id is not None  # it may be an existing thread (do_nothing)
+    busy = chosen and bool(busy_threads(conn, [row.id]))
+    return thread_json(runtime, row, busy=busy, values=chosen)
+
+
+@router.post("/prune", summary="Delete threads, or keep only their latest checkpoint")
+def prune(body: ThreadPrune, user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
+    reject_extra(body)
+    return {"pruned_count": prune_threads(runtime, user, body.thread_ids, body.strategy)}
 
 
 @router.post("/search", summary="Threads of the caller")
@@ -111,18 +168,29 @@ def search(
     if body.ids is not None:
         stmt = stmt.where(Conversation.id.in_(body.ids))
     if body.status == "interrupted":
-        return []  # Agentry graphs never pause on interrupts
+        stmt = stmt.where(Conversation.pending_interrupts.is_not(None))
     if body.status == "error":
-        stmt = stmt.where(Conversation.turn_pending.is_(True))
+        stmt = stmt.where(
+            Conversation.turn_pending.is_(True), Conversation.pending_interrupts.is_(None)
+        )
+    sort = body.sort_by or "updated_at"
     column = {
         "thread_id": Conversation.id,
+        "status": Conversation.last_activity,  # ordered by status below, then by this
         "created_at": Conversation.created_at,
         "updated_at": Conversation.last_activity,
-    }[body.sort_by or "updated_at"]
-    stmt = stmt.order_by(column.asc() if body.sort_order == "asc" else column.desc())
+        "state_updated_at": STATE_UPDATED_AT,
+    }[sort]
+    descending = body.sort_order != "asc"
+    stmt = stmt.order_by(
+        column.desc().nulls_last() if descending else column.asc().nulls_first(),
+        Conversation.id,
+    )
     conn = session.connection()
     rows = list(conn.execute(stmt))
     busy = busy_threads(conn, [r.id for r in rows])
+    if sort == "status":
+        rows.sort(key=lambda r: thread_status(r, r.id in busy), reverse=descending)
     if body.status in ("idle", "busy"):
         want_busy = body.status == "busy"
         rows = [
@@ -157,7 +225,7 @@ def get_one(
     return thread_json(runtime, row, busy=bool(busy_threads(conn, [thread_id])))
 
 
-@router.patch("/{thread_id}", summary="Add metadata to a thread")
+@router.patch("/{thread_id}", summary="Add metadata to a thread, set its ttl")
 def patch(
     thread_id: uuid.UUID,
     body: ThreadUpdate,
@@ -167,9 +235,12 @@ def patch(
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     reject_extra(body)
+    ttl = parse_ttl(body.ttl)
     conn = session.connection()
     get_conversation(conn, user, thread_id)
     merge_metadata(conn, thread_id, body.metadata)
+    if ttl is not None:
+        set_ttl(conn, thread_id, ttl)
     row = get_conversation(conn, user, thread_id)
     return thread_json(runtime, row, busy=bool(busy_threads(conn, [thread_id])))
 
@@ -205,7 +276,33 @@ def get_state_at(
     return thread_state(runtime, thread_id, checkpoint_id)
 
 
-@router.post("/{thread_id}/state", summary="Add messages to the thread's state")
+@router.post("/{thread_id}/state/checkpoint", summary="The state at a checkpoint")
+def get_state_at_checkpoint(
+    thread_id: uuid.UUID,
+    body: StateAt,
+    user: CurrentUser,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    reject_extra(body)
+    if body.checkpoint.get("checkpoint_ns"):
+        raise ValidationFailed("checkpoint.checkpoint_ns: there are no subgraph checkpoints")
+    checkpoint_id = body.checkpoint.get("checkpoint_id")
+    if not isinstance(checkpoint_id, str) or not checkpoint_id:
+        raise ValidationFailed("checkpoint.checkpoint_id: required")
+    get_conversation(session.connection(), user, thread_id)
+    return thread_state(runtime, thread_id, checkpoint_id)
+
+
+@router.post("/{thread_id}/copy", summary="A new thread with a copy of this one's state")
+def copy(
+    thread_id: uuid.UUID, request: Request, user: CurrentUser, runtime: RuntimeDep
+) -> dict[str, Any]:
+    row = copy_thread(runtime, user, thread_id, CHANNEL)
+    return thread_json(runtime, row, busy=False)
+
+
+@router.post("/{thread_id}/state", summary="Add messages to the thread's state (or fork)")
 def update_state(
     thread_id: uuid.UUID,
     body: StateUpdate,
@@ -223,7 +320,10 @@ def update_state(
         messages = [messages]
     if not isinstance(messages, list) or not messages:
         raise ValidationFailed("values.messages: a non-empty list of messages")
-    return append_messages(runtime, user, thread_id, messages, body.as_node)
+    checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
+    if (body.checkpoint or {}).get("checkpoint_ns"):
+        raise ValidationFailed("checkpoint.checkpoint_ns: there are no subgraph checkpoints")
+    return append_messages(runtime, user, thread_id, messages, body.as_node, checkpoint_id)
 
 
 @router.post("/{thread_id}/history", summary="Past states, newest first")
