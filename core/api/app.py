@@ -35,7 +35,7 @@ from core.api.routes.protocol import store as protocol_store
 from core.api.routes.protocol import threads as protocol_threads
 from core.api.strict import strict_parsing
 from core.db.engine import Database, open_database
-from core.mechanic.live import EntityRegistry, start_live_entities
+from core.mechanic.live import EntityRegistry, start_live_entities, untrack
 from core.mechanic.tools import entity_tool_provider
 from core.memory.service import start_memory
 from core.runs import start_runs
@@ -88,6 +88,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
             runtime_lifecycle.stop(app)
             unregister_tool_provider(entity_tools)
             listener.stop()
+            untrack(app.state.entities)
             if memory_worker is not None:
                 memory_worker.stop()
             if owned:

@@ -5,7 +5,9 @@ real data and checkout are never touched. Lead time is measured from the start o
 plan until this process's LISTEN/NOTIFY-driven registry serves the new entity; the
 baseline is the bare DDL (the Alembic upgrade) of the same changes. Lock impact is
 measured by a writer inserting into an existing table while changes to that table are
-applied, against the same writer's latency with nothing being applied.
+applied, against the same writer's latency with nothing being applied. Conversation-to-live
+time (``core.bench.mechanic_chat``): a conversation with the mechanic agent from the request
+to the first record, through proposal, approval and apply, with the instant scripted model.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy import text
 
 from config import Settings, get_settings
 from core.bench.database import bench_database
+from core.bench.mechanic_chat import add_agents, conversation_to_live
 from core.cli.edge import console, edge
 from core.db import Database
 from core.errors import NotFoundError
@@ -54,6 +57,7 @@ def scratch_project(settings: Settings) -> Iterator[Path]:
             project / "dynamic" / "schema",
             ignore=shutil.ignore_patterns("__pycache__"),
         )
+        add_agents(project)
         repo = git.Repo.init(project)
         repo.git.add(A=True)
         actor = git.Actor("Agentry bench", "bench@agentry.local")
@@ -181,6 +185,7 @@ def run_bench(settings: Settings, entities: int) -> dict[str, Any]:
                         ).scalar_one()))  # fmt: skip
                     progress.advance(task)
             lock = _lock_impact(db, bench_settings)
+            chat = conversation_to_live(db, bench_settings, registry)
         finally:
             listener.stop()
     p50 = statistics.median(lead)
@@ -195,6 +200,7 @@ def run_bench(settings: Settings, entities: int) -> dict[str, Any]:
         "lead_time_vs_goal_ratio": round(p50 / GOAL_SECONDS, 3),
         "meets_goal": p50 <= GOAL_SECONDS,
         "lock": lock,
+        "conversation_to_live": chat,
     }
 
 
@@ -281,5 +287,12 @@ def bench_mechanic(
     )
     table.add_row(
         "within lock_timeout", f"{lock['within_lock_timeout']} ({lock['lock_timeout_ms']} ms)"
+    )
+    chat = report["conversation_to_live"]
+    table.add_row(
+        "conversation-to-live (s)",
+        f"{chat['total_s']} (proposal {chat['proposal_s']}, approval pause "
+        f"{chat['approval_pause_s']}, apply {chat['apply_s']}, first record "
+        f"{chat['first_record_s']})",
     )
     console.print(table)

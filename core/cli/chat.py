@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import typer
+from rich.markdown import Markdown
 
 from config import get_settings
 from core.cli.edge import console, edge
@@ -60,6 +61,9 @@ def _ask(interrupt: dict[str, Any]) -> Any:
     request = value[0] if isinstance(value, list) and value else value
     if isinstance(request, dict) and "action_request" in request:
         action = request["action_request"]
+        if not request.get("config", {}).get("allow_edit", True) and request.get("description"):
+            # The mechanic's apply and rollback carry their plan: the person reads it first.
+            console.print(Markdown(str(request["description"])))
         console.print(
             f"[bold yellow]approve?[/] {action['action']}({json.dumps(action['args'])})",
             highlight=False,

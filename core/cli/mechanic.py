@@ -1,4 +1,4 @@
-"""``agentry mechanic plan|apply|rollback|list``: schema changes from the terminal."""
+"""``agentry mechanic plan|apply|rollback|list|log``: schema changes from the terminal."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
+from sqlalchemy import text
 
 from config import Settings
 from core.cli.database import cli_database
@@ -21,8 +22,9 @@ from core.db import Database
 from core.errors import ValidationFailed
 from core.mechanic import registry
 from core.mechanic.agent import spec_from_instruction
-from core.mechanic.apply import apply_change, rollback_change
+from core.mechanic.apply import apply_change
 from core.mechanic.plan import plan_change
+from core.mechanic.rollback import rollback_change
 from core.mechanic.spec import ChangeSpec, parse_spec
 from core.runtime.router import ModelRouter, register_default_model
 
@@ -143,5 +145,44 @@ def list_command(
         table.add_row(
             str(c["id"]), c["status"], str(c["plan"].get("message")), str(c["revision"]),
             c["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+        )  # fmt: skip
+    console.print(table)
+
+
+ROLLBACKS = text(
+    "SELECT details->>'change_id' AS change_id, git_commit FROM audit_log"
+    " WHERE action = 'rollback' AND status = 'succeeded' ORDER BY created_at"
+)
+
+
+@app.command("log")
+@edge
+def log_command(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The chain of changes, oldest first: revision on its parent, status, commits."""
+    with cli_database() as (db, _), db.engine.connect() as conn:
+        changes = list(reversed(registry.list_changes(conn, limit=10_000)))
+        undone = {r.change_id: r.git_commit for r in conn.execute(ROLLBACKS)}
+    chain = [
+        {
+            "id": str(c["id"]),
+            "status": c["status"],
+            "change": c["plan"].get("message"),
+            "revision": c["revision"],
+            "down_revision": c["down_revision"],
+            "commit": c["git_commit"],
+            "rollback_commit": undone.get(str(c["id"])) if c["status"] == "rolled_back" else None,
+            "created_at": c["created_at"],
+        }
+        for c in changes
+    ]
+    if as_json:
+        _print_json(chain)
+        return
+    table = Table("created", "id", "status", "change", "revision", "commit", "rolled back by")
+    for c in chain:
+        table.add_row(
+            c["created_at"].strftime("%Y-%m-%d %H:%M:%S"), c["id"][:8], c["status"],
+            str(c["change"]), f"{c['revision']} ← {c['down_revision']}",
+            (c["commit"] or "")[:12], (c["rollback_commit"] or "")[:12],
         )  # fmt: skip
     console.print(table)

@@ -1,4 +1,4 @@
-"""Apply and roll back planned changes: one at a time across every server process.
+"""Apply planned changes: one at a time across every server process (rollback: ``rollback.py``).
 
 Apply: advisory lock (bounded wait) -> fresh-plan check -> pg_dump backup -> write
 files -> upgrade with lock_timeout -> git commit (+ push) -> registry, change row,
@@ -8,7 +8,6 @@ or restore from the backup; files and HEAD reset) and records an audit row ``fai
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import time
 import uuid
@@ -30,7 +29,7 @@ from core.errors import AgentryError, ConflictError, MechanicError
 from core.mechanic import entities, gitops, registry
 from core.mechanic.backup import backup_database, restore_database
 from core.mechanic.dryrun import snapshot
-from core.mechanic.spec import ChangeSpec, EntityDef
+from core.mechanic.spec import EntityDef
 
 TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
 UNLOCK = text("SELECT pg_advisory_unlock(:key)")
@@ -313,87 +312,3 @@ def _undo(
     except Exception as exc:
         done.append(f"resetting files to {previous} failed: {exc}")
     return done
-
-
-def rollback_change(
-    db: Database, settings: Settings, change_id: uuid.UUID, *, actor: str
-) -> dict[str, Any]:
-    """Roll back an applied change: entity retired (data kept), commit reverted, audit ``rollback``.
-
-    Only the newest applied revision can be rolled back (revisions form one chain).
-    """
-    with db.engine.connect() as conn:
-        change = registry.get_change(conn, change_id)
-    if change["status"] != "applied":
-        raise ConflictError(f"change {change_id} is {change['status']}, not applied")
-    with schema_lock(db, settings.mechanic_lock_wait) as conn:
-        live_rev = current_revision(conn)
-        conn.commit()
-        if live_rev != change["revision"]:
-            raise ConflictError(
-                f"the database is at {live_rev}, after this change's {change['revision']}: "
-                "roll back the later changes first"
-            )
-        repo = gitops.open_repo(settings)
-        branch = gitops.current_branch(repo)
-        rel = [f["path"] for f in change["plan"]["files"]]
-        paths = gitops.repo_paths(repo, Path(settings.project_dir), rel)
-        previous = gitops.head_sha(repo)
-        spec = ChangeSpec.model_validate(change["spec"])
-        details: dict[str, Any] = {
-            "change_id": str(change["id"]),
-            "entity": change["entity"],
-            "reverted_commit": change["git_commit"],
-            "files_changed": rel,
-            "revision": change["down_revision"],
-            "rolled_back_revision": change["revision"],
-        }
-        step = "git revert"
-        try:
-            sha = gitops.revert(
-                repo,
-                change["git_commit"],
-                f"Roll back: {spec.summary()}\n\nReverts {change['git_commit']}; the table and "
-                f"its data are kept.\nRevision: {change['down_revision']}\n",
-            )
-            step = "git push"
-            details["pushed_to"] = gitops.push(repo, settings)
-            step = "record"
-            with db.engine.begin() as tx:
-                # The table stays (data kept); the history no longer includes the revision.
-                tx.execute(
-                    text("UPDATE alembic_version SET version_num = :down"),
-                    {"down": change["down_revision"]},
-                )
-                restored = dict(change, revision=change["down_revision"])
-                _go_live(tx, restored, change["before"])
-                registry.update_change(tx, change["id"], status="rolled_back")
-                registry.record_audit(
-                    tx,
-                    action="rollback",
-                    actor=actor,
-                    status="succeeded",
-                    details=details,
-                    git_commit=sha,
-                    git_branch=branch,
-                )
-                return registry.get_change(tx, change["id"])
-        except Exception as exc:
-            error = f"{step} failed: {exc}"
-            with contextlib.suppress(Exception):  # nothing to abort
-                repo.git.revert("--abort")
-            gitops.restore(repo, previous, paths)
-            _fail(
-                db,
-                change,
-                action="rollback",
-                actor=actor,
-                error=error,
-                details=details,
-                branch=branch,
-                status_after="applied",
-            )
-            refused = data_refusal(exc, f"rolling back {spec.summary()}")
-            if refused is not None:
-                raise refused from exc
-            raise MechanicError(f"rolling back {spec.summary()}: {error}") from exc

@@ -121,9 +121,32 @@ class EntityListener:
                 self._stop.wait(1.0)
 
 
+# The registries of this process by database, so a change applied from a conversation's
+# tool is live here before the tool returns (other processes hear the NOTIFY).
+_tracked: list[tuple[Any, EntityRegistry]] = []
+_tracked_lock = threading.Lock()
+
+
+def refresh_live(db: Any) -> None:
+    """Refresh every registry of this process that serves ``db``."""
+    with _tracked_lock:
+        mine = [reg for tracked_db, reg in _tracked if tracked_db is db]
+    for reg in mine:
+        with db.engine.connect() as conn:
+            reg.refresh(conn)
+
+
+def untrack(registry: EntityRegistry) -> None:
+    with _tracked_lock:
+        _tracked[:] = [t for t in _tracked if t[1] is not registry]
+
+
 def start_live_entities(db: Any, registry: EntityRegistry, project_dir: Any) -> EntityListener:
     """At server start: import the dynamic models, load the registry, start listening."""
     from core.db.metadata import load_dynamic_models
+
+    with _tracked_lock:
+        _tracked.append((db, registry))
 
     try:
         load_dynamic_models(project_dir)

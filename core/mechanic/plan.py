@@ -18,6 +18,7 @@ from core.db.engine import Database
 from core.db.metadata import dynamic_tables, load_lock
 from core.errors import ConflictError, PolicyViolation, ValidationFailed
 from core.mechanic import registry
+from core.mechanic.datacheck import check_data
 from core.mechanic.dryrun import dry_run
 from core.mechanic.generate import (
     TIMEOUT_PREAMBLE,
@@ -87,6 +88,8 @@ def build_plan(
         reapply=reapply,
     )
     before = known.defn if known and known.status == "active" else None
+    with db.engine.connect() as conn:
+        check_data(conn, spec, before)
     project = Path(settings.project_dir)
     rel_model = model_path(spec.entity)
     new_model = render_model(after) if after is not None else None

@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field, model_validator
 from core.api.deps import AdminUser, DbDep, RuntimeDep, SettingsDep
 from core.mechanic import registry
 from core.mechanic.agent import spec_from_instruction
-from core.mechanic.apply import apply_change, rollback_change
+from core.mechanic.apply import apply_change
 from core.mechanic.live import EntityRegistry
 from core.mechanic.plan import plan_change
+from core.mechanic.rollback import rollback_change
 from core.mechanic.spec import parse_spec
 
 router = APIRouter(prefix="/v1/mechanic", tags=["mechanic"])

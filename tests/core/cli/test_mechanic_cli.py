@@ -76,6 +76,14 @@ def test_plan_apply_list_audit_rollback(cli_env: Path, tmp_path: Path) -> None:
     assert json.loads(rolled.output)["status"] == "rolled_back"
     assert not (cli_env / "dynamic/schema/character.py").exists()
 
+    log = invoke("mechanic", "log", "--json")
+    assert log.exit_code == 0, log.output
+    (entry,) = [c for c in json.loads(log.output) if c["id"] == change["id"]]
+    assert entry["status"] == "rolled_back" and entry["commit"] and entry["rollback_commit"]
+    assert entry["rollback_commit"] != entry["commit"]
+    table = invoke("mechanic", "log")
+    assert table.exit_code == 0 and change["id"][:8] in table.output, table.output
+
 
 def test_bad_input_is_one_error_line(cli_env: Path, tmp_path: Path) -> None:
     neither = invoke("mechanic", "plan")
@@ -108,3 +116,7 @@ def test_bench_mechanic_smoke(cli_env: Path) -> None:
     assert lock["during_apply_write_max_ms"] > 0
     assert lock["lock_samples"] > 0 and lock["access_exclusive_longest_ms"] >= 0
     assert lock["within_lock_timeout"] is True
+    chat = report["conversation_to_live"]
+    steps = ("proposal_s", "approval_pause_s", "apply_s", "first_record_s")
+    assert all(chat[k] > 0 for k in steps), chat
+    assert chat["total_s"] >= sum(chat[k] for k in steps) - 0.01

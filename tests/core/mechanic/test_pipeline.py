@@ -16,10 +16,11 @@ from core.db import Database
 from core.db.migrate import MIGRATION_LOCK_KEY, current_revision, head_revision
 from core.errors import ConflictError, MechanicError, PolicyViolation
 from core.mechanic import entities
-from core.mechanic.apply import apply_change, rollback_change
+from core.mechanic.apply import apply_change
 from core.mechanic.live import EntityRegistry
 from core.mechanic.pgtools import find_tool
 from core.mechanic.plan import plan_change
+from core.mechanic.rollback import rollback_change
 from core.mechanic.spec import parse_spec
 from core.memory.search import keyword_search
 from core.memory.sources import source_for
@@ -322,8 +323,8 @@ def test_rollback_retires_keeps_data_reverts_and_reapply_brings_it_back(
     location_change = changes[-1]
     assert location_change.entity == "location"
     assert source_for("location") is not None
-    # Only the newest revision can be rolled back.
-    with pytest.raises(ConflictError, match="roll back the later changes first"):
+    # An older change that later ones build on is refused, naming them.
+    with pytest.raises(ConflictError, match="later changes depend on change"):
         rollback_change(db, msettings, changes[0].id, actor="system")
     applied = git.Repo(project).head.commit.hexsha
     rolled = rollback_change(db, msettings, location_change.id, actor="user:admin")
@@ -433,10 +434,6 @@ def test_hand_edited_files_are_not_overwritten(
 def test_a_half_built_concurrent_index_is_undone_by_restoring_the_backup(
     db: Database, msettings: Settings, project: Path
 ) -> None:
-    # The dry run has no data, so it cannot know that existing rows break uniqueness.
-    with db.engine.begin() as conn:
-        for _ in range(2):
-            conn.execute(text("INSERT INTO character (name, role) VALUES ('Twin', 'double')"))
     spec = {
         "action": "add_index",
         "entity": "character",
@@ -444,6 +441,10 @@ def test_a_half_built_concurrent_index_is_undone_by_restoring_the_backup(
     }
     change = plan(db, msettings, spec)
     assert change["plan"]["dry_run"]["ok"]
+    # Duplicates written after the plan checked the data: apply is the last line of defence.
+    with db.engine.begin() as conn:
+        for _ in range(2):
+            conn.execute(text("INSERT INTO character (name, role) VALUES ('Twin', 'double')"))
     head, rev = git.Repo(project).head.commit.hexsha, revision_of(db)
     # The data, not the server, is at fault: 409 with the database's reason, not a 500.
     with pytest.raises(ConflictError, match="could not create unique index") as refused:

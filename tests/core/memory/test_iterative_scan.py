@@ -61,6 +61,9 @@ def test_the_second_server_really_has_pgvector_0_8(big: dict[str, Any]) -> None:
             text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         ).scalar_one()
         assert version == PGVECTOR_VERSION
+        # pgvector registers its settings when a backend first loads the library: a fresh
+        # pooled connection has not, and would not know the parameter yet.
+        conn.execute(text("SELECT '[1]'::vector"))
         assert conn.execute(text("SHOW hnsw.iterative_scan")).scalar_one() == "off"
 
 
