@@ -159,6 +159,8 @@ def parse_jsonl(
 
 def resolve_user(conn: Connection, ref: str) -> uuid.UUID:
     """The id of the user with this email or id."""
+    if "\x00" in ref:  # outside any savepoint: the database must not see it
+        raise ValidationFailed("user: must not contain NUL bytes")
     found = conn.execute(USER_SQL, {"ref": ref.strip()}).scalar()
     if found is None:
         raise ValidationFailed(f"user: no user {ref!r}")

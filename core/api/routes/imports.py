@@ -33,7 +33,9 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            # Any content type is read as JSON Lines (application/x-ndjson, jsonl...);
+            # the document names text/plain, which every client can send.
+            "content": {"text/plain": {"schema": {"type": "string", "minLength": 1}}},
         }
     },
 )
@@ -52,6 +54,8 @@ async def import_route(
         lines = body.decode("utf-8").splitlines()
     except UnicodeDecodeError:
         raise ValidationFailed("body: must be UTF-8 JSON Lines") from None
+    if not any(line.strip() for line in lines):
+        raise ValidationFailed("body: no conversation (one JSON object per line)")
 
     def run() -> dict[str, Any]:
         report = ImportReport()

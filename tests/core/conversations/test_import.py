@@ -258,6 +258,8 @@ def test_post_import_is_for_admins_and_reports_per_line(
         assert again.json()["unchanged"] == 1 and again.json()["imported"] == 0
         bad = client.post("/v1/import", content=b"\xff\xfe", headers=headers | auth(admin))
         assert bad.status_code == 422 and "body" in bad.text
+        empty = client.post("/v1/import", content=b"\n", headers=headers | auth(admin))
+        assert empty.status_code == 422 and "no conversation" in empty.text
         found = client.get(
             "/v1/search", params={"q": "Tokyo", "mode": "keyword"}, headers=auth(alice)
         )
