@@ -40,10 +40,10 @@ def measure_recall_cost(
     for q in questions:
         messages = [HumanMessage(q)]
         started = time.perf_counter()
-        memory_prompt(turn, agent, None, messages)
+        memory_prompt(turn, agent, None, messages)  # blocks only
         plain = time.perf_counter() - started
         started = time.perf_counter()
-        section = memory_prompt(turn, agent, RECALL, messages)
+        section, _ = memory_prompt(turn, agent, RECALL, messages)
         added_ms.append((time.perf_counter() - started - plain) * 1000)
         tokens.append(len(section) / CHARS_PER_TOKEN)
     return {

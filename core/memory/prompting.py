@@ -28,9 +28,6 @@ log = logging.getLogger(__name__)
 SCOPES = ("all", "conversations", "entities")
 DEFAULT_BUDGET = 400  # tokens
 CHARS_PER_TOKEN = 4  # the usual estimate for English; no tokenizer per model call
-HAS_BLOCKS_SQL = text(
-    "SELECT 1 FROM memory_blocks WHERE user_id = :uid AND agent IN ('', :agent) LIMIT 1"
-)
 BLOCK_AGENT_SQL = text(
     "SELECT agent FROM memory_blocks WHERE user_id = :uid AND label = :label "
     "AND agent IN ('', :agent) ORDER BY agent DESC LIMIT 1"
@@ -94,10 +91,12 @@ def memory_prompt(
     agent: str,
     recall_cfg: dict[str, Any] | None,
     messages: Sequence[BaseMessage],
-) -> str:
-    """Text appended to the agent's system prompt: its blocks, then recalled memories."""
+) -> tuple[str, bool]:
+    """Text appended to the agent's system prompt (its blocks, then recalled memories),
+    and whether it has blocks (then it is offered :func:`block_tools`). One connection."""
     with turn.db.engine.begin() as conn:
-        section = prompt_section(list_blocks(conn, turn.owner_id, agent))
+        blocks = list_blocks(conn, turn.owner_id, agent)
+        section = prompt_section(blocks)
         query = _last_user_text(messages) if recall_cfg else ""
         if query.strip():
             try:
@@ -110,7 +109,7 @@ def memory_prompt(
                     "\n\nMemories (recalled automatically from this user's other "
                     "conversations and records; they may be outdated):\n" + "\n".join(lines)
                 )
-    return section
+    return section, bool(blocks)
 
 
 def _edit(agent: str, label: str, op: str, value: str, old: str | None = None) -> str:
@@ -135,11 +134,8 @@ def _edit(agent: str, label: str, op: str, value: str, old: str | None = None) -
     )
 
 
-def block_tools(turn: TurnContext, agent: str) -> list[BaseTool]:
-    """``memory_append`` and ``memory_replace`` for ``agent``, when it has blocks to edit."""
-    with turn.db.engine.connect() as conn:
-        if conn.execute(HAS_BLOCKS_SQL, {"uid": turn.owner_id, "agent": agent}).scalar() is None:
-            return []
+def block_tools(agent: str) -> list[BaseTool]:
+    """``memory_append`` and ``memory_replace`` for ``agent`` (offered when it has blocks)."""
 
     def memory_append(label: str, text: str) -> str:
         """Append a line to one of your memory blocks (e.g. 'human', 'notes')."""

@@ -94,11 +94,15 @@ class GraphBuilder:
         self.model_call = model_call
         self.registry_tools = load_registry_tools(snapshot, project_dir)
 
-    def tools_for(self, spec: AgentSpec, turn: TurnContext) -> list[BaseTool]:
-        """The agent's registry tools, the providers' tools and its handoff tools."""
+    def tools_for(
+        self, spec: AgentSpec, turn: TurnContext, *, with_blocks: bool = True
+    ) -> list[BaseTool]:
+        """The agent's registry tools, the providers' tools and its handoff tools
+        (and the memory-block tools: offered when it has blocks, runnable always)."""
         tools = [self.registry_tools[n] for n in spec.tools if n in self.registry_tools]
         tools += provided_tools(turn)
-        tools += block_tools(turn, spec.name)
+        if with_blocks:
+            tools += block_tools(spec.name)
         for target in spec.handoffs:
             other = self.snapshot.agents.get(target)
             if other is not None and may_use(turn.principal, other):
@@ -108,12 +112,13 @@ class GraphBuilder:
     def _agent(self, spec: AgentSpec) -> Callable[..., dict[str, Any]]:
         def call(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
             turn = runtime.context
-            memory = memory_prompt(turn, spec.name, spec.recall, state["messages"])
+            memory, blocks = memory_prompt(turn, spec.name, spec.recall, state["messages"])
             prompt: list[BaseMessage] = [
                 SystemMessage(spec.system_prompt + memory),
                 *state["messages"],
             ]
-            reply = self.model_call(spec, prompt, self.tools_for(spec, turn), turn)
+            tools = self.tools_for(spec, turn, with_blocks=blocks)
+            reply = self.model_call(spec, prompt, tools, turn)
             reply.response_metadata["agentry_agent"] = spec.name
             # Task ids are deterministic: a step re-run after a crash makes the same message
             # id, so the message store replaces instead of duplicating.
