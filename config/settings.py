@@ -12,12 +12,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_home() -> Path:
+    """The per-user data folder (``~/.local/share/agentry`` on Linux, via platformdirs)."""
+    return platformdirs.user_data_path("agentry", appauthor=False)
 
 
 class SslMode(StrEnum):
@@ -53,7 +59,9 @@ class Settings(BaseSettings):
     )
 
     # --- files ----------------------------------------------------------------
-    home: Path = Field(default=Path("./.agentry"), alias="AGENTRY_HOME")
+    # Per user, not per folder: every command finds the database `agentry up` uses,
+    # wherever it is run from.
+    home: Path = Field(default_factory=lambda: default_home(), alias="AGENTRY_HOME")
     project_dir: Path = Field(default=PROJECT_ROOT, alias="AGENTRY_PROJECT_DIR")
     # Benchmark data (CISI, DailyDialog) lives beside the checkout, never inside it.
     datasets_dir: Path = Field(
@@ -134,10 +142,11 @@ class Settings(BaseSettings):
 
     # --- the mechanic (runtime schema changes) ------------------------------------
     # Git repository the mechanic commits to (default: AGENTRY_PROJECT_DIR) and its branch
-    # (default: whatever is checked out). Pushed to AGENTRY_GIT_REMOTE when it is configured.
+    # (default: whatever is checked out). Pushed only to AGENTRY_GIT_REMOTE, never by default:
+    # every clone has an origin, rarely one its user may push to.
     git_repo: Path | None = Field(default=None, alias="AGENTRY_GIT_REPO")
     git_branch: str | None = Field(default=None, alias="AGENTRY_GIT_BRANCH")
-    git_remote: str = Field(default="origin", alias="AGENTRY_GIT_REMOTE")
+    git_remote: str | None = Field(default=None, alias="AGENTRY_GIT_REMOTE")
     backup_dir: Path | None = Field(default=None, alias="AGENTRY_BACKUP_DIR")
     mechanic_lock_wait: float = Field(
         default=30.0, gt=0, le=3600, alias="AGENTRY_MECHANIC_LOCK_WAIT"
@@ -172,6 +181,7 @@ class Settings(BaseSettings):
         "llm_api_key",
         "embedding_base_url",
         "embedding_api_key",
+        "git_remote",
         "webhook_secret",
         mode="before",
     )

@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 
 import core
 from config import Settings, get_settings
+from core.api.docs import install_docs
 from core.api.nul import RejectNulMiddleware
 from core.api.openapi import install_openapi
 from core.api.problems import install_problem_handlers
@@ -99,8 +100,11 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         version=core.__version__,
         summary="Self-evolving agent platform with vector memory",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from a package: no CDN, works offline
+        redoc_url=None,
         dependencies=[Depends(strict_parsing)],
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.entities = EntityRegistry()
     if db is not None:

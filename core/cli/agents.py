@@ -6,12 +6,9 @@ import json
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.models import Agent, Tool
-from core.registry.sync import sync_registry
 
 app = typer.Typer(help="The agent registry (agents/*.yaml).", no_args_is_help=True)
 tools_app = typer.Typer(help="The tool registry (tools/*.py).", no_args_is_help=True)
@@ -21,6 +18,8 @@ tools_app = typer.Typer(help="The tool registry (tools/*.py).", no_args_is_help=
 @edge
 def sync() -> None:
     """Sync agents and tools from agents/*.yaml and tools/*.py (all or nothing)."""
+    from core.registry.sync import sync_registry
+
     with cli_database() as (db, settings), db.engine.begin() as conn:
         report = sync_registry(conn, settings.project_dir, actor="system")
     for kind, name, op in report.changes:
@@ -33,6 +32,10 @@ def sync() -> None:
 @edge
 def list_agents(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List agents with their version, tools and handoffs."""
+    from sqlalchemy import select
+
+    from core.models import Agent
+
     with cli_database() as (db, _), db.engine.connect() as conn:
         rows = conn.execute(select(Agent.__table__).order_by(Agent.name)).all()
     if as_json:
@@ -61,6 +64,10 @@ def list_agents(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 @edge
 def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List tools with their module and input schema."""
+    from sqlalchemy import select
+
+    from core.models import Tool
+
     with cli_database() as (db, _), db.engine.connect() as conn:
         rows = conn.execute(select(Tool.__table__).order_by(Tool.name)).all()
     if as_json:

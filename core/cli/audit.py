@@ -6,10 +6,8 @@ import datetime as dt
 import json
 
 import typer
-from fastapi.encoders import jsonable_encoder
 from rich.table import Table
 
-from core.api.routes.audit import query_audit
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
 from core.errors import ValidationFailed
@@ -24,6 +22,8 @@ def audit(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show audit log entries, newest first."""
+    from core.registry.audit import query_audit
+
     start = None
     if since:
         try:
@@ -35,6 +35,8 @@ def audit(
     with cli_database() as (db, _), db.engine.connect() as conn:
         rows = query_audit(conn, action=action, actor=actor, since=start, limit=limit)
     if as_json:
+        from fastapi.encoders import jsonable_encoder
+
         typer.echo(json.dumps(jsonable_encoder(rows), indent=2))
         return
     table = Table("when", "action", "actor", "status", "commit", "detail")

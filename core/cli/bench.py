@@ -8,8 +8,6 @@ import typer
 from rich.table import Table
 
 from config import get_settings
-from core.bench.chat import run_chat_bench
-from core.bench.database import bench_database
 from core.cli import bench_mechanic, bench_memory, bench_protocols, bench_runs, bench_search
 from core.cli.edge import console, edge
 
@@ -29,6 +27,9 @@ def chat(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Per-turn platform overhead vs LangGraph's in-memory saver, and turns/s under load."""
+    from core.bench.chat import run_chat_bench
+    from core.bench.database import bench_database
+
     base = get_settings()
     settings = base.model_copy(
         update={"db_max_connections": max(base.db_max_connections, 2 * sessions + 4)}

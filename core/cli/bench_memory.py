@@ -10,7 +10,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from config import get_settings
-from core.bench.memory import run_memory_bench
 from core.cli.edge import console, edge
 
 
@@ -25,6 +24,8 @@ def bench_memory(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Recall@5/10/25 of LoCoMo evidence turns per category, against plain baselines."""
+    from core.bench.memory import run_memory_bench  # the model: only when it runs
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

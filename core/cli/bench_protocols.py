@@ -9,8 +9,6 @@ from rich.progress import Progress
 from rich.table import Table
 
 from config import get_settings
-from core.bench.database import bench_database
-from core.bench.protocols import run_protocols_bench
 from core.cli.edge import console, edge
 
 SURFACES = ("native_messages", "agent_protocol_wait", "agent_protocol_stream", "openai_chat")
@@ -23,6 +21,9 @@ def bench_protocols(
 ) -> None:
     """Time per turn through the Agent Protocol and the OpenAI-compatible chat, against
     Agentry's own messages route in the same run."""
+    from core.bench.database import bench_database
+    from core.bench.protocols import run_protocols_bench
+
     with (
         bench_database(get_settings(), "protocols") as (db, settings),
         Progress(console=console, disable=as_json, transient=True) as progress,

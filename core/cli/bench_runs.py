@@ -9,8 +9,6 @@ from rich.progress import Progress
 from rich.table import Table
 
 from config import get_settings
-from core.bench.database import bench_database
-from core.bench.runs import run_runs_bench
 from core.cli.edge import console, edge
 
 
@@ -24,6 +22,9 @@ def bench_runs(
 ) -> None:
     """Durable runs through `agentry worker` processes: throughput with one and two
     processes, create->start latency, and takeover after a kill -9."""
+    from core.bench.database import bench_database
+    from core.bench.runs import run_runs_bench
+
     with (
         bench_database(get_settings(), "runs") as (db, settings),
         Progress(console=console, disable=as_json, transient=True) as progress,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from config import get_settings
+from config import Settings, get_settings
 from core.cli.edge import console, edge
-from core.db import open_database
 from core.errors import DatabaseError
-from core.health import Check, database_checks, embedding_check
+
+if TYPE_CHECKING:
+    from core.db import Database
+    from core.health import Check
 
 
 @edge
@@ -21,19 +24,25 @@ def doctor(
         False, "--skip-embedding", help="Do not load the embedding model (faster)."
     ),
 ) -> None:
-    """Check database, pgvector, HNSW, migrations, checkpoints, pool and embeddings.
+    """Check database, pgvector, HNSW, migrations, checkpoints, pool, embeddings and
+    what the mechanic needs (squawk, git repository and remote, pg_dump).
 
     Exits 1 when any check fails.
     """
+    from core.db import open_database
+    from core.health import Check, database_checks, embedding_check
+    from core.mechanic.readiness import mechanic_checks
+
     settings = get_settings()
     checks: list[Check]
     try:
-        db = open_database(settings)
+        db = open_database(settings, create=False)
     except DatabaseError as exc:
-        checks = [Check("database", False, exc.message)]
+        checks = [Check("database", False, exc.message), *mechanic_checks(settings, None)]
     else:
         try:
             checks = database_checks(db, settings)
+            checks += _mechanic_checks(db, settings, reachable=checks[0].ok)
         finally:
             db.dispose()
     if not skip_embedding:
@@ -52,3 +61,12 @@ def doctor(
         console.print(table)
     if not ok:
         raise typer.Exit(1)
+
+
+def _mechanic_checks(db: Database, settings: Settings, *, reachable: bool) -> list[Check]:
+    from core.mechanic.readiness import mechanic_checks
+
+    if not reachable:
+        return mechanic_checks(settings, None)
+    with db.engine.connect() as conn:
+        return mechanic_checks(settings, conn)

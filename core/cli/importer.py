@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -12,18 +13,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from config import Settings
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.conversations.importing import (
-    ImportConversation,
-    ImportReport,
-    import_conversations,
-    parse_jsonl,
-    resolve_user,
-)
-from core.conversations.legacy import count_sessions, read_legacy
-from core.db import Database
 from core.errors import ValidationFailed
-from core.memory.drain import drain_pending
-from core.memory.embeddings import get_embedder
+
+if TYPE_CHECKING:
+    from core.conversations.importing import ImportConversation, ImportReport
+    from core.db import Database
 
 app = typer.Typer(help="Import conversation histories.", no_args_is_help=True)
 
@@ -50,6 +44,11 @@ def _run(
     embed: bool,
     quiet: bool,
 ) -> None:
+    # Imported here: `agentry --help` must not load the search stack.
+    from core.conversations.importing import import_conversations, resolve_user
+    from core.memory.drain import drain_pending
+    from core.memory.embeddings import get_embedder
+
     with _bar(quiet) as bar:
         task = bar.add_task("conversations", total=total)
         with db.engine.begin() as conn:
@@ -97,6 +96,9 @@ def sessions(
     as_json: bool = _JSON,
 ) -> None:
     """Import the legacy sessions / agent_contexts tables (read only) for one user."""
+    from core.conversations.importing import ImportReport
+    from core.conversations.legacy import count_sessions, read_legacy
+
     report = ImportReport()
     total = count_sessions(source) if not as_json else None
     with cli_database() as (db, settings):
@@ -118,6 +120,8 @@ def conversations(
     """Import conversations from JSON Lines (format: README, "Importing history")."""
     if not file.is_file():
         raise ValidationFailed(f"FILE: no such file {file}")
+    from core.conversations.importing import ImportReport, parse_jsonl
+
     with file.open(encoding="utf-8") as fh:
         total = sum(1 for line in fh if line.strip())
     report = ImportReport()

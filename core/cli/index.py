@@ -7,10 +7,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.memory.backlog import run_backlog
-from core.memory.embeddings import get_embedder
-from core.memory.reembed import reembed
-from core.memory.service import check_memory
 
 
 def _bar() -> Progress:
@@ -35,6 +31,12 @@ def index_command(
     With --reembed: embed everything with the configured model into a staging column
     while searches keep using the old vectors, then switch atomically.
     """
+    from core.mechanic.live import EntityRegistry
+    from core.memory.backlog import run_backlog
+    from core.memory.embeddings import get_embedder
+    from core.memory.reembed import reembed
+    from core.memory.service import check_memory
+
     with cli_database() as (db, settings):
         embedder = get_embedder(settings)
         with _bar() as bar:
@@ -56,6 +58,9 @@ def index_command(
                 )
             else:
                 check_memory(db.engine, settings)
+                # The mechanic's entities are searchable sources too: register them here,
+                # as a server does, so rows written by SQL or before an index get indexed.
+                EntityRegistry().ensure_loaded(db.engine)
                 report = run_backlog(
                     db.engine, embedder, settings, batch_size=batch_size, progress=progress
                 )

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.conversations.importing import resolve_user
 from core.memory.blocks import block_history, list_blocks, write_block
+
+
+def resolve_user(conn: Any, ref: str) -> Any:
+    from core.conversations.importing import resolve_user as resolve  # keeps --help light
+
+    return resolve(conn, ref)
+
 
 app = typer.Typer(help="Memory blocks (always in the agent's prompt).", no_args_is_help=True)
 

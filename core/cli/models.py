@@ -6,13 +6,9 @@ import json
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.models import AiModel
-from core.runtime.catalogue import sync_catalogue
-from core.runtime.router import register_default_model, usable_models
 
 app = typer.Typer(
     help="LLM models: catalogue, ranking, sync from an endpoint.", no_args_is_help=True
@@ -22,15 +18,27 @@ app = typer.Typer(
 @app.command("list")
 @edge
 def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Models best first; 'usable' when active with credentials (the router's candidates)."""
-    with cli_database() as (db, settings), db.engine.begin() as conn:
-        register_default_model(conn, settings)
-        usable = [c.name for c in usable_models(conn, settings)]
+    """Models best first; 'usable' when active with credentials in the server's environment.
+
+    Judged from what the last server to start recorded (the names of the key variables it
+    has set), not from this shell; before any server started, from this shell.
+    """
+    from sqlalchemy import select
+
+    from core.models import AiModel
+    from core.runtime.server_view import local_view, read_server_view
+
+    with cli_database() as (db, settings), db.engine.connect() as conn:
+        view = read_server_view(conn)
+        judged_by = "server" if view is not None else "shell"
+        if view is None:
+            view = local_view(conn, settings)
         rows = conn.execute(
             select(AiModel.__table__).order_by(
                 AiModel.priority.desc(), AiModel.reliability_score.desc(), AiModel.name
             )
         ).all()
+    usable = [r.name for r in rows if view.usable(r)]
     items = [
         {
             "name": r.name,
@@ -40,6 +48,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             "active": r.is_active,
             "free": r.is_free,
             "usable": r.name in usable,
+            "judged_by": judged_by,
             "priority": r.priority,
             "requests": r.request_count,
             "reliability_score": round(r.reliability_score, 3),
@@ -73,6 +82,11 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             str(i["reliability_score"]),
         )
     console.print(table)
+    if view.recorded_at is not None:
+        when = view.recorded_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        console.print(f"usable: as configured for the server started {when} (pid {view.pid})")
+    else:
+        console.print("usable: no server has started on this database yet; judged from this shell")
     if not usable:
         console.print(
             "no usable model: set AGENTRY_LLM_BASE_URL and AGENTRY_LLM_MODEL, or the key"
@@ -90,6 +104,8 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Register the models of an endpoint's /models (memory cache, database, endpoint)."""
+    from core.runtime.catalogue import sync_catalogue
+
     with cli_database() as (db, _), db.engine.begin() as conn:
         result = sync_catalogue(
             conn, endpoint, free_only=free_only, api_key_env=api_key_env, refresh=refresh

@@ -8,8 +8,6 @@ import typer
 
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.protocols.thread_ops import expire_threads
-from core.runtime.retention import prune_checkpoints
 
 
 @edge
@@ -32,6 +30,9 @@ def prune(
 ) -> None:
     """Delete threads whose ttl ran out; keep the latest checkpoints (and run events) per
     conversation; drop those of deleted conversations and orphans."""
+    from core.protocols.ttl import expire_threads
+    from core.runtime.retention import prune_checkpoints
+
     with cli_database() as (db, settings), db.engine.connect() as conn:
         keep = keep or settings.checkpoint_keep
         days = settings.prune_after_days if days is None else days

@@ -10,12 +10,11 @@ from rich.table import Table
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
 from core.errors import NotFoundError, ValidationFailed
-from core.memory.filters import parse_metadata_value
-from core.memory.search import search
-from core.memory.service import check_memory
 
 
 def _metadata(pairs: list[str]) -> dict[str, object]:
+    from core.memory.filters import parse_metadata_value
+
     out: dict[str, object] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -36,6 +35,9 @@ def search_command(
     as_json: bool = typer.Option(False, "--json", help="Print the hits as JSON."),
 ) -> None:
     """Search messages and entities by meaning, keywords, or both."""
+    from core.memory.search import search
+    from core.memory.service import check_memory
+
     with cli_database() as (db, settings):
         check_memory(db.engine, settings)
         with db.engine.begin() as conn:

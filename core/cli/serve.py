@@ -8,15 +8,10 @@ import sys
 from types import FrameType
 
 import typer
-import uvicorn
 
 from config import get_settings
-from core.api.app import create_app
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import open_database, prepare_database
-from core.memory.service import check_memory
-from core.registry.seed import registry_is_empty, seed
 
 
 @edge
@@ -26,6 +21,14 @@ def up(
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Migrate, seed the registries when empty, and serve the HTTP API."""
+    import uvicorn
+
+    from core.api.app import create_app
+    from core.db import open_database, prepare_database
+    from core.memory.service import check_memory
+    from core.registry.seed import registry_is_empty, seed
+    from core.runtime.router import HOW_TO_CONFIGURE, register_default_model, usable_models
+
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
@@ -42,6 +45,11 @@ def up(
             report = seed(conn, settings) if registry_is_empty(conn) else None
     if report is not None:
         console.print(f"seeded {report.models_added} models and {report.agents_added} agents")
+    with db.engine.begin() as conn:
+        register_default_model(conn, settings)
+        no_model = not usable_models(conn, settings)
+    if no_model:  # said now, not at the first chat turn's 503
+        console.print(f"[yellow]warning:[/] {HOW_TO_CONFIGURE}", highlight=False, soft_wrap=True)
     console.print(f"Agentry on [bold]http://{host}:{port}[/] ({db.display_url})")
     logging.basicConfig(level=logging.INFO)
     # uvicorn re-raises SIGTERM after its graceful shutdown; with the default
@@ -61,6 +69,9 @@ def _exit_normally(signum: int, frame: FrameType | None) -> None:
 @edge
 def seed_command() -> None:
     """Add the default models and the assistant and mechanic agents (idempotent)."""
+    from core.db import prepare_database
+    from core.registry.seed import seed
+
     with cli_database() as (db, settings):
         prepare_database(db, settings)
         with db.engine.begin() as conn:

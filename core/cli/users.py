@@ -7,7 +7,6 @@ import json
 import typer
 from rich.table import Table
 
-from core.auth.users import create_user, list_users, rotate_key
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
 
@@ -23,6 +22,8 @@ def create(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Create a user and print its API key once (only a hash is stored)."""
+    from core.auth.users import create_user
+
     with cli_database() as (db, _), db.engine.begin() as conn:
         user, key = create_user(conn, email, name=name, admin=admin)
     if as_json:
@@ -40,6 +41,8 @@ def create(
 @edge
 def rotate(email: str = typer.Option(..., "--email")) -> None:
     """Give a user a new API key; the old one stops working."""
+    from core.auth.users import rotate_key
+
     with cli_database() as (db, _), db.engine.begin() as conn:
         key = rotate_key(conn, email)
     console.print(f"new API key (shown once): [bold]{key}[/]", highlight=False)
@@ -49,6 +52,8 @@ def rotate(email: str = typer.Option(..., "--email")) -> None:
 @edge
 def list_command() -> None:
     """List users."""
+    from core.auth.users import list_users
+
     with cli_database() as (db, _), db.engine.connect() as conn:
         rows = list_users(conn)
     table = Table("email", "role", "active", "id")

@@ -11,12 +11,6 @@ import typer
 
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-from core.db import prepare_database
-from core.runs import start_runs
-from core.runs.scheduler import start_scheduler
-from core.runs.webhooks import start_webhooks
-from core.runtime.lifecycle import sync_at_start
-from core.runtime.service import AgentRuntime
 
 
 @edge
@@ -26,6 +20,14 @@ def worker(
     ),
 ) -> None:
     """Run queued Agent Protocol runs of the database (beside or instead of `agentry up`)."""
+    # Imported here: `agentry --help` and the other commands need none of the runtime.
+    from core.db import prepare_database
+    from core.runs import start_runs
+    from core.runs.scheduler import start_scheduler
+    from core.runs.webhooks import start_webhooks
+    from core.runtime.lifecycle import sync_at_start
+    from core.runtime.service import AgentRuntime
+
     logging.basicConfig(level=logging.INFO)
     stop = threading.Event()
 

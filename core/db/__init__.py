@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from config import Settings
-from core.db import checkpoints, extensions, migrate
+from core.db import extensions, migrate
 from core.db.engine import Database, open_database
 
 
@@ -18,6 +18,9 @@ def prepare_database(db: Database, settings: Settings) -> None:
         ExtensionMissingError: the server has no pgvector.
         MigrationError: a revision failed (nothing of it is applied).
     """
+    # LangGraph's saver is imported only here: most commands never set up checkpoints.
+    from core.db import checkpoints
+
     with db.engine.begin() as conn:
         migrate.lock_schema(conn)  # concurrent CREATE EXTENSION races otherwise
         extensions.ensure_vector(conn)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import psycopg
-from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 from sqlalchemy import Connection, text
 
@@ -34,6 +33,9 @@ def setup_checkpointer(db: Database, connect_timeout: int = 5) -> None:
         db: the database to prepare.
         connect_timeout: seconds to wait for the connection.
     """
+    # Imported when used: commands that only check for the tables skip LangGraph.
+    from langgraph.checkpoint.postgres import PostgresSaver
+
     with psycopg.connect(
         db.conninfo,
         autocommit=True,

@@ -95,6 +95,19 @@ def server_url(server: PostgresServer, database: str) -> str:
     return f"postgresql+psycopg://{SUPERUSER}@/{database}?host={socket_dir(server)}"
 
 
+def has_data(pgdata: Path) -> bool:
+    """Whether ``pgdata`` holds an initialised PostgreSQL cluster."""
+    return (pgdata.expanduser() / "PG_VERSION").is_file()
+
+
+def database_exists(server: PostgresServer, database: str) -> bool:
+    with psycopg.connect(
+        host=socket_dir(server), user=SUPERUSER, dbname="postgres", autocommit=True
+    ) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+    return found is not None
+
+
 def ensure_database(server: PostgresServer, database: str, *, template: str | None = None) -> None:
     """Create ``database`` on the embedded server unless it exists.
 

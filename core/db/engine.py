@@ -16,7 +16,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from config import Settings
 from core.db import embedded
-from core.errors import ConfigError
+from core.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:
     from pgserver import PostgresServer
@@ -123,25 +123,45 @@ def _is_unix_socket(url: URL) -> bool:
     return isinstance(host, str) and host.startswith("/")
 
 
-def open_database(settings: Settings, *, database: str | None = None) -> Database:
+def open_database(
+    settings: Settings, *, database: str | None = None, create: bool = True
+) -> Database:
     """Resolve, prepare and connect the configured database.
 
     Args:
         settings: the process settings.
         database: on the embedded server, use this database instead of
             ``AGENTRY_DB_NAME`` (tests). Ignored when ``DATABASE_URL`` is set.
+        create: create the embedded server's data and the database when missing
+            (``agentry up``, ``agentry db upgrade``). False: a missing one is an error
+            saying where it was looked for, so a command run elsewhere never starts
+            an empty database of its own.
 
     Returns:
         A :class:`Database`; with the embedded server, started and with the
         database created.
+
+    Raises:
+        DatabaseError: ``create`` is False and there is no database where configured.
     """
     if settings.database_url is not None:
         url = normalize_url(settings.database_url)
         engine = create_db_engine(url, settings, unix_socket=_is_unix_socket(url))
         return Database(url=url, engine=engine)
 
-    server = embedded.start_server(settings.home_dir / "pgdata")
+    pgdata = settings.home_dir / "pgdata"
+    if not create and not embedded.has_data(pgdata):
+        raise DatabaseError(
+            f"no Agentry database in {pgdata} (AGENTRY_HOME={settings.home_dir}): run "
+            "`agentry up` first, or point AGENTRY_HOME (or DATABASE_URL) at the one it uses"
+        )
+    server = embedded.start_server(pgdata)
     name = database or settings.db_name
+    if not create and not embedded.database_exists(server, name):
+        raise DatabaseError(
+            f"the embedded PostgreSQL in {pgdata} has no database {name!r} (AGENTRY_DB_NAME): "
+            "run `agentry db upgrade` (or `agentry up`) first"
+        )
     embedded.ensure_database(server, name)
     url = make_url(embedded.server_url(server, name))
     return Database(

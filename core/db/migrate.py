@@ -11,7 +11,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
@@ -21,6 +20,10 @@ from core.errors import MigrationError
 # pg_advisory_xact_lock key for schema changes: "agentry" as a 64-bit number.
 MIGRATION_LOCK_KEY = 0x6167656E747279
 LOCK_SQL = text("SELECT pg_advisory_xact_lock(:key)")
+# Read directly rather than through Alembic's MigrationContext, which logs two INFO
+# lines per call: /health asks on every probe.
+VERSION_TABLE_SQL = text("SELECT to_regclass('alembic_version') IS NOT NULL")
+VERSION_SQL = text("SELECT version_num FROM alembic_version")
 
 
 def lock_schema(conn: Connection) -> None:
@@ -55,7 +58,12 @@ def head_revision(settings: Settings | None = None) -> str | None:
 
 def current_revision(conn: Connection) -> str | None:
     """The revision the database is at, or None before the first upgrade."""
-    return MigrationContext.configure(conn).get_current_revision()
+    if not conn.execute(VERSION_TABLE_SQL).scalar_one():
+        return None
+    versions = list(conn.execute(VERSION_SQL).scalars())
+    if len(versions) > 1:  # one linear history: several heads would be a broken database
+        raise MigrationError(f"the database is at several revisions: {', '.join(versions)}")
+    return versions[0] if versions else None
 
 
 def _run(engine: Engine, settings: Settings | None, action: str, revision: str) -> None:

@@ -182,6 +182,7 @@ def _apply_locked(
             f"at {head}; plan the change again"
         )
     repo = gitops.open_repo(settings)
+    gitops.check_remote(repo, settings)
     branch = gitops.current_branch(repo)
     rel = [f["path"] for f in plan["files"]]
     paths = gitops.repo_paths(repo, project, rel)

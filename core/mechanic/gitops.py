@@ -89,11 +89,26 @@ def revert(repo: git.Repo, sha: str, message: str) -> str:
     return made.hexsha
 
 
-def push(repo: git.Repo, settings: Settings) -> str | None:
-    """Push the branch when the configured remote exists; returns the remote's name."""
+def check_remote(repo: git.Repo, settings: Settings) -> None:
+    """Refuse early (before anything is changed) when AGENTRY_GIT_REMOTE names no remote."""
     name = settings.git_remote
-    if name not in [r.name for r in repo.remotes]:
+    if name is not None and name not in [r.name for r in repo.remotes]:
+        raise ConfigError(
+            f"AGENTRY_GIT_REMOTE is {name!r} but {repo.working_tree_dir} has no such remote: "
+            f"git remote add {name} URL, or unset AGENTRY_GIT_REMOTE"
+        )
+
+
+def push(repo: git.Repo, settings: Settings) -> str | None:
+    """Push the branch to AGENTRY_GIT_REMOTE; returns its name, or None when unset.
+
+    Only a remote configured for the mechanic is pushed to: every clone has an
+    ``origin``, usually one the person running Agentry cannot (and should not) push to.
+    """
+    name = settings.git_remote
+    if name is None:
         return None
+    check_remote(repo, settings)
     branch = current_branch(repo)
     try:
         repo.remote(name).push(refspec=f"{branch}:{branch}").raise_if_error()

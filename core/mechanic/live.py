@@ -144,6 +144,7 @@ def untrack(registry: EntityRegistry) -> None:
 def start_live_entities(db: Any, registry: EntityRegistry, project_dir: Any) -> EntityListener:
     """At server start: import the dynamic models, load the registry, start listening."""
     from core.db.metadata import load_dynamic_models
+    from core.mechanic.restore import restore_entity_types
 
     with _tracked_lock:
         _tracked.append((db, registry))
@@ -152,4 +153,11 @@ def start_live_entities(db: Any, registry: EntityRegistry, project_dir: Any) -> 
         load_dynamic_models(project_dir)
     except Exception as exc:  # a broken model file must not keep the server down
         log.error("loading dynamic models from %s failed: %s", project_dir, exc)
+    try:
+        # A fresh database of an existing deployment: tables made by its revisions,
+        # registry empty until now.
+        with db.engine.begin() as conn:
+            restore_entity_types(conn, project_dir)
+    except Exception as exc:
+        log.error("restoring entity types from %s failed: %s", project_dir, exc)
     return EntityListener(db.conninfo, db.engine, registry).start()

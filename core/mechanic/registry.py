@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
-from core.errors import NotFoundError
+from core.errors import NotFoundError, ValidationFailed
 from core.mechanic.spec import EntityDef
 from core.models import AuditLog, EntityType, MechanicChange
 
@@ -66,12 +67,16 @@ def set_entity_status(conn: Connection, name: str, status: str) -> None:
 
 def notify(conn: Connection, entity: str) -> None:
     """Tell every server process (at commit) that an entity changed."""
-    from sqlalchemy import text
-
     conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": NOTIFY_CHANNEL, "p": entity})
 
 
 CHANGE_COLUMNS = [c for c in MechanicChange.__table__.columns]
+ID_PREFIX = re.compile(r"[0-9a-f-]{1,36}")
+AMBIGUOUS_SHOWN = 4
+RESOLVE_SQL = text(
+    "SELECT id FROM mechanic_changes WHERE CAST(id AS text) LIKE :prefix "
+    f"ORDER BY created_at DESC LIMIT {AMBIGUOUS_SHOWN}"
+)
 
 
 def change_dict(row: Any) -> dict[str, Any]:
@@ -88,6 +93,33 @@ def get_change(
     if row is None:
         raise NotFoundError(f"no schema change {change_id}")
     return change_dict(row)
+
+
+def resolve_change_id(conn: Connection, ref: str | uuid.UUID) -> uuid.UUID:
+    """A change id from the id or a unique prefix of it (as git takes commit ids).
+
+    Raises:
+        ValidationFailed: not hex digits, or a prefix shared by several changes.
+        NotFoundError: no change starts with it.
+    """
+    if isinstance(ref, uuid.UUID):
+        return ref
+    wanted = ref.strip().lower()
+    if not ID_PREFIX.fullmatch(wanted):
+        raise ValidationFailed(
+            f"change id {ref!r}: expected a change id or a unique prefix of one (hex digits)"
+        )
+    found = list(conn.execute(RESOLVE_SQL, {"prefix": wanted + "%"}).scalars())
+    if not found:
+        raise NotFoundError(f"no schema change {wanted}")
+    if len(found) > 1:
+        shown = ", ".join(str(i) for i in found[: AMBIGUOUS_SHOWN - 1])
+        more = ", ..." if len(found) >= AMBIGUOUS_SHOWN else ""
+        raise ValidationFailed(
+            f"change id prefix {wanted!r} is ambiguous ({shown}{more}): give more characters"
+        )
+    change_id: uuid.UUID = found[0]
+    return change_id
 
 
 def list_changes(

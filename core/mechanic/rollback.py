@@ -75,6 +75,7 @@ def _rollback_locked(
 ) -> dict[str, Any]:
     project = Path(settings.project_dir)
     repo = gitops.open_repo(settings)
+    gitops.check_remote(repo, settings)
     branch = gitops.current_branch(repo)
     spec = ChangeSpec.model_validate(change["spec"])
     model = str(model_path(change["entity"]))
@@ -117,7 +118,9 @@ def _rollback_locked(
                 tx.execute(STAMP, {"down": change["down_revision"]})
             revision = change["down_revision"] if newest else change["revision"]
             _go_live(tx, dict(change, revision=revision), change["before"])
-            registry.update_change(tx, change["id"], status="rolled_back")
+            registry.update_change(
+                tx, change["id"], status="rolled_back", rollback_commit=sha, error=None
+            )
             registry.record_audit(
                 tx,
                 action="rollback",

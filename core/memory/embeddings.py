@@ -7,6 +7,7 @@ model is loaded once.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from config import Settings
+from config.settings import default_home
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -138,8 +140,15 @@ class LocalEmbedder:
         self._runtime: _Runtime
         if runtime == "onnx":
             try:
-                self._runtime = _OnnxRuntime(cache_dir or Path(".agentry") / "models")
-            except Exception as exc:  # no onnxruntime, failed export, corrupt cache...
+                self._runtime = _OnnxRuntime(cache_dir or default_home() / "models")
+            except ConfigError:
+                raise  # the weights are not installed: PyTorch would not find them either
+            except Exception as exc:  # no onnxruntime, failed build, corrupt cache...
+                if importlib.util.find_spec("sentence_transformers") is None:
+                    raise ConfigError(
+                        f"the ONNX embedding runtime is unavailable ({exc}) and PyTorch, "
+                        "its fallback, is not installed (pip install 'agentry[torch]')"
+                    ) from exc
                 log.warning("ONNX embedding runtime unavailable (%s); using PyTorch", exc)
                 self._runtime = _TorchRuntime()
         else:

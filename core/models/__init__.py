@@ -14,6 +14,7 @@ from core.models.memory_blocks import MemoryBlock, MemoryBlockVersion
 from core.models.registry import Agent, AssistantVersion, EntityType, Tool
 from core.models.runs import Run, RunEvent
 from core.models.search import SearchEmbeddingSpace, SearchIndex
+from core.models.server import ServerConfig
 from core.models.store import StoreItem
 from core.models.users import User, UserRole
 
@@ -37,6 +38,7 @@ __all__ = [
     "RunEvent",
     "SearchEmbeddingSpace",
     "SearchIndex",
+    "ServerConfig",
     "StoreItem",
     "Tool",
     "User",

@@ -40,6 +40,8 @@ class MechanicChange(Base):
     revision: Mapped[str | None] = mapped_column(String(64))
     down_revision: Mapped[str | None] = mapped_column(String(64))
     git_commit: Mapped[str | None] = mapped_column(String(64))
+    # The revert of git_commit, once rolled back (revision 0012).
+    rollback_commit: Mapped[str | None] = mapped_column(String(64))
     backup_path: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(200), nullable=False)

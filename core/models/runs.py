@@ -43,6 +43,8 @@ class Run(Base):
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
     )
     assistant_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    # The version a worker started the run with (revision 0011); NULL before it starts.
+    assistant_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="pending")
     multitask_strategy: Mapped[str] = mapped_column(
         String(20), nullable=False, server_default="reject"

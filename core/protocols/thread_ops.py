@@ -25,16 +25,12 @@ from core.db.engine import Database
 from core.errors import ConflictError, ValidationFailed
 from core.models import Conversation
 from core.protocols.threads import thread_config
+from core.protocols.ttl import expire_threads
 from core.runtime.service import AgentRuntime
 
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 60.0
-EXPIRE_SQL = text(
-    "UPDATE conversations SET deleted_at = now(), status = 'closed'"
-    " WHERE ttl_minutes IS NOT NULL AND deleted_at IS NULL"
-    " AND last_activity < now() - make_interval(secs => ttl_minutes * 60) RETURNING id"
-)
 # LangGraph's checkpoint tables, copied row for row under the new thread id.
 COPY_CHECKPOINTS_SQL = [
     text(
@@ -168,11 +164,6 @@ def prune_threads(
     if visible:
         runtime.saver.prune([str(t) for t in visible], strategy=strategy)
     return len(visible)
-
-
-def expire_threads(conn: Connection) -> list[uuid.UUID]:
-    """Soft-delete the conversations whose ttl has run out (caller's transaction)."""
-    return list(conn.execute(EXPIRE_SQL).scalars())
 
 
 class TtlSweeper:

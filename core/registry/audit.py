@@ -1,10 +1,11 @@
-"""``registry_change`` rows of the audit log."""
+"""The audit log: ``registry_change`` rows written, and rows read back (``agentry audit``)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, select
 
 from core.models import AuditLog
 
@@ -32,3 +33,23 @@ def record_change(
             details={"kind": kind, "name": name, "op": op, "version": version, **details},
         )
     )
+
+
+def query_audit(
+    conn: Any,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    since: dt.datetime | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Audit rows matching the filters, newest first (``GET /v1/audit``, ``agentry audit``)."""
+    t = AuditLog.__table__
+    stmt = select(t).order_by(t.c.created_at.desc()).limit(limit)
+    if action:
+        stmt = stmt.where(t.c.action == action)
+    if actor:
+        stmt = stmt.where(t.c.actor == actor)
+    if since:
+        stmt = stmt.where(t.c.created_at >= since)
+    return [dict(r) for r in conn.execute(stmt).mappings()]

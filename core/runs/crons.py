@@ -75,6 +75,8 @@ FIELDS = (
     "on_run_completed",
     "enabled",
 )
+
+
 def zone(timezone: str | None) -> ZoneInfo:
     """The IANA timezone (UTC when unset).
 

@@ -69,6 +69,9 @@ def wait_for_end(
     """Block until the run has ended; its final row."""
     while True:
         seen = signals.generation(run_id)
+        ended = signals.ended_row(run_id)
+        if ended is not None and ended.thread_id == thread_id:
+            return ended  # ended by this process: the row its end committed
         with db.engine.connect() as conn:
             row = store.get_run(conn, thread_id, run_id)
         if row.status in store.FINISHED:

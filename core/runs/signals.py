@@ -11,6 +11,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -25,6 +26,8 @@ class RunSignals:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._gen: dict[uuid.UUID, int] = {}
+        # Final rows of runs this process ended: a waiter here needs no read after the end.
+        self._ended: dict[uuid.UUID, Any] = {}
         self.work = threading.Event()  # set on new work for the workers
         self.cancel_handlers: list[Callable[[uuid.UUID], None]] = []
 
@@ -44,6 +47,19 @@ class RunSignals:
                 for key in list(self._gen)[:5_000]:
                     del self._gen[key]
             self._cond.notify_all()
+
+    def run_ended(self, run_id: uuid.UUID, row: Any) -> None:
+        """A worker of this process committed the run's end (``row``: its final row)."""
+        with self._cond:
+            self._ended[run_id] = row
+            if len(self._ended) > 1_000:
+                for key in list(self._ended)[:500]:
+                    del self._ended[key]
+        self.run_changed(run_id)
+
+    def ended_row(self, run_id: uuid.UUID) -> Any | None:
+        with self._cond:
+            return self._ended.get(run_id)
 
     def dispatch(self, channel: str, payload: str) -> None:
         if channel == RUNS_CHANNEL:

@@ -81,8 +81,11 @@ HEARTBEAT_SQL = text(
     " WHERE id = ANY(:ids) AND worker = :worker AND status = 'running'"
     " RETURNING id, attempt, cancel"
 )
-CHECKPOINT_SQL = text(
-    "UPDATE runs SET checkpoint_id = :checkpoint_id WHERE id = :id AND checkpoint_id IS NULL"
+# The checkpoint is the one before the run's first start (a rollback forks from it);
+# the version is the one each attempt runs.
+START_SQL = text(
+    "UPDATE runs SET checkpoint_id = coalesce(checkpoint_id, :checkpoint_id),"
+    " assistant_version = :version WHERE id = :id"
 )
 RELEASE_SQL = text(
     "UPDATE runs SET status = 'pending', worker = NULL, lease_expires_at = NULL,"
@@ -220,9 +223,13 @@ def heartbeat(
     return list(conn.execute(HEARTBEAT_SQL, {"ids": run_ids, "worker": worker, "lease": lease}))
 
 
-def record_checkpoint(conn: Connection, run_id: uuid.UUID, checkpoint_id: str | None) -> None:
-    """The thread's checkpoint as the run first starts ('' when it had none yet)."""
-    conn.execute(CHECKPOINT_SQL, {"id": run_id, "checkpoint_id": checkpoint_id or ""})
+def record_start(
+    conn: Connection, run_id: uuid.UUID, checkpoint_id: str | None, version: int | None
+) -> None:
+    """The thread's checkpoint as the run first starts ('' when it had none yet) and the
+    assistant version this attempt runs."""
+    params = {"id": run_id, "checkpoint_id": checkpoint_id or "", "version": version}
+    conn.execute(START_SQL, params)
 
 
 def release(conn: Connection, run: Row[Any], worker: str, delay: float) -> None:
@@ -308,6 +315,8 @@ def run_json(row: Row[Any]) -> dict[str, Any]:
         "run_id": str(row.id),
         "thread_id": str(row.thread_id),
         "assistant_id": row.assistant_id,
+        # Agentry's addition: the version the run used (None until a worker starts it).
+        "assistant_version": row.assistant_version,
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
         "status": row.status,

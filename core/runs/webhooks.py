@@ -72,8 +72,7 @@ def host_allowed(host: str, allowed: frozenset[str]) -> bool:
     """Whether ``host`` is listed (exactly, or under a ``*.domain`` entry)."""
     host = host.lower().rstrip(".")
     return any(
-        host == entry or (entry.startswith("*.") and host.endswith(entry[1:]))
-        for entry in allowed
+        host == entry or (entry.startswith("*.") and host.endswith(entry[1:])) for entry in allowed
     )
 
 
@@ -94,8 +93,7 @@ def check_webhook(url: str | None, settings: Settings, field: str = "webhook") -
         raise ValidationFailed(f"{field}: must be an http:// or https:// URL")
     if not host_allowed(host, settings.webhook_hosts):
         raise ValidationFailed(
-            f"{field}: host {host!r} is not allowed"
-            " (list it in AGENTRY_WEBHOOK_ALLOWED_HOSTS)"
+            f"{field}: host {host!r} is not allowed (list it in AGENTRY_WEBHOOK_ALLOWED_HOSTS)"
         )
     return url
 

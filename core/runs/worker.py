@@ -26,12 +26,13 @@ from core.db.engine import Database
 from core.errors import AgentryError, ConflictError
 from core.protocols.threads import thread_config
 from core.protocols.translate import GRAPH_MODES, TOKEN_MODES, Translator
+from core.registry.assistants import agent_name, parse_id
 from core.runs import store
 from core.runs.events import EventWriter
 from core.runs.settle import settle_cancelled
 from core.runs.signals import RunSignals
 from core.runtime.control import TurnControl, for_retry, pending_of
-from core.runtime.service import AgentRuntime
+from core.runtime.service import AgentRuntime, CompiledRegistry
 from core.runtime.turns import TurnEvent, run_turn
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,16 @@ def on_run_finished(hook: FinishHook) -> Callable[[], None]:
     """
     _finish_hooks.append(hook)
     return lambda: _finish_hooks.remove(hook) if hook in _finish_hooks else None
+
+
+def version_of(compiled: CompiledRegistry, assistant_id: str) -> int | None:
+    """The version of ``assistant_id`` in the registry the run's turn is compiled from
+    (the turn reuses this compiled registry unless the registry changes meanwhile)."""
+    parsed = parse_id(assistant_id)
+    name = agent_name(parsed) if parsed else assistant_id
+    if name not in compiled.snapshot.agents:
+        return None
+    return compiled.snapshot.versions.get(name, 1)
 
 
 def _close(turn: Iterator[TurnEvent]) -> None:
@@ -198,7 +209,8 @@ class RunWorkers:
         content: str | None = kwargs.get("content")
         control = TurnControl.from_json(kwargs.get("control"))
         message_id = f"u-{run.id}"
-        with self.db.engine.connect() as conn:
+        # One transaction for the run's start (each one saved is a round trip per run).
+        with self.db.engine.begin() as conn:
             principal = store.principal_of(conn, run.user_id)
             if (
                 content is not None
@@ -206,13 +218,14 @@ class RunWorkers:
                 and store.input_stored(conn, run.thread_id, message_id)
             ):
                 content = None  # the message is in: complete the turn from its checkpoint
-            first_seq = store.next_seq(conn, run.id)
+            # A first attempt has written no events yet (a re-claim counts as an attempt).
+            first_seq = 0 if run.attempt == 1 else store.next_seq(conn, run.id)
             if run.attempt > 1 and control is not None:
                 control = for_retry(control, pending_of(conn, run.thread_id))
-        snapshot = runtime.compiled().graph.get_state(thread_config(run.thread_id))
-        with self.db.engine.begin() as conn:
+            compiled = runtime.compiled(conn)
+            snapshot = compiled.graph.get_state(thread_config(run.thread_id))
             checkpoint = (snapshot.config or {}).get("configurable", {}).get("checkpoint_id")
-            store.record_checkpoint(conn, run.id, checkpoint)
+            store.record_start(conn, run.id, checkpoint, version_of(compiled, run.assistant_id))
         turn = run_turn(
             runtime,
             principal,
@@ -285,9 +298,11 @@ class RunWorkers:
                 raise Stop
             for name, data in translator.translate(event):
                 writer.add(name, data)
-            if writer.due(boundary=event.type not in ("chunk", "token")):
+            # The final event's batch goes with the run's end, in its transaction.
+            if event.type != "final" and writer.due(boundary=event.type not in ("chunk", "token")):
                 with self.db.engine.begin() as conn:
                     writer.flush(conn)
+                self.signals.run_changed(held.run.id)  # tails in this process: no NOTIFY wait
             event = next(turn, None)
         for name, data in translator.finish():
             writer.add(name, data)
@@ -304,9 +319,10 @@ class RunWorkers:
         with self.db.engine.begin() as conn:
             settle_cancelled(conn, graph, run.id, action)
             writer = writer or EventWriter(run.id, 0)
-            self._finish_in(
+            row = self._finish_in(
                 conn, run, writer, "interrupted", None if action == "rollback" else values, None
             )
+        self._ended(row)
 
     def _fail(self, run: Row[Any]) -> None:
         """End a run whose worker failed outside its turn (else it is retried for ever)."""
@@ -328,7 +344,15 @@ class RunWorkers:
         error: dict[str, Any] | None,
     ) -> None:
         with self.db.engine.begin() as conn:
-            self._finish_in(conn, run, writer, status, output, error)
+            row = self._finish_in(conn, run, writer, status, output, error)
+        self._ended(row)
+
+    def _ended(self, row: Row[Any] | None) -> None:
+        """After the commit of a run's end: wake this process's waiters and workers now
+        (other processes hear the NOTIFY sent on commit)."""
+        if row is not None:
+            self.signals.run_ended(row.id, row)
+            self.signals.work.set()  # a run queued behind this one may start
 
     def _finish_in(
         self,
@@ -338,12 +362,12 @@ class RunWorkers:
         status: str,
         output: dict[str, Any] | None,
         error: dict[str, Any] | None,
-    ) -> None:
+    ) -> Row[Any] | None:
         writer.flush(conn)
         row = store.finish(conn, run, self.name, status, output, error)
         if row is None:
             log.warning("run %s was taken over before it ended here", run.id)
-            return
+            return None
         if run.stateless and run.kwargs.get("on_completion") != "keep":
             conn.execute(FORGET_SQL, {"id": run.thread_id})
         for hook in list(_finish_hooks):
@@ -352,3 +376,4 @@ class RunWorkers:
                     hook(conn, row)
             except Exception:
                 log.exception("run %s: a finish hook failed", run.id)
+        return row

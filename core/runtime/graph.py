@@ -214,7 +214,9 @@ class GraphBuilder:
     @staticmethod
     def _after_model(spec: AgentSpec) -> Callable[[AgentState], str | list[Send]]:
         def route(state: AgentState) -> str | list[Send]:
-            last = state["messages"][-1]
+            messages = state["messages"]
+            # Empty after a rollback of a thread's first run (its state is cleared).
+            last = messages[-1] if messages else None
             if not isinstance(last, AIMessage) or not last.tool_calls:
                 return END
             asks = [

@@ -13,6 +13,7 @@ from core.errors import AgentryError
 from core.protocols.thread_ops import TtlSweeper
 from core.registry.sync import sync_registry
 from core.runtime.router import register_default_model
+from core.runtime.server_view import record_server_view
 from core.runtime.service import AgentRuntime
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def sync_at_start(db: Database, settings: Settings) -> None:
         log.error("registry not synced, keeping the previous state: %s", exc)
     with db.engine.begin() as conn:
         register_default_model(conn, settings)
+        record_server_view(conn, settings)  # what `agentry models list` judges from
 
 
 def get_runtime(app: FastAPI) -> AgentRuntime:

@@ -29,11 +29,10 @@ from config import Settings
 from core.db.engine import Database
 from core.errors import ModelUnavailableError
 from core.models import AiModel
+from core.runtime.server_view import DEFAULT_KEY_ENV, DEFAULT_MODEL_NAME
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_NAME = "default"
-DEFAULT_KEY_ENV = "AGENTRY_LLM_API_KEY"
 # Above anything an operator would type, so the configured default is tried first.
 DEFAULT_PRIORITY = 1_000_000
 HOW_TO_CONFIGURE = (

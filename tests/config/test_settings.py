@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from config import load_settings
-from config.settings import SslMode
+from config.settings import SslMode, default_home
 from core.errors import ConfigError
 
 
@@ -20,7 +20,7 @@ def test_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> 
     assert s.db_max_connections == 10
     assert s.db_pool_idle_timeout == 30
     assert s.db_connect_timeout == 5
-    assert s.home == Path("./.agentry")
+    assert s.home == default_home() and s.home.is_absolute()  # per user, not per folder
     assert (s.embedding_model, s.embedding_dims) == ("all-MiniLM-L6-v2", 384)
     assert s.llm_base_url is None and s.llm_model is None and s.llm_api_key is None
 
@@ -88,3 +88,14 @@ def test_cli_reports_bad_setting_without_traceback(tmp_path: Path) -> None:
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: invalid configuration: DB_MAX_CONNECTIONS")
+
+
+def test_the_data_home_does_not_depend_on_the_current_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("AGENTRY_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    here = load_settings().home_dir
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().home_dir == here == tmp_path / "me" / ".local" / "share" / "agentry"

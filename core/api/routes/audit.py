@@ -7,10 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import select
 
 from core.api.deps import AdminUser, DbDep
-from core.models import AuditLog
+from core.registry.audit import query_audit
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
@@ -28,23 +27,3 @@ def audit(
         return jsonable_encoder(
             query_audit(conn, action=action, actor=actor, since=since, limit=limit)
         )
-
-
-def query_audit(
-    conn: Any,
-    *,
-    action: str | None = None,
-    actor: str | None = None,
-    since: dt.datetime | None = None,
-    limit: int = 100,
-) -> list[dict[str, Any]]:
-    """Audit rows matching the filters, newest first (also used by ``agentry audit``)."""
-    t = AuditLog.__table__
-    stmt = select(t).order_by(t.c.created_at.desc()).limit(limit)
-    if action:
-        stmt = stmt.where(t.c.action == action)
-    if actor:
-        stmt = stmt.where(t.c.actor == actor)
-    if since:
-        stmt = stmt.where(t.c.created_at >= since)
-    return [dict(r) for r in conn.execute(stmt).mappings()]

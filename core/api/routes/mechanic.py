@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, Field, model_validator
 
@@ -65,25 +65,38 @@ def list_changes(
         return jsonable_encoder(registry.list_changes(conn, status=status, limit=limit))
 
 
-@router.get("/changes/{change_id}", summary="One change with its plan")
-def get_change(change_id: uuid.UUID, admin: AdminUser, db: DbDep) -> Any:
+# An id or a unique prefix of one, as git takes commit ids.
+ChangeRef = Annotated[
+    str, Path(description="a change id, or a unique prefix of one", max_length=36)
+]
+
+
+def _resolve(db: Any, ref: str) -> uuid.UUID:
     with db.engine.connect() as conn:
-        return jsonable_encoder(registry.get_change(conn, change_id))
+        return registry.resolve_change_id(conn, ref)
+
+
+@router.get("/changes/{change_id}", summary="One change with its plan")
+def get_change(change_id: ChangeRef, admin: AdminUser, db: DbDep) -> Any:
+    with db.engine.connect() as conn:
+        return jsonable_encoder(
+            registry.get_change(conn, registry.resolve_change_id(conn, change_id))
+        )
 
 
 @router.post("/changes/{change_id}/apply", summary="Apply a planned (or rolled-back) change")
 def apply(
-    change_id: uuid.UUID, request: Request, admin: AdminUser, db: DbDep, settings: SettingsDep
+    change_id: ChangeRef, request: Request, admin: AdminUser, db: DbDep, settings: SettingsDep
 ) -> Any:
-    change = apply_change(db, settings, change_id, actor=admin.actor)
+    change = apply_change(db, settings, _resolve(db, change_id), actor=admin.actor)
     _refresh(request, db)
     return jsonable_encoder(change)
 
 
 @router.post("/changes/{change_id}/rollback", summary="Retire the entity, revert the commit")
 def rollback(
-    change_id: uuid.UUID, request: Request, admin: AdminUser, db: DbDep, settings: SettingsDep
+    change_id: ChangeRef, request: Request, admin: AdminUser, db: DbDep, settings: SettingsDep
 ) -> Any:
-    change = rollback_change(db, settings, change_id, actor=admin.actor)
+    change = rollback_change(db, settings, _resolve(db, change_id), actor=admin.actor)
     _refresh(request, db)
     return jsonable_encoder(change)

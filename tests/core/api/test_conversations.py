@@ -11,6 +11,8 @@ from langchain_core.tools import BaseTool, StructuredTool
 from core.api.app import create_app
 from core.db import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM, ToolCall
+from core.memory.drain import drain_pending
+from core.memory.embeddings import get_embedder
 from core.runtime.context import TurnContext
 from core.runtime.tool_providers import register_tool_provider, unregister_tool_provider
 from tests.conftest import auth, create_test_user
@@ -298,7 +300,7 @@ def test_bad_input_is_a_clear_4xx(client: TestClient, keys: dict[str, str]) -> N
 
 
 def test_search_memory_finds_only_the_users_messages(
-    client: TestClient, llm: ScriptedLLM, keys: dict[str, str]
+    client: TestClient, llm: ScriptedLLM, keys: dict[str, str], db: Database
 ) -> None:
     alice, bob = auth(keys["alice"]), auth(keys["bob"])
     a = new_conversation(client, keys["alice"])
@@ -313,6 +315,10 @@ def test_search_memory_finds_only_the_users_messages(
         json={"content": "my dog is named Tiramisu"},
         headers=bob,
     )
+    # Every message embedded, so the search sees the same index whatever the embedding
+    # worker managed so far (a fresh message has no vector yet and can be outranked).
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    drain_pending(db.engine, get_embedder(settings), batch_size=64)
     a2 = new_conversation(client, keys["alice"])
     llm.enqueue(
         Reply(tool_calls=[ToolCall("search_memory", {"query": "Tiramisu"})]), Reply("Your cat.")

@@ -6,7 +6,7 @@ import time
 
 from sqlalchemy import text
 
-from core.cli.bench_mechanic import LockSampler
+from core.bench.mechanic import LockSampler
 from core.db import Database
 
 

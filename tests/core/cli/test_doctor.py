@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner
 
-from config import Settings
+from config import Settings, reset_settings
 from core.cli.main import app
 from core.db import Database, migrate
 from tests.conftest import fresh_database
+from tests.core.mechanic.conftest import make_project
 
 runner = CliRunner()
 
@@ -22,8 +25,13 @@ def test_doctor_passes_on_a_ready_database(db: Database, use_database: Any) -> N
     result = runner.invoke(app, ["doctor", "--json", "--skip-embedding"])
     assert result.exit_code == 0, result.output
     checks = checks_of(result.output)
-    assert set(checks) == {"database", "pgvector", "hnsw", "migrations", "checkpoints", "pool"}
-    assert all(c["ok"] for c in checks.values())
+    assert set(checks) == {
+        "database", "pgvector", "hnsw", "migrations", "checkpoints", "pool",
+        "squawk", "git", "git identity", "git remote", "pg_dump",
+    }  # fmt: skip
+    assert all(c["ok"] for c in checks.values()), checks
+    assert checks["pg_dump"]["data"]["server_major"] == 16
+    assert checks["git remote"]["detail"] == "no push (AGENTRY_GIT_REMOTE unset)"
     assert checks["database"]["data"]["server_version"].startswith("16")
     assert checks["pgvector"]["data"]["iterative_scan"] is False  # embedded pgvector 0.6
 
@@ -60,3 +68,32 @@ def test_doctor_loads_the_embedding_model(db: Database, use_database: Any) -> No
     assert embedding["ok"] is True
     assert embedding["data"] == {"dims": 384, "runtime": "onnx"}
     assert "onnx runtime" in embedding["detail"]
+
+
+def test_doctor_says_how_to_fix_what_the_mechanic_needs(
+    db: Database, use_database: Any, monkeypatch: Any, tmp_path: Path
+) -> None:
+    use_database(db)
+    project = make_project(tmp_path)
+    monkeypatch.setenv("AGENTRY_PROJECT_DIR", str(project))
+    monkeypatch.setenv("AGENTRY_GIT_REMOTE", "deploy")
+    monkeypatch.setenv("AGENTRY_GIT_REPO", str(tmp_path / "not-a-repo"))
+    reset_settings()
+    checks = checks_of(runner.invoke(app, ["doctor", "--json", "--skip-embedding"]).output)
+    assert checks["git"]["ok"] is False
+    assert "is not a git repository (fix: git init" in checks["git"]["detail"]
+    monkeypatch.delenv("AGENTRY_GIT_REPO")
+    reset_settings()
+    result = runner.invoke(app, ["doctor", "--json", "--skip-embedding"])
+    assert result.exit_code == 1
+    checks = checks_of(result.output)
+    assert checks["git"]["ok"] is True and checks["squawk"]["ok"] is True
+    assert checks["git remote"]["ok"] is False
+    assert (
+        "fix: git remote add deploy URL, or unset AGENTRY_GIT_REMOTE"
+        in (checks["git remote"]["detail"])
+    )
+    shutil.rmtree(project / "dynamic")
+    checks = checks_of(runner.invoke(app, ["doctor", "--json", "--skip-embedding"]).output)
+    assert checks["git"]["ok"] is False
+    assert f"missing {project / 'dynamic' / 'schema'}" in checks["git"]["detail"]

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from core.cli.main import app
+from core.cli.mechanic import SPEC_EXAMPLE
 from core.db import Database
-from tests.core.mechanic.conftest import CHARACTER, make_project
+from tests.core.mechanic.conftest import CHARACTER, ROOT, make_project
 
 runner = CliRunner()
 
@@ -120,3 +123,59 @@ def test_bench_mechanic_smoke(cli_env: Path) -> None:
     steps = ("proposal_s", "approval_pause_s", "apply_s", "first_record_s")
     assert all(chat[k] > 0 for k in steps), chat
     assert chat["total_s"] >= sum(chat[k] for k in steps) - 0.01
+
+
+def test_the_documented_spec_plans_and_applies_by_id_prefix(cli_env: Path, tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert f"```yaml\n{SPEC_EXAMPLE}```" in readme  # the README shows the help's example
+    assert "entity: book" in invoke("mechanic", "plan", "--help").output
+    spec_file = tmp_path / "book.yaml"
+    spec_file.write_text(SPEC_EXAMPLE)
+
+    planned = invoke("mechanic", "plan", str(spec_file))
+    assert planned.exit_code == 0, planned.output
+    last = planned.output.strip().splitlines()[-1]
+    match = re.fullmatch(r"next: agentry mechanic apply ([0-9a-f-]{36})", last)
+    assert match, last  # the exact next command, last
+    change_id = match.group(1)
+
+    # Whole ids in the list, even on a narrow terminal.
+    narrow = CliRunner().invoke(app, ["mechanic", "list"], env={"COLUMNS": "60"})
+    assert narrow.exit_code == 0 and change_id in narrow.output, narrow.output
+
+    applied = invoke("mechanic", "apply", change_id[:8])
+    assert applied.exit_code == 0, applied.output
+    assert (
+        applied.output.strip()
+        .splitlines()[-1]
+        .startswith(f"next: agentry mechanic rollback {change_id}")
+    )
+    shown = invoke("mechanic", "list", "--json", "--status", "applied")
+    assert change_id in [c["id"] for c in json.loads(shown.output)]
+
+    rolled = invoke("mechanic", "rollback", change_id[:6])
+    assert rolled.exit_code == 0, rolled.output
+    change = json.loads(invoke("mechanic", "list", "--json", "--status", "rolled_back").output)
+    ours = next(c for c in change if c["id"] == change_id)
+    assert ours["rollback_commit"] and ours["error"] is None
+    assert f"reverted by commit {ours['rollback_commit']}" in rolled.output
+    assert "error" not in rolled.output
+
+
+def test_ambiguous_and_malformed_prefixes_are_one_line(cli_env: Path, db: Database) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO mechanic_changes (id, action, entity, spec, created_by) VALUES"
+                " ('abcabc00-0000-4000-8000-000000000001', 'add_entity', 'x', '{}', 'test'),"
+                " ('abcabc00-0000-4000-8000-000000000002', 'add_entity', 'y', '{}', 'test')"
+            )
+        )
+    ambiguous = invoke("mechanic", "apply", "abcabc")
+    assert ambiguous.exit_code == 1
+    assert "change id prefix 'abcabc' is ambiguous" in ambiguous.output
+    assert "give more characters" in ambiguous.output.replace("\n", " ")
+    bad = invoke("mechanic", "rollback", "not-hex!")
+    assert bad.exit_code == 1 and "expected a change id or a unique prefix" in bad.output
+    unique = invoke("mechanic", "rollback", "abcabc00-0000-4000-8000-000000000002")
+    assert unique.exit_code == 1 and "is planned, not applied" in unique.output

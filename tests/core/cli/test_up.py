@@ -59,6 +59,8 @@ def run_up(home: Path, port: int) -> tuple[int, str]:
         assert health is not None, "server never answered"
         assert health.status_code == 200, health.text
         assert health.json()["pgvector"]["ok"] is True
+        for _ in range(3):  # probes must not fill the log
+            assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
@@ -72,6 +74,10 @@ def test_up_serves_stops_cleanly_and_reuses_its_data(tmp_path: Path) -> None:
     code, output = run_up(home, free_port())
     assert code == 0, output
     assert "seeded 6 models and 2 agents" in output
+    # Said at start, with the variables to set, not first met as a 503 in a chat.
+    assert "warning: no usable model is configured: set AGENTRY_LLM_BASE_URL" in output
+    assert "alembic" not in output, output  # no migration chatter per /health
+    assert "Batches" not in output and "it/s]" not in output  # no progress bars
     assert (pgdata / "PG_VERSION").exists()
     time.sleep(0.5)
     assert not postgres_running_on(pgdata), "the embedded server outlived agentry up"

@@ -148,8 +148,10 @@ def test_instruction_becomes_a_spec_through_an_llm_tool_call_then_apply(
 
     listed = client.get("/v1/mechanic/changes?status=planned", headers=admin).json()
     assert body["id"] in [c["id"] for c in listed]
-    one = client.get(f"/v1/mechanic/changes/{body['id']}", headers=admin).json()
-    assert one["plan"]["sql"] == body["plan"]["sql"]
+    one = client.get(f"/v1/mechanic/changes/{body['id'][:7]}", headers=admin).json()
+    assert one["plan"]["sql"] == body["plan"]["sql"]  # a unique prefix names the change
+    malformed = client.get("/v1/mechanic/changes/xyz", headers=admin)
+    assert malformed.status_code == 422 and "unique prefix" in malformed.json()["detail"]
     applied = client.post(f"/v1/mechanic/changes/{body['id']}/apply", headers=admin)
     assert applied.status_code == 200, applied.text
     assert applied.json()["status"] == "applied"
@@ -353,9 +355,10 @@ def test_rollback_hides_the_entity_everywhere_and_reapply_brings_it_back(
     admin_user, admin = people["admin"]
     before = client.get("/v1/entities/spell", headers=alice).json()["items"]
     assert before
-    rolled = client.post(f"/v1/mechanic/changes/{spell['id']}/rollback", headers=admin)
+    rolled = client.post(f"/v1/mechanic/changes/{spell['id'][:9]}/rollback", headers=admin)
     assert rolled.status_code == 200, rolled.text
     assert rolled.json()["status"] == "rolled_back"
+    assert rolled.json()["rollback_commit"] and rolled.json()["error"] is None
     assert client.get("/v1/entities/spell", headers=alice).status_code == 404
     assert client.get(f"/v1/entities/spell/{before[0]['id']}", headers=alice).status_code == 404
     registry = client.app.state.entities  # type: ignore[attr-defined]

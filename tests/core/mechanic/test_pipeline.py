@@ -14,7 +14,7 @@ from sqlalchemy import text
 from config import Settings
 from core.db import Database
 from core.db.migrate import MIGRATION_LOCK_KEY, current_revision, head_revision
-from core.errors import ConflictError, MechanicError, PolicyViolation
+from core.errors import ConfigError, ConflictError, MechanicError, PolicyViolation
 from core.mechanic import entities
 from core.mechanic.apply import apply_change
 from core.mechanic.live import EntityRegistry
@@ -202,10 +202,11 @@ def test_failed_push_leaves_database_tree_and_head_as_before(
     repo = git.Repo(project)
     head, rev = repo.head.commit.hexsha, revision_of(db)
     repo.create_remote("origin", str(tmp_path / "no-such-remote.git"))
+    pushing = msettings.model_copy(update={"git_remote": "origin"})
     try:
         change = plan(db, msettings, MOOD)
         with pytest.raises(MechanicError, match="git push failed"):
-            apply_change(db, msettings, change["id"], actor="system")
+            apply_change(db, pushing, change["id"], actor="system")
     finally:
         repo.delete_remote(repo.remote("origin"))
     assert "mood" not in columns(db, "character")
@@ -236,10 +237,39 @@ def test_push_goes_to_a_configured_remote(
                 "fields": [{"name": "motto", "type": "text"}],
             },
         )
-        applied = apply_change(db, msettings, change["id"], actor="system")
+        pushing = msettings.model_copy(update={"git_remote": "origin"})
+        applied = apply_change(db, pushing, change["id"], actor="system")
     finally:
         repo.delete_remote(repo.remote("origin"))
     assert remote.commit("main").hexsha == applied["git_commit"]
+
+
+def test_a_remote_is_pushed_to_only_when_configured(
+    db: Database, msettings: Settings, project: Path, tmp_path: Path
+) -> None:
+    # Every clone has an origin; unless AGENTRY_GIT_REMOTE names it, the mechanic leaves it be.
+    assert msettings.git_remote is None
+    remote = git.Repo.init(tmp_path / "origin.git", bare=True)
+    repo = git.Repo(project)
+    repo.create_remote("origin", str(tmp_path / "origin.git"))
+    try:
+        change = plan(
+            db, msettings, {"action": "add_fields", "entity": "character",
+                            "fields": [{"name": "quirk", "type": "text"}]},
+        )  # fmt: skip
+        applied = apply_change(db, msettings, change["id"], actor="system")
+        assert applied["status"] == "applied"
+        assert not remote.heads  # nothing was pushed
+        row = audit_rows(db)[-1]
+        assert row["details"]["pushed_to"] is None
+        # A configured remote that does not exist is refused before anything changes.
+        missing = msettings.model_copy(update={"git_remote": "deploy"})
+        head = repo.head.commit.hexsha
+        with pytest.raises(ConfigError, match="AGENTRY_GIT_REMOTE is 'deploy'"):
+            rollback_change(db, missing, change["id"], actor="system")
+        assert repo.head.commit.hexsha == head and clean(project)
+    finally:
+        repo.delete_remote(repo.remote("origin"))
 
 
 def test_lock_timeout_fails_cleanly_when_a_table_is_busy(
@@ -532,9 +562,10 @@ def test_a_failed_rollback_changes_nothing(
     repo = git.Repo(project)
     head = repo.head.commit.hexsha
     repo.create_remote("origin", str(tmp_path / "gone.git"))
+    pushing = msettings.model_copy(update={"git_remote": "origin"})
     try:
         with pytest.raises(MechanicError, match="git push"):
-            rollback_change(db, msettings, latest.id, actor="system")
+            rollback_change(db, pushing, latest.id, actor="system")
     finally:
         repo.delete_remote(repo.remote("origin"))
     assert repo.head.commit.hexsha == head and clean(project)

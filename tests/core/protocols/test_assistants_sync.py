@@ -212,3 +212,28 @@ def test_a_change_on_one_instance_is_used_by_runs_on_another(
     assert prompt_of_run(admin, llm, aid) == "First words."
     other.assistants.delete(aid)
     assert status(admin.runs.wait, None, aid, input=HELLO)[0] == 404
+
+
+def test_runs_record_the_version_they_used(
+    admin: SyncLangGraphClient, alice: SyncLangGraphClient, llm: ScriptedLLM
+) -> None:
+    aid = admin.assistants.create(
+        "assistant", context={"system_prompt": "Recorded one."}, name="Recorded"
+    )["assistant_id"]
+    tid = alice.threads.create()["thread_id"]
+
+    def run_version() -> tuple[int | None, str]:
+        before = len(llm.chat_requests())
+        run = alice.runs.create(tid, aid, input=HELLO)
+        alice.runs.join(tid, run["run_id"])
+        done: dict[str, Any] = dict(alice.runs.get(tid, run["run_id"]))
+        prompt = str(llm.chat_requests()[before]["messages"][0]["content"])
+        return done["assistant_version"], prompt
+
+    assert run_version() == (1, "Recorded one.")
+    admin.assistants.update(aid, context={"system_prompt": "Recorded two."})
+    assert run_version() == (2, "Recorded two.")  # the next run, no restart
+    admin.assistants.set_latest(aid, 1)
+    assert run_version() == (1, "Recorded one.")
+    listed = [r["assistant_version"] for r in alice.runs.list(tid)]  # type: ignore[typeddict-item]
+    assert listed == [1, 2, 1]

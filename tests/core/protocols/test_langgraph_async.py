@@ -79,16 +79,20 @@ def test_one_run_at_a_time_and_cancel(
     async def scenario() -> None:
         client = get_client(url=live.url, api_key=keys["alice"])
         tid = (await client.threads.create())["thread_id"]
+        llm.clear()  # no reply left over by an earlier test
         llm.enqueue(Reply("slow answer", delay=1.5))
-        asked = len(llm.chat_requests())
-        run = await client.runs.create(tid, "assistant", input=USER, stream_mode="messages-tuple")
+        slow = {"messages": [{"role": "user", "content": f"slow {tid}"}]}
+        run = await client.runs.create(tid, "assistant", input=slow, stream_mode="messages-tuple")
         with pytest.raises(httpx.HTTPStatusError) as busy:
             await client.runs.create(tid, "assistant", input=USER)
         assert busy.value.response.status_code == 409
         thread = await client.threads.get(tid)
         assert thread["status"] == "busy"
-        while len(llm.chat_requests()) == asked:  # a worker runs it: the model is answering
+        # Cancel only once this run's model call has begun (the scripted model took the
+        # slow reply for it); a cancel before that would leave the reply to the next run.
+        while not any(f"slow {tid}" in str(r.get("messages")) for r in llm.chat_requests()):
             await asyncio.sleep(0.02)
+        assert llm.pending() == 0
         await client.runs.cancel(tid, run["run_id"], wait=True)
         cancelled = await client.runs.get(tid, run["run_id"])
         assert cancelled["status"] == "interrupted"

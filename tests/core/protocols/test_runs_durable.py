@@ -219,3 +219,54 @@ def test_prune_removes_run_events_of_deleted_threads(
         assert report.runs == 1 and report.run_events >= events
         left = conn.execute(text("SELECT count(*) FROM runs WHERE thread_id = :i"), {"i": tid})
         assert left.scalar_one() == 0
+
+
+def test_async_double_texting_with_concurrent_creates(
+    live: LiveServer, keys: dict[str, str], llm: ScriptedLLM
+) -> None:
+    async def scenario() -> None:
+        client = get_client(url=live.url, api_key=keys["alice"])
+        # reject: of two creates sent at once, exactly one runs (the per-thread lock)
+        tid = (await client.threads.create())["thread_id"]
+        llm.clear()
+        llm.enqueue(Reply("only answer", delay=0.5))
+        both = await asyncio.gather(
+            client.runs.create(tid, "assistant", input=said("a")),
+            client.runs.create(tid, "assistant", input=said("b")),
+            return_exceptions=True,
+        )
+        refused = [r for r in both if isinstance(r, httpx.HTTPStatusError)]
+        made = [r for r in both if isinstance(r, dict)]
+        assert len(made) == 1 and [e.response.status_code for e in refused] == [409]
+        await client.runs.join(tid, made[0]["run_id"])
+        # enqueue: both run, one after the other, each answering its own message
+        tid = (await client.threads.create())["thread_id"]
+        runs = await asyncio.gather(
+            *(
+                client.runs.create(tid, "assistant", input=said(w), multitask_strategy="enqueue")
+                for w in ("one", "two")
+            )
+        )
+        for run in runs:
+            await client.runs.join(tid, run["run_id"])
+        state = (await client.threads.get_state(tid))["values"]["messages"]
+        texts = [m["content"] for m in state]
+        assert sorted(texts) == sorted(["one", "echo: one", "two", "echo: two"])
+        assert texts[1] == f"echo: {texts[0]}" and texts[3] == f"echo: {texts[2]}"
+        # interrupt and rollback: a second run while the first one is answering
+        for strategy, kept in (("interrupt", True), ("rollback", False)):
+            tid = (await client.threads.create())["thread_id"]
+            llm.enqueue(Reply("cut short", delay=0.8))
+            first = await client.runs.create(tid, "assistant", input=said(f"{strategy} 1"))
+            while not any(f"{strategy} 1" in str(r.get("messages")) for r in llm.chat_requests()):
+                await asyncio.sleep(0.02)
+            second = await client.runs.create(
+                tid, "assistant", input=said(f"{strategy} 2"), multitask_strategy=strategy
+            )
+            out = await client.runs.join(tid, second["run_id"])
+            assert out["messages"][-1]["content"] == f"echo: {strategy} 2"  # type: ignore[index]
+            assert (await client.runs.get(tid, first["run_id"]))["status"] == "interrupted"
+            texts = [m["content"] for m in out["messages"]]  # type: ignore[index]
+            assert (f"{strategy} 1" in texts) is kept  # rollback forked from before it
+
+    asyncio.run(scenario())

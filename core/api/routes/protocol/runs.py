@@ -112,12 +112,16 @@ def _check(body: RunCreate, thread_id: uuid.UUID | None) -> list[str]:
 
 
 def _body_run(
-    runtime: AgentRuntime, user: Principal, body: RunCreate, thread_id: uuid.UUID | None
+    request: Request,
+    runtime: AgentRuntime,
+    user: Principal,
+    body: RunCreate,
+    thread_id: uuid.UUID | None,
 ) -> Row[Any]:
     """Validate the body, then check and queue the run."""
     modes = _check(body, thread_id)
     check_webhook(body.webhook, runtime.settings)
-    return start_run(
+    run = start_run(
         runtime,
         user,
         thread_id,
@@ -130,6 +134,9 @@ def _body_run(
         control=run_control(body.model_extra or {}),
         webhook=body.webhook,
     )
+    # Committed: this process's workers look now (others hear the NOTIFY).
+    _signals(request).work.set()
+    return run
 
 
 # Without the app's lifespan (no listener), tails fall back to polling.
@@ -209,11 +216,11 @@ def _created(run: Row[Any]) -> JSONResponse:
 
 @router.post("/threads/{thread_id}/runs", summary="Start a run in the background")
 def create(
-    thread_id: uuid.UUID, body: RunCreate, user: CurrentUser, runtime: RuntimeDep
+    thread_id: uuid.UUID, body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
 ) -> JSONResponse:
     if body.on_disconnect is not None:
         raise ValidationFailed("on_disconnect: only for streamed or waited runs")
-    return _created(_body_run(runtime, user, body, thread_id))
+    return _created(_body_run(request, runtime, user, body, thread_id))
 
 
 @router.post("/threads/{thread_id}/runs/stream", summary="Run and stream its events (SSE)")
@@ -225,7 +232,7 @@ def stream(
     runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> Response:
-    run = _body_run(runtime, user, body, thread_id)
+    run = _body_run(request, runtime, user, body, thread_id)
     return _sse(request, runtime.db, settings, run, (body.on_disconnect or "cancel") == "cancel")
 
 
@@ -238,7 +245,7 @@ def wait(
     runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> Response:
-    run = _body_run(runtime, user, body, thread_id)
+    run = _body_run(request, runtime, user, body, thread_id)
     return _wait(request, runtime.db, settings, run, body.on_disconnect)
 
 
@@ -347,17 +354,19 @@ def delete_run(thread_id: uuid.UUID, run_id: uuid.UUID, user: CurrentUser, db: D
 
 
 @router.post("/runs", summary="Start a stateless run in the background")
-def create_stateless(body: RunCreate, user: CurrentUser, runtime: RuntimeDep) -> JSONResponse:
+def create_stateless(
+    body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep
+) -> JSONResponse:
     if body.on_disconnect is not None:
         raise ValidationFailed("on_disconnect: only for streamed or waited runs")
-    return _created(_body_run(runtime, user, body, None))
+    return _created(_body_run(request, runtime, user, body, None))
 
 
 @router.post("/runs/stream", summary="Stateless run, streamed (SSE)")
 def stream_stateless(
     body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep, settings: SettingsDep
 ) -> Response:
-    run = _body_run(runtime, user, body, None)
+    run = _body_run(request, runtime, user, body, None)
     return _sse(request, runtime.db, settings, run, (body.on_disconnect or "cancel") == "cancel")
 
 
@@ -365,5 +374,5 @@ def stream_stateless(
 def wait_stateless(
     body: RunCreate, request: Request, user: CurrentUser, runtime: RuntimeDep, settings: SettingsDep
 ) -> Response:
-    run = _body_run(runtime, user, body, None)
+    run = _body_run(request, runtime, user, body, None)
     return _wait(request, runtime.db, settings, run, body.on_disconnect)
