@@ -25,6 +25,8 @@ from core.api.routes import (
     tools,
     users,
 )
+from core.api.routes import imports as import_routes
+from core.api.routes import memory as memory_routes
 from core.api.routes import search as search_routes
 from core.api.routes.protocol import assistants as protocol_assistants
 from core.api.routes.protocol import crons as protocol_crons
@@ -120,6 +122,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(mechanic.router)
     app.include_router(audit.router)
     app.include_router(search_routes.router)
+    app.include_router(import_routes.router)
+    app.include_router(memory_routes.router)
     # The LangGraph Agent Protocol (langgraph_sdk) and the OpenAI-compatible chat API.
     app.include_router(protocol_info.router)
     app.include_router(protocol_assistants.router)

@@ -231,6 +231,15 @@ def run_chat_bench(
             bench = Bench(db, local, model_url, principal, runtime)
             overhead = measure_overhead(bench, lines, turns)
             concurrency = measure_concurrency(bench, lines[: max(dialogues, sessions)], sessions)
+            from core.bench.recall_cost import measure_recall_cost  # it builds on this module
+
+            questions = [d[-1] for d in lines[-min(turns, 50) :]]
+            recall = measure_recall_cost(db, local, principal, questions, AGENT)
         finally:
             runtime.close()
-    return {"benchmark": "chat", "overhead": overhead, "concurrency": concurrency}
+    return {
+        "benchmark": "chat",
+        "overhead": overhead,
+        "concurrency": concurrency,
+        "recall": recall,
+    }

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from config import get_settings
-from core.cli import bench_mechanic, bench_protocols, bench_runs, bench_search
+from core.cli import bench_mechanic, bench_memory, bench_protocols, bench_runs, bench_search
 from core.cli.edge import console, edge
 
 app = typer.Typer(
@@ -68,6 +68,12 @@ def chat(
         f" {conc['turns_per_second']} turns/s; messages {conc['messages_stored']}"
         f"/{conc['messages_expected']} (lost {conc['lost_messages']})"
     )
+    rec = result["recall"]
+    console.print(
+        f"automatic recall (k {rec['config']['k']}): +{rec['added_ms']['p50']} ms p50"
+        f" / +{rec['added_ms']['p95']} ms p95 per model call,"
+        f" +{rec['added_prompt_tokens']['mean']} prompt tokens on average"
+    )
 
 
 class _null:
@@ -82,3 +88,4 @@ app.command("mechanic")(bench_mechanic.bench_mechanic)
 app.command("search")(bench_search.bench_search)
 app.command("protocols")(bench_protocols.bench_protocols)
 app.command("runs")(bench_runs.bench_runs)
+app.command("memory")(bench_memory.bench_memory)

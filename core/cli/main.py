@@ -19,7 +19,9 @@ from core.cli import (
     users,
     worker,
 )
+from core.cli import importer as import_cli
 from core.cli import index as index_cli
+from core.cli import memory as memory_cli
 from core.cli import search as search_cli
 from core.cli.edge import console
 
@@ -45,6 +47,8 @@ app.add_typer(mechanic.app, name="mechanic")
 app.command("audit")(audit.audit)
 app.command("search")(search_cli.search_command)
 app.command("index")(index_cli.index_command)
+app.add_typer(import_cli.app, name="import")
+app.add_typer(memory_cli.app, name="memory")
 
 
 @app.command()

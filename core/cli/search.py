@@ -27,7 +27,7 @@ def _metadata(pairs: list[str]) -> dict[str, object]:
 @edge
 def search_command(
     query: str = typer.Argument(..., help="What to look for."),
-    mode: str = typer.Option("hybrid", help="vector, keyword or hybrid."),
+    mode: str = typer.Option("hybrid", help="vector, keyword, hybrid or recall."),
     k: int = typer.Option(10, "-k", "--k", help="Hits wanted (1-100)."),
     entity_type: str = typer.Option(None, "--type", help="Only this entity type."),
     user: str = typer.Option(None, "--user", help="Only this user's content (email)."),

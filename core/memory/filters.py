@@ -18,6 +18,8 @@ class SearchFilter:
         entity_type: only this kind of document.
         since / until: ``created_at`` bounds (inclusive / exclusive).
         metadata: JSON containment: every key must have this value in the row's metadata.
+        context: True only the context views of conversational memory, False none of
+            them (core/memory/conversational.py), None every row.
     """
 
     user_id: uuid.UUID | None = None
@@ -25,6 +27,7 @@ class SearchFilter:
     since: datetime | None = None
     until: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    context: bool | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -34,6 +37,7 @@ class SearchFilter:
             and self.since is None
             and self.until is None
             and not self.metadata
+            and self.context is None
         )
 
     def where(self) -> tuple[str, dict[str, Any]]:
@@ -55,6 +59,8 @@ class SearchFilter:
         if self.metadata:
             parts.append("metadata @> CAST(:f_metadata AS jsonb)")
             params["f_metadata"] = json.dumps(self.metadata)
+        if self.context is not None:
+            parts.append(("" if self.context else "NOT ") + "(metadata ? 'context')")
         return (" AND ".join(parts) or "TRUE"), params
 
 

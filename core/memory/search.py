@@ -23,7 +23,7 @@ from core.memory.indexer import vector_literal
 from core.memory.strategy import PlanKind, VectorPlan, choose_plan, next_plan
 from core.models.search import TEXT_SEARCH_CONFIG
 
-MODES = ("vector", "keyword", "hybrid")
+MODES = ("vector", "keyword", "hybrid", "recall")
 MAX_K = 100
 SNIPPET_CHARS = 300
 
@@ -340,7 +340,8 @@ def search(
         conn: a connection in a transaction.
         query: what to look for.
         user_id: the caller's id (scope); None searches all users (admins only!).
-        mode: ``vector``, ``keyword`` or ``hybrid`` (reciprocal rank fusion).
+        mode: ``vector``, ``keyword``, ``hybrid`` (reciprocal rank fusion) or ``recall``
+            (conversational recall over messages, core/memory/conversational.py).
         k: hits wanted, 1..100.
         entity_type: only this kind of document (``message``, an entity type).
         since / until: created_at bounds.
@@ -359,6 +360,20 @@ def search(
     flt = SearchFilter(user_id, entity_type, since, until, metadata or {})
     if mode == "keyword":
         return keyword_hits(conn, query, flt, k=k)
+    if mode == "recall":
+        from core.memory.conversational import recall  # it builds on this module
+
+        return recall(
+            conn,
+            query,
+            user_id=user_id,
+            k=k,
+            settings=settings,
+            embedder=embedder,
+            since=since,
+            until=until,
+            metadata=metadata,
+        )
     embedder = embedder or get_embedder(settings)
     vector = embedder.embed_query(query)
     if mode == "vector":

@@ -10,6 +10,7 @@ from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
 from core.models.crons import Cron, WebhookDelivery
 from core.models.mechanic import MechanicChange
+from core.models.memory_blocks import MemoryBlock, MemoryBlockVersion
 from core.models.registry import Agent, AssistantVersion, EntityType, Tool
 from core.models.runs import Run, RunEvent
 from core.models.search import SearchEmbeddingSpace, SearchIndex
@@ -29,6 +30,8 @@ __all__ = [
     "Cron",
     "EntityType",
     "MechanicChange",
+    "MemoryBlock",
+    "MemoryBlockVersion",
     "Message",
     "PromptHistory",
     "Run",

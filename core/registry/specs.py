@@ -22,6 +22,7 @@ KNOWN_KEYS = {
     "admin_only",
     "approve_tools",
 }
+KNOWN_KEYS |= {"recall"}  # automatic recall (core/memory/prompting.py)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class AgentSpec:
     tools: tuple[str, ...] = ()
     handoffs: tuple[str, ...] = ()
     admin_only: bool = False
+    # Automatic recall {k, scope, budget} (core/memory/prompting.py); None: off.
+    recall: dict[str, Any] | None = None
     # Tools that wait for a person's approval (accept, edit or refuse) before they run.
     approve_tools: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
@@ -43,6 +46,8 @@ class AgentSpec:
         """The JSON stored in ``agents.spec`` (name and description have their own columns)."""
         data = asdict(self)
         data.pop("extra")
+        if data["recall"] is None:
+            data.pop("recall")
         data["tools"] = list(self.tools)
         data["handoffs"] = list(self.handoffs)
         if self.approve_tools:
@@ -118,8 +123,18 @@ def parse_agent(data: Any, *, where: str) -> AgentSpec:
         tools=tools,
         handoffs=handoffs,
         admin_only=admin_only,
+        recall=_recall(data.get("recall"), where),
         approve_tools=approve,
     )
+
+
+def _recall(value: Any, where: str) -> dict[str, Any] | None:
+    from core.memory.prompting import parse_recall  # the memory layer owns the format
+
+    try:
+        return parse_recall(value, where)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc)) from None
 
 
 def load_agent_file(path: Path) -> AgentSpec:

@@ -29,6 +29,7 @@ from langgraph.types import Send, interrupt
 from typing_extensions import TypedDict  # pydantic (state JSON schemas) needs it on 3.11
 
 from core.errors import ValidationFailed
+from core.memory.prompting import block_tools, memory_prompt
 from core.registry.access import may_use
 from core.registry.snapshot import RegistrySnapshot
 from core.registry.specs import AgentSpec
@@ -93,10 +94,15 @@ class GraphBuilder:
         self.model_call = model_call
         self.registry_tools = load_registry_tools(snapshot, project_dir)
 
-    def tools_for(self, spec: AgentSpec, turn: TurnContext) -> list[BaseTool]:
-        """The agent's registry tools, the providers' tools and its handoff tools."""
+    def tools_for(
+        self, spec: AgentSpec, turn: TurnContext, *, with_blocks: bool = True
+    ) -> list[BaseTool]:
+        """The agent's registry tools, the providers' tools and its handoff tools
+        (and the memory-block tools: offered when it has blocks, runnable always)."""
         tools = [self.registry_tools[n] for n in spec.tools if n in self.registry_tools]
         tools += provided_tools(turn)
+        if with_blocks:
+            tools += block_tools(spec.name)
         for target in spec.handoffs:
             other = self.snapshot.agents.get(target)
             if other is not None and may_use(turn.principal, other):
@@ -106,8 +112,13 @@ class GraphBuilder:
     def _agent(self, spec: AgentSpec) -> Callable[..., dict[str, Any]]:
         def call(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
             turn = runtime.context
-            prompt: list[BaseMessage] = [SystemMessage(spec.system_prompt), *state["messages"]]
-            reply = self.model_call(spec, prompt, self.tools_for(spec, turn), turn)
+            memory, blocks = memory_prompt(turn, spec.name, spec.recall, state["messages"])
+            prompt: list[BaseMessage] = [
+                SystemMessage(spec.system_prompt + memory),
+                *state["messages"],
+            ]
+            tools = self.tools_for(spec, turn, with_blocks=blocks)
+            reply = self.model_call(spec, prompt, tools, turn)
             reply.response_metadata["agentry_agent"] = spec.name
             # Task ids are deterministic: a step re-run after a crash makes the same message
             # id, so the message store replaces instead of duplicating.

@@ -64,7 +64,7 @@ def search_route(
     session: SessionDep,
     settings: SettingsDep,
     q: str = Query(..., min_length=1, max_length=2000, description="what to look for"),
-    mode: Literal["vector", "keyword", "hybrid"] = Query("hybrid"),
+    mode: Literal["vector", "keyword", "hybrid", "recall"] = Query("hybrid"),
     k: int = Query(10, ge=1, le=MAX_K, description=f"hits wanted, at most {MAX_K}"),
     entity_type: str | None = Query(None, max_length=63),
     since: datetime | None = Query(None, description="created at or after (ISO 8601)"),

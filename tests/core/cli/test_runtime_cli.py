@@ -265,6 +265,9 @@ def test_bench_chat_smoke(
     assert over["turns"] == 6 and over["platform_ms"]["p50"] > 0 and over["ratio_p50"] > 0
     assert conc["sessions"] == 3 and conc["lost_messages"] == 0 and not conc["errors"]
     assert conc["messages_stored"] == conc["messages_expected"] == conc["messages_counted"] == 12
+    recall = report["recall"]  # what automatic recall adds per model call
+    assert recall["turns"] >= 1 and recall["added_ms"]["p50"] > 0
+    assert recall["added_prompt_tokens"]["max"] > 0  # the bench's own history is recalled
 
 
 def test_chat_asks_the_person(
