@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from config import get_settings
 from core.cli.edge import console, edge
+from core.cli.progress import phase_progress
 
 
 @edge
@@ -26,21 +25,7 @@ def bench_memory(
     """Recall@5/10/25 of LoCoMo evidence turns per category, against plain baselines."""
     from core.bench.memory import run_memory_bench  # the model: only when it runs
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        disable=as_json,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
+    with phase_progress(quiet=as_json) as progress:
         report = run_memory_bench(
             get_settings(), files=conversations, limit_questions=questions, progress=progress
         )

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from config import get_settings
 from core.cli.edge import console, edge
+from core.cli.progress import phase_progress
 from core.errors import ValidationFailed
 
 
@@ -29,21 +29,7 @@ def bench_search(
     if (dataset is None) == (scale is None):
         raise ValidationFailed("give exactly one of --dataset cisi or --scale N")
     settings = get_settings()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        disable=as_json,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
+    with phase_progress(quiet=as_json) as progress:
         if dataset is not None:
             if dataset.lower() != "cisi":
                 raise ValidationFailed(f"--dataset: only cisi is available (got {dataset!r})")

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from core.cli.database import cli_database
 from core.cli.edge import console, edge
-
-
-def _bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
+from core.cli.progress import phase_progress
 
 
 @edge
@@ -39,14 +29,7 @@ def index_command(
 
     with cli_database() as (db, settings):
         embedder = get_embedder(settings)
-        with _bar() as bar:
-            tasks: dict[str, object] = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(phase, total=total)
-                bar.update(tasks[phase], completed=done, total=total)  # type: ignore[arg-type]
-
+        with phase_progress(transient=False) as progress:
             if reembed_all:
                 n = reembed(
                     db.engine,
