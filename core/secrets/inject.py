@@ -9,7 +9,9 @@ from core.secrets.store import resolve
 
 
 def turn_credentials(tool: str, names: tuple[str, ...]) -> dict[str, str]:
-    """The values of ``names`` for the user running the current turn (theirs, else shared).
+    """The values of ``names`` for the conversation's user (theirs, else the shared one):
+    the same user whose key the model router uses for the turn, even when an admin sends
+    the message.
 
     Raises:
         ValidationFailed: one is missing (the model sees the message and can tell the
@@ -22,7 +24,7 @@ def turn_credentials(tool: str, names: tuple[str, ...]) -> dict[str, str]:
             " AGENTRY_SECRET_KEY is not set on the server"
         )
     with turn.db.engine.connect() as conn:
-        found = resolve(conn, keyring(turn.settings), turn.principal.id, names)
+        found = resolve(conn, keyring(turn.settings), turn.user_id, names)
     missing = [n for n in names if n not in found]
     if missing:
         raise ValidationFailed(
