@@ -140,8 +140,8 @@ def take_backup(
 
     Args:
         db: the database to dump.
-        settings: the repository (``AGENTRY_PROJECT_DIR``), the default folder and how
-            many backups to keep.
+        settings: the repository (``AGENTRY_GIT_REPO``, by default ``AGENTRY_PROJECT_DIR``),
+            the default folder and how many backups to keep.
         out: the folder (default ``AGENTRY_BACKUP_DIR`` or ``AGENTRY_HOME/backups``).
         progress: called as each step starts and ends.
     """
