@@ -115,7 +115,14 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     def take(driver: Any, name: str) -> Path:
         path = folder / f"{name}.png"
-        assert driver.save_screenshot(str(path)), f"no screenshot {path}"
+        # The whole page, not only the window: grow the window to the page for the shot.
+        size = driver.get_window_size()
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(size["width"], min(max(int(height), size["height"]), 2400))
+        try:
+            assert driver.save_screenshot(str(path)), f"no screenshot {path}"
+        finally:
+            driver.set_window_size(size["width"], size["height"])
         if extra:
             Path(extra).mkdir(parents=True, exist_ok=True)
             shutil.copy(path, Path(extra) / path.name)

@@ -80,6 +80,15 @@ def test_sign_in_and_chat_a_streamed_turn(
     transcript = by_id(browser, "transcript").text
     assert "hello console" in transcript and reply in transcript
     screenshots(browser, "chat")
+
+    # A turn no model answered stays pending; the page offers to resume it from its checkpoint.
+    llm.enqueue(Reply(status=500, error="boom"))
+    assert "every usable model failed" in say(browser, "and now?", "Error 503")
+    llm.enqueue(Reply("A late answer, after all."))
+    by_id(browser, "resume-turn").click()
+    wait(browser, lambda d: "A late answer, after all." in by_id(d, "transcript").text)
+    assert "Turn complete" in by_id(browser, "turn-status").text
+    assert not present(browser, "#resume-turn")
     browser.get(f"{live.url}/console/conversations")
     assert "assistant" in browser.find_element("css selector", "table").text
 
