@@ -58,7 +58,13 @@ def search(
         )
     template = "search_hits.html" if request.headers.get("hx-request") else "search.html"
     form = {
-        "q": q, "mode": mode, "k": k, "entity_type": entity_type, "since": since,
-        "until": until, "meta_key": meta_key, "meta_value": meta_value,
+        "q": q,
+        "mode": mode,
+        "k": k,
+        "entity_type": entity_type,
+        "since": since,
+        "until": until,
+        "meta_key": meta_key,
+        "meta_value": meta_value,
     }
     return render(request, template, results=results, form=form, modes=MODES)

@@ -34,9 +34,7 @@ def _safe_next(target: str | None) -> str:
 
 def _form(request: Request, target: str, error: str | None = None, status: int = 200) -> Response:
     token = secrets.token_urlsafe(24)
-    response = render(
-        request, "login.html", status, login_token=token, next=target, error=error
-    )
+    response = render(request, "login.html", status, login_token=token, next=target, error=error)
     set_cookie(response, request, LOGIN_COOKIE, token)
     return response
 

@@ -101,9 +101,7 @@ async def check_csrf(request: Request) -> None:
 ConsoleUser = Annotated[Principal, Depends(console_user)]
 
 
-def render(
-    request: Request, template: str, status_code: int = 200, **context: Any
-) -> Response:
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
     """A page (or an htmx fragment) with the signed-in user and CSRF token at hand."""
     user: Principal | None = getattr(request.state, "console_user", None)
     return templates.TemplateResponse(

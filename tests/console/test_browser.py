@@ -61,9 +61,16 @@ def say(driver: Any, words: str, outcome: str) -> str:
     """Send a message; wait until the streamed turn ends with ``outcome``."""
     by_id(driver, "message").send_keys(words)
     by_id(driver, "send").click()
-    return str(wait(driver, lambda d: outcome in by_id(d, "turn-status").text and d.execute_script(
-        "return document.getElementById('live').hidden"
-    ) and by_id(d, "turn-status").text))
+    return str(
+        wait(
+            driver,
+            lambda d: (
+                outcome in by_id(d, "turn-status").text
+                and d.execute_script("return document.getElementById('live').hidden")
+                and by_id(d, "turn-status").text
+            ),
+        )
+    )
 
 
 def test_sign_in_and_chat_a_streamed_turn(

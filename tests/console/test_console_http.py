@@ -3,6 +3,7 @@ visibility rules as the REST API (another user's conversation, admin pages and w
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -155,9 +156,64 @@ def test_search_and_read_pages_scope_to_the_user(
     )
     assert "<html" not in fragment.text and "zeppelin hangar" in fragment.text
     with sign_in(live, keys["bob"]) as bob:
-        assert "zeppelin hangar" not in bob.get(
-            "/console/search", params={"q": "zeppelin", "mode": "keyword"}
-        ).text
+        assert (
+            "zeppelin hangar"
+            not in bob.get("/console/search", params={"q": "zeppelin", "mode": "keyword"}).text
+        )
         agents = bob.get("/console/agents").text
         assert "assistant" in agents and "scripted" in agents  # the default model's row
         assert "No entity types yet" in bob.get("/console/entities").text
+
+
+def test_admin_writes_on_the_registry_page(live: LiveServer, keys: dict[str, str]) -> None:
+    with sign_in(live, keys["admin"]) as admin:
+        page = admin.get("/console/agents").text
+        assert 'id="sync-agents"' in page and 'class="tool-switch"' in page
+        token = page_token(admin)
+        synced = admin.post("/console/agents/sync", data={"csrf_token": token})
+        assert synced.status_code == 303 and synced.headers["location"].startswith(
+            "/console/agents?synced="
+        )
+        assert "changes</span>" in admin.get(synced.headers["location"]).text
+        # The REST rule holds here too: a tool an agent uses cannot be switched off.
+        refused = admin.post(
+            "/console/tools/apply_change", data={"csrf_token": token, "is_active": "false"}
+        )
+        assert refused.status_code == 422 and "used by agents" in refused.text
+    tool = httpx.get(f"{live.url}/v1/tools/apply_change", headers=auth(keys["admin"])).json()
+    assert tool["is_active"] is True
+
+
+@pytest.mark.slow  # planning dry-runs the change in a shadow database; apply takes a backup
+def test_an_admin_plans_applies_and_rolls_back_from_the_mechanic_page(
+    live: LiveServer, keys: dict[str, str]
+) -> None:
+    spec = {
+        "action": "add_entity",
+        "entity": "gadget",
+        "fields": [{"name": "label", "type": "text"}],
+    }
+    with sign_in(live, keys["admin"]) as admin:
+        token = page_token(admin)
+        planned = admin.post("/console/mechanic", data={"csrf_token": token, "spec": "{nope"})
+        assert planned.status_code == 422 and "spec" in planned.text
+        planned = admin.post(
+            "/console/mechanic", data={"csrf_token": token, "spec": json.dumps(spec)}
+        )
+        assert planned.status_code == 303, planned.text
+        page = admin.get(planned.headers["location"])
+        change_id = planned.headers["location"].rsplit("/", 1)[1]
+        assert "CREATE TABLE gadget" in page.text and 'id="apply"' in page.text
+        applied = admin.post(f"/console/mechanic/{change_id}/apply", data={"csrf_token": token})
+        assert applied.status_code == 303
+        page = admin.get(f"/console/mechanic/{change_id}")
+        assert 'class="status-applied">applied' in page.text and 'id="rollback"' in page.text
+        assert "gadget" in admin.get("/console/entities").text
+        undone = admin.post(f"/console/mechanic/{change_id}/rollback", data={"csrf_token": token})
+        assert undone.status_code == 303
+        via_api = httpx.get(
+            f"{live.url}/v1/mechanic/changes/{change_id}", headers=auth(keys["admin"])
+        ).json()
+        assert via_api["status"] == "rolled_back"
+        audit = admin.get("/console/audit", params={"action": "rollback"}).text
+        assert change_id in audit
