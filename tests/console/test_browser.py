@@ -46,7 +46,8 @@ def sign_in(driver: Any, live: LiveServer, key: str) -> None:
     wait(driver, lambda d: "/console/login" in d.current_url)
     by_id(driver, "api_key").send_keys(key)
     by_id(driver, "sign-in").click()
-    wait(driver, lambda d: d.current_url.endswith("/console/conversations"))
+    # Not the URL alone: the sign-in page's own (?next=/console/conversations) ends the same.
+    wait(driver, lambda d: "/login" not in d.current_url and present(d, "#new-agent"))
 
 
 def start_conversation(driver: Any, agent: str) -> None:
@@ -59,6 +60,7 @@ def start_conversation(driver: Any, agent: str) -> None:
 
 def say(driver: Any, words: str, outcome: str) -> str:
     """Send a message; wait until the streamed turn ends with ``outcome``."""
+    driver.execute_script("document.getElementById('turn-status').textContent = ''")
     by_id(driver, "message").send_keys(words)
     by_id(driver, "send").click()
     return str(
