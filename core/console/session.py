@@ -8,13 +8,13 @@ import secrets
 from fastapi import APIRouter, Form, Request, Response
 
 from core.api.deps import DbDep
-from core.auth.users import authenticate
 from core.console.web import (
     COOKIE,
     LOGIN_COOKIE,
     PREFIX,
     ConsoleRoute,
     check_csrf,
+    key_owner,
     redirect,
     render,
     set_cookie,
@@ -63,8 +63,7 @@ def login(
     if not expected or not hmac.compare_digest(csrf_token, expected):
         return _form(request, target, "The form expired: sign in again.", 403)
     try:
-        with db.engine.connect() as conn:
-            authenticate(conn, api_key.strip())
+        key_owner(db, api_key.strip())
     except AuthError:
         return _form(request, target, "That API key is not valid.", 401)
     response = redirect(target, request)

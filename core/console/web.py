@@ -5,7 +5,7 @@ scoped to ``/console``: page scripts never see it, and other sites' pages cannot
 Every state-changing request also carries a CSRF token (a form field, or the
 ``X-CSRF-Token`` header htmx and the chat script send), an HMAC of the key: a page
 of another origin cannot read it, so it cannot forge one. The user behind the key is
-found by :func:`core.auth.users.authenticate`, as the REST API finds it.
+found by the REST API's own ``get_current_user``, so whatever it checks holds here too.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.templating import Jinja2Templates
 
-from core.api.deps import DbDep
-from core.auth.users import Principal, authenticate
+from core.api.deps import DbDep, get_current_user
+from core.auth.users import Principal
+from core.db.engine import Database
 from core.errors import AgentryError, AuthError, ForbiddenError
 
 PREFIX = "/console"
@@ -76,12 +78,17 @@ def _key(request: Request) -> str:
     return key
 
 
+def key_owner(db: Database, key: str) -> Principal:
+    """The key's owner, found by the REST API's own dependency (so its rules hold here)."""
+    bearer = HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
+    return get_current_user(db=db, credentials=bearer, api_key=None)
+
+
 def console_user(request: Request, db: DbDep) -> Principal:
-    """The signed-in user (as ``authenticate`` finds the key's owner); else the sign-in page."""
+    """The signed-in user, as the REST API finds a key's owner; else the sign-in page."""
     key = _key(request)
     try:
-        with db.engine.connect() as conn:
-            user = authenticate(conn, key)
+        user = key_owner(db, key)
     except AuthError:
         raise SignInRequired from None
     request.state.console_user = user
