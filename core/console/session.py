@@ -63,7 +63,7 @@ def login(
     if not expected or not hmac.compare_digest(csrf_token, expected):
         return _form(request, target, "The form expired: sign in again.", 403)
     try:
-        key_owner(db, api_key.strip())
+        key_owner(request, db, api_key.strip())
     except AuthError:
         return _form(request, target, "That API key is not valid.", 401)
     response = redirect(target, request)

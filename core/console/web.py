@@ -78,7 +78,7 @@ def _key(request: Request) -> str:
     return key
 
 
-def key_owner(db: Database, key: str) -> Principal:
+def key_owner(request: Request, db: Database, key: str) -> Principal:
     """The key's owner, found by the REST API's own dependency (so its rules hold here)."""
     bearer = HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
     return get_current_user(db=db, credentials=bearer, api_key=None)
@@ -88,7 +88,7 @@ def console_user(request: Request, db: DbDep) -> Principal:
     """The signed-in user, as the REST API finds a key's owner; else the sign-in page."""
     key = _key(request)
     try:
-        user = key_owner(db, key)
+        user = key_owner(request, db, key)
     except AuthError:
         raise SignInRequired from None
     request.state.console_user = user
