@@ -21,7 +21,8 @@ META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
 @contextmanager
 def sign_in(live: LiveServer, key: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.url) as client:
+    # Planning and applying a change (dry run, backup) can take a while on a busy machine.
+    with httpx.Client(base_url=live.url, timeout=120) as client:
         yield signed_in(client, key)
 
 
