@@ -113,6 +113,7 @@ def test_an_admin_approves_a_mechanic_plan_and_finds_the_audit_row(
 ) -> None:
     sign_in(browser, live, keys["admin"])
     start_conversation(browser, "mechanic")
+    conversation = browser.current_url
     llm.enqueue(
         Reply(tool_calls=[ToolCall("propose_change", {"spec": IDEA, "instruction": "keep ideas"})]),
         Reply("Here is the plan."),
@@ -159,6 +160,29 @@ def test_an_admin_approves_a_mechanic_plan_and_finds_the_audit_row(
     rows = wait(browser, lambda d: change_id in by_id(d, "audit").text and by_id(d, "audit").text)
     assert "schema_change" in rows and "succeeded" in rows
     screenshots(browser, "audit")
+
+    # Asked to roll it back, the admin rejects that from the change's page, saying why.
+    browser.get(conversation)
+    llm.enqueue(
+        Reply(tool_calls=[ToolCall("rollback_change", {"change_id": change_id})]),
+        Reply("Understood, it stays."),
+    )
+    say(browser, "undo it", "Waiting for your decision")
+    browser.get(f"{live.url}/console/mechanic/{change_id}")
+    assert "rollback_change" in by_id(browser, "approval").text
+    browser.find_element("css selector", "#approval input[name=reason]").send_keys("keep it")
+    by_id(browser, "reject").click()
+    wait(browser, lambda d: "did not approve the rollback" in by_id(d, "transcript").text)
+    browser.refresh()
+    assert by_id(browser, "change-status").text == "applied"
+    assert not present(browser, "#approval")
+    cells = browser.find_elements("css selector", "#history td:nth-child(2)")
+    assert [c.text for c in cells] == [
+        "change_proposed",
+        "change_approved",
+        "schema_change",
+        "change_refused",
+    ]
 
 
 def test_a_non_admin_sees_no_admin_page_or_action(
