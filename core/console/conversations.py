@@ -11,11 +11,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Form, Request, Response
+from fastapi import APIRouter, Body, Depends, Form, Query, Request, Response
 
 from core.api.deps import RuntimeDep, SessionDep, SettingsDep
 from core.api.routes import conversations as rest
 from core.console.web import PREFIX, ConsoleRoute, ConsoleUser, check_csrf, redirect, render
+from core.errors import ValidationFailed
 from core.models import ConversationStatus
 from core.registry.access import usable_rows
 
@@ -33,18 +34,22 @@ def index(
     request: Request,
     user: ConsoleUser,
     session: SessionDep,
-    status: ConversationStatus | None = None,
+    status: str = Query(default="", max_length=20),
     cursor: str | None = None,
 ) -> Response:
-    page = rest.list_all(user, session, status=status, limit=20, cursor=cursor)
+    statuses = [s.value for s in ConversationStatus]
+    if status and status not in statuses:
+        raise ValidationFailed(f"status: one of {', '.join(statuses)}")
+    wanted = ConversationStatus(status) if status else None  # the form's "any" is empty
+    page = rest.list_all(user, session, status=wanted, limit=20, cursor=cursor)
     agents = [r.name for r in usable_rows(session.connection(), user)]
     return render(
         request,
         "conversations.html",
         conversations=page["items"],
         next_cursor=page["next_cursor"],
-        status=status.value if status else "",
-        statuses=[s.value for s in ConversationStatus],
+        status=status,
+        statuses=statuses,
         agents=agents,
         default_agent=rest.DEFAULT_AGENT,
     )

@@ -124,8 +124,11 @@ def test_bad_input_is_a_4xx_page_naming_the_field(
         bad = admin.get("/console/audit", params={"since": "yesterday"})
         assert bad.status_code == 422 and "since" in bad.text
         assert admin.get("/console/mechanic", params={"status": "bogus"}).status_code == 422
+        assert admin.get("/console/mechanic", params={"status": ""}).status_code == 200
         assert admin.get("/console/mechanic/zz").status_code == 422
     assert alice.get("/console/conversations/not-a-uuid").status_code == 422
+    assert alice.get("/console/conversations", params={"status": ""}).status_code == 200
+    assert alice.get("/console/conversations", params={"status": "x"}).status_code == 422
     assert alice.get("/console/search", params={"q": "x", "k": "0"}).status_code == 422
 
 
