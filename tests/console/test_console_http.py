@@ -221,3 +221,26 @@ def test_an_admin_plans_applies_and_rolls_back_from_the_mechanic_page(
         assert via_api["status"] == "rolled_back"
         audit = admin.get("/console/audit", params={"action": "rollback"}).text
         assert change_id in audit
+
+
+def test_an_agent_change_is_planned_and_applied_from_the_mechanic_page(
+    live: LiveServer, keys: dict[str, str]
+) -> None:
+    poet = {
+        "action": "add_agent",
+        "agent": "poet",
+        "description": "Writes verse.",
+        "system_prompt": "Write verse.",
+        "tools": ["current_time"],
+    }
+    with sign_in(live, keys["admin"]) as admin:
+        token = page_token(admin)
+        planned = admin.post(
+            "/console/mechanic", data={"csrf_token": token, "spec": json.dumps(poet)}
+        )
+        assert planned.status_code == 303, planned.text
+        page = admin.get(planned.headers["location"]).text
+        assert "agents/poet.yaml" in page and "No SQL" in page and 'id="apply"' in page
+        applied = admin.post(planned.headers["location"] + "/apply", data={"csrf_token": token})
+        assert applied.status_code == 303
+        assert "Writes verse." in admin.get("/console/agents").text
