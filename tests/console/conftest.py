@@ -117,7 +117,10 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Any:
         path = folder / f"{name}.png"
         # The whole page, not only the window: grow the window to the page for the shot.
         size = driver.get_window_size()
-        height = driver.execute_script("return document.documentElement.scrollHeight")
+        height = driver.execute_script(
+            "return document.documentElement.scrollHeight + window.outerHeight"
+            " - window.innerHeight"
+        )
         driver.set_window_size(size["width"], min(max(int(height), size["height"]), 2400))
         try:
             assert driver.save_screenshot(str(path)), f"no screenshot {path}"
