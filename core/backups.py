@@ -26,13 +26,9 @@ from sqlalchemy import text
 
 from config import Settings
 from core.db.engine import Database
+from core.db.private_files import PRIVATE_FILE_MODE, private_folder
 from core.errors import ConflictError, MechanicError, ValidationFailed
-from core.mechanic.backup import (
-    PRIVATE_FILE_MODE,
-    private_folder,
-    restore_database,
-    write_private_dump,
-)
+from core.mechanic.backup import restore_database, write_private_dump
 
 PREFIX = "backup-"
 DUMP_SUFFIX = ".dump"
