@@ -7,6 +7,8 @@ environment is validated once at start-up. A bad value becomes a single
 
 from __future__ import annotations
 
+import base64
+import binascii
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -154,6 +156,8 @@ class Settings(BaseSettings):
     git_branch: str | None = Field(default=None, alias="AGENTRY_GIT_BRANCH")
     git_remote: str | None = Field(default=None, alias="AGENTRY_GIT_REMOTE")
     backup_dir: Path | None = Field(default=None, alias="AGENTRY_BACKUP_DIR")
+    # `agentry backup` keeps this many of its own backups (the mechanic's are kept apart).
+    backup_keep: int = Field(default=7, ge=1, le=10_000, alias="AGENTRY_BACKUP_KEEP")
     mechanic_lock_wait: float = Field(
         default=30.0, gt=0, le=3600, alias="AGENTRY_MECHANIC_LOCK_WAIT"
     )
@@ -180,6 +184,13 @@ class Settings(BaseSettings):
     # First retry after this many seconds, doubling on every further failure.
     webhook_backoff: float = Field(default=2.0, gt=0, le=3600, alias="AGENTRY_WEBHOOK_BACKOFF")
 
+    # --- encrypted credentials (issue 14) ----------------------------------------------
+    # Fernet key (`agentry secrets new-key`) encrypting stored credentials; unset: the
+    # credential routes answer 503. Keys replaced by a rotation stay readable while listed
+    # in AGENTRY_SECRET_KEYS_OLD (comma separated) until `agentry secrets rotate` ran.
+    secret_key: str | None = Field(default=None, alias="AGENTRY_SECRET_KEY", repr=False)
+    secret_keys_old: str = Field(default="", alias="AGENTRY_SECRET_KEYS_OLD", repr=False)
+
     @field_validator(
         "database_url",
         "llm_base_url",
@@ -189,6 +200,7 @@ class Settings(BaseSettings):
         "embedding_api_key",
         "git_remote",
         "webhook_secret",
+        "secret_key",
         mode="before",
     )
     @classmethod
@@ -206,6 +218,18 @@ class Settings(BaseSettings):
         scheme = value.split("://", 1)[0].lower() if "://" in value else ""
         if scheme not in {"postgres", "postgresql", "postgresql+psycopg"}:
             raise ValueError("must be a PostgreSQL URL such as postgresql://user:pass@host:5432/db")
+        return value
+
+    @field_validator("secret_key", "secret_keys_old")
+    @classmethod
+    def _fernet_keys(cls, value: str | None) -> str | None:
+        # Checked here so a mistyped key is one start-up line, not a failure on first use.
+        for key in (value or "").split(","):
+            if key.strip() and not _is_fernet_key(key.strip()):
+                raise ValueError(
+                    "must be a Fernet key (44 url-safe base64 characters, 32 bytes):"
+                    " make one with `agentry secrets new-key`"
+                )
         return value
 
     @field_validator("llm_base_url", "embedding_base_url")
@@ -251,6 +275,13 @@ class Settings(BaseSettings):
         return self.database_url is None
 
 
+def _is_fernet_key(key: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key.encode())) == 32
+    except (ValueError, binascii.Error):
+        return False
+
+
 def _describe(error: ValidationError) -> str:
     """Turn pydantic's report into one line that names the environment variable."""
     parts = []
@@ -258,6 +289,8 @@ def _describe(error: ValidationError) -> str:
         name = ".".join(str(p) for p in item["loc"]) or "settings"
         given = item.get("input")
         shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+        if "KEY" in name.upper() or "SECRET" in name.upper():
+            shown = ""  # a mistyped secret must not land in a log
         parts.append(f"{name}: {item['msg']}{shown}")
     return "invalid configuration: " + "; ".join(parts)
 

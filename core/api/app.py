@@ -25,6 +25,7 @@ from core.api.routes import (
     tools,
     users,
 )
+from core.api.routes import credentials as credential_routes
 from core.api.routes import imports as import_routes
 from core.api.routes import memory as memory_routes
 from core.api.routes import search as search_routes
@@ -127,6 +128,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(search_routes.router)
     app.include_router(import_routes.router)
     app.include_router(memory_routes.router)
+    app.include_router(credential_routes.router)
     # The LangGraph Agent Protocol (langgraph_sdk) and the OpenAI-compatible chat API.
     app.include_router(protocol_info.router)
     app.include_router(protocol_assistants.router)

@@ -32,6 +32,7 @@ def doctor(
     from core.db import open_database
     from core.health import Check, database_checks, embedding_check
     from core.mechanic.readiness import mechanic_checks
+    from core.secrets.health import secret_check
 
     settings = get_settings()
     checks: list[Check]
@@ -39,10 +40,16 @@ def doctor(
         db = open_database(settings, create=False)
     except DatabaseError as exc:
         checks = [Check("database", False, exc.message), *mechanic_checks(settings, None)]
+        checks.append(secret_check(settings, None))
     else:
         try:
             checks = database_checks(db, settings)
             checks += _mechanic_checks(db, settings, reachable=checks[0].ok)
+            if checks[0].ok:
+                with db.engine.connect() as conn:
+                    checks.append(secret_check(settings, conn))
+            else:
+                checks.append(secret_check(settings, None))
         finally:
             db.dispose()
     if not skip_embedding:

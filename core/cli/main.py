@@ -19,10 +19,12 @@ from core.cli import (
     users,
     worker,
 )
+from core.cli import backup as backup_cli
 from core.cli import importer as import_cli
 from core.cli import index as index_cli
 from core.cli import memory as memory_cli
 from core.cli import search as search_cli
+from core.cli import secrets as secrets_cli
 from core.cli.edge import console
 
 app = typer.Typer(
@@ -49,6 +51,9 @@ app.command("search")(search_cli.search_command)
 app.command("index")(index_cli.index_command)
 app.add_typer(import_cli.app, name="import")
 app.add_typer(memory_cli.app, name="memory")
+app.command("backup")(backup_cli.backup_command)
+app.command("restore")(backup_cli.restore_command)
+app.add_typer(secrets_cli.app, name="secrets")
 
 
 @app.command()

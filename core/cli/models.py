@@ -45,6 +45,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             "provider": r.provider,
             "model_id": r.model_id,
             "api_key_env": r.api_key_env,
+            "credential": r.credential,
             "active": r.is_active,
             "free": r.is_free,
             "usable": r.name in usable,
@@ -63,6 +64,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         "provider",
         "model id",
         "key variable",
+        "credential",
         "usable",
         "free",
         "priority",
@@ -75,6 +77,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             str(i["provider"]),
             str(i["model_id"]),
             str(i["api_key_env"]),
+            str(i["credential"] or ""),
             "yes" if i["usable"] else "no",
             str(i["free"]),
             str(i["priority"]),
@@ -90,7 +93,8 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     if not usable:
         console.print(
             "no usable model: set AGENTRY_LLM_BASE_URL and AGENTRY_LLM_MODEL, or the key"
-            " variable of a catalogue model"
+            " variable of a catalogue model (users with a stored credential a model names"
+            " can use that model)"
         )
 
 

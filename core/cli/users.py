@@ -11,6 +11,8 @@ from core.cli.database import cli_database
 from core.cli.edge import console, edge
 
 app = typer.Typer(help="Users and API keys.", no_args_is_help=True)
+# How changes made from a shell are named in the audit log.
+ACTOR = "cli"
 
 
 @app.command()
@@ -25,7 +27,7 @@ def create(
     from core.auth.users import create_user
 
     with cli_database() as (db, _), db.engine.begin() as conn:
-        user, key = create_user(conn, email, name=name, admin=admin)
+        user, key = create_user(conn, email, name=name, admin=admin, actor=ACTOR)
     if as_json:
         typer.echo(
             json.dumps(
@@ -44,8 +46,26 @@ def rotate(email: str = typer.Option(..., "--email")) -> None:
     from core.auth.users import rotate_key
 
     with cli_database() as (db, _), db.engine.begin() as conn:
-        key = rotate_key(conn, email)
+        key = rotate_key(conn, email, actor=ACTOR)
     console.print(f"new API key (shown once): [bold]{key}[/]", highlight=False)
+
+
+@app.command("set-role")
+@edge
+def set_role_command(
+    email: str = typer.Option(..., "--email"),
+    role: str = typer.Option(..., "--role", help="admin or user."),
+) -> None:
+    """Grant or revoke the admin role (audited)."""
+    from core.auth.users import set_role, user_id_by_email
+    from core.errors import ValidationFailed
+    from core.models import UserRole
+
+    if role not in {r.value for r in UserRole}:
+        raise ValidationFailed(f"--role: {role!r} is not admin or user")
+    with cli_database() as (db, _), db.engine.begin() as conn:
+        done = set_role(conn, user_id_by_email(conn, email), UserRole(role), actor=ACTOR)
+    console.print(f"{done['email']} is now {done['role']}")
 
 
 @app.command("list")

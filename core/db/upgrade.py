@@ -32,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from core.db.embedded import POSTGRES_MAJOR, SUPERUSER, bin_dir
+from core.db.private_files import private_file, private_folder
 from core.errors import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -196,11 +197,11 @@ def _compare(before: dict[str, Snapshot], after: dict[str, Snapshot]) -> None:
 
 def _backup(socket: str, databases: list[str], dump_dir: Path) -> list[Path]:
     """``pg_dump -Fc`` of each database with PostgreSQL 16's own pg_dump, listed back."""
-    dump_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(dump_dir)  # the dumps hold every user's messages
     tools = bin_dir(OLD_MAJOR)
     paths = []
     for name in databases:
-        path = dump_dir / f"{name}.dump"
+        path = private_file(dump_dir / f"{name}.dump")
         _run(
             [str(tools / "pg_dump"), "-Fc", "-h", socket, "-U", SUPERUSER, "-f", str(path), name],
             None,

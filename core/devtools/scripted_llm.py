@@ -208,7 +208,14 @@ class ScriptedLLM:
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> Response:
             body = await request.json()
-            self.requests.append({"_path": "/v1/chat/completions", **body})
+            # The Authorization header too: tests check which key a call was made with.
+            self.requests.append(
+                {
+                    "_path": "/v1/chat/completions",
+                    "_authorization": request.headers.get("authorization"),
+                    **body,
+                }
+            )
             if denied := unauthorized(request):
                 return denied
             reply = self._next_reply(body)

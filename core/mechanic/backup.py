@@ -1,4 +1,9 @@
-"""Backups before every apply: ``pg_dump -Fc``, checked with ``pg_restore --list``."""
+"""Backups before every apply: ``pg_dump -Fc``, checked with ``pg_restore --list``.
+
+A dump holds every user's messages and credentials (encrypted, but still), so every
+dump Agentry writes, before a change or by ``agentry backup``, goes through
+:func:`write_private_dump`: 0600 files in a 0700 folder (core/db/private_files.py).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,37 @@ from pathlib import Path
 from sqlalchemy import text
 
 from core.db.engine import Database
+from core.db.private_files import private_file
 from core.errors import MechanicError
 from core.mechanic.pgtools import find_tool, run_tool, server_major
+
+
+def write_private_dump(db: Database, path: Path, major: int | None = None) -> Path:
+    """``pg_dump -Fc`` of the whole database into ``path`` (0600 in a 0700 folder),
+    proved readable with ``pg_restore --list``.
+
+    Raises:
+        MechanicError: pg_dump failed, or the archive does not list its tables (the
+            file is removed then).
+    """
+    if major is None:
+        with db.engine.connect() as conn:
+            major = server_major(conn)
+    private_file(path)
+    try:
+        run_tool(
+            [find_tool("pg_dump", major), "-Fc", "-f", str(path), "-d", db.conninfo], "pg_dump"
+        )
+        listing = run_tool(
+            [find_tool("pg_restore", major), "--list", str(path)], "pg_restore --list"
+        )
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    if "TABLE" not in listing:
+        path.unlink(missing_ok=True)
+        raise MechanicError(f"backup {path} lists no tables: refusing to go on without a backup")
+    return path
 
 
 def backup_database(db: Database, folder: Path, label: str) -> Path:
@@ -30,15 +64,8 @@ def backup_database(db: Database, folder: Path, label: str) -> Path:
     with db.engine.connect() as conn:
         major = server_major(conn)
         name = conn.execute(text("SELECT current_database()")).scalar_one()
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = folder / f"{name}-{stamp}-{label}.dump"
-    run_tool([find_tool("pg_dump", major), "-Fc", "-f", str(path), "-d", db.conninfo], "pg_dump")
-    listing = run_tool([find_tool("pg_restore", major), "--list", str(path)], "pg_restore --list")
-    if "TABLE" not in listing:
-        path.unlink(missing_ok=True)
-        raise MechanicError(f"backup {path} lists no tables: refusing to go on without a backup")
-    return path
+    return write_private_dump(db, folder / f"{name}-{stamp}-{label}.dump", major)
 
 
 def restore_database(db: Database, path: Path) -> None:

@@ -12,7 +12,8 @@ from sqlalchemy.dialects.postgresql import insert
 
 from core.errors import NotFoundError, ValidationFailed
 from core.mechanic.spec import EntityDef
-from core.models import AuditLog, EntityType, MechanicChange
+from core.models import EntityType, MechanicChange
+from core.registry.audit import record_event
 
 NOTIFY_CHANNEL = "agentry_entities"
 
@@ -152,14 +153,13 @@ def record_audit(
     git_commit: str | None = None,
     git_branch: str | None = None,
 ) -> None:
-    """Append one audit_log row."""
-    conn.execute(
-        insert(AuditLog).values(
-            action=action,
-            actor=actor,
-            status=status,
-            details=details,
-            git_commit=git_commit,
-            git_branch=git_branch,
-        )
+    """Append one audit_log row (through core/registry/audit.py, the one writer)."""
+    record_event(
+        conn,
+        action=action,
+        actor=actor,
+        status=status,
+        details=details,
+        git_commit=git_commit,
+        git_branch=git_branch,
     )

@@ -8,6 +8,7 @@ from core.models.ai_models import AiModel, PromptHistory
 from core.models.audit import AuditLog
 from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
+from core.models.credentials import Credential
 from core.models.crons import Cron, WebhookDelivery
 from core.models.mechanic import MechanicChange
 from core.models.memory_blocks import MemoryBlock, MemoryBlockVersion
@@ -27,6 +28,7 @@ __all__ = [
     "Base",
     "Conversation",
     "ConversationStatus",
+    "Credential",
     "Cron",
     "EntityType",
     "MechanicChange",

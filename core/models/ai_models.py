@@ -44,8 +44,12 @@ class AiModel(Base):
     provider: Mapped[str] = mapped_column(String(100), nullable=False)
     api_endpoint: Mapped[str] = mapped_column(String(500), nullable=False)
     model_id: Mapped[str] = mapped_column(String(200), nullable=False)
-    # Name of the environment variable holding the key: keys never enter the database.
+    # Name of the environment variable holding the key (a stored credential, below, is the
+    # other way: encrypted, per user).
     api_key_env: Mapped[str | None] = mapped_column(String(100))
+    # Name of a stored credential (core/secrets/): the calling user's own wins over the
+    # shared one, and either over api_key_env.
+    credential: Mapped[str | None] = mapped_column(String(100))
     priority: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     success_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     failure_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")

@@ -84,7 +84,7 @@ def queue_run(
         nodes = set(runtime.compiled(conn).graph.nodes)
         admit(control or TurnControl(), row.pending_interrupts, content, nodes)
         choose_agent(conn, row, spec.name)
-    if not runtime.router.candidates(conn):
+    if not runtime.router.has_usable(conn, row.user_id):
         raise ModelUnavailableError(HOW_TO_CONFIGURE)
     return create_run(
         conn,

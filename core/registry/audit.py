@@ -1,4 +1,5 @@
-"""The audit log: ``registry_change`` rows written, and rows read back (``agentry audit``)."""
+"""The audit log: rows written (the one place that inserts them) and read back
+(``agentry audit``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,30 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from core.models import AuditLog
+
+
+def record_event(
+    conn: Connection,
+    *,
+    action: str,
+    actor: str,
+    details: dict[str, Any],
+    status: str = "succeeded",
+    git_commit: str | None = None,
+    git_branch: str | None = None,
+) -> None:
+    """Append one audit_log row in the caller's transaction (an event happens with it or
+    not at all). ``details`` must never hold a secret: credential rows name, never value."""
+    conn.execute(
+        insert(AuditLog).values(
+            action=action,
+            actor=actor,
+            status=status,
+            details=details,
+            git_commit=git_commit,
+            git_branch=git_branch,
+        )
+    )
 
 
 def record_change(
@@ -25,13 +50,11 @@ def record_change(
         version: the row's version after the change.
         details: anything else worth keeping (source file, ...).
     """
-    conn.execute(
-        insert(AuditLog).values(
-            action="registry_change",
-            actor=actor,
-            status="succeeded",
-            details={"kind": kind, "name": name, "op": op, "version": version, **details},
-        )
+    record_event(
+        conn,
+        action="registry_change",
+        actor=actor,
+        details={"kind": kind, "name": name, "op": op, "version": version, **details},
     )
 
 

@@ -21,6 +21,7 @@ MODEL_FIELDS = (
     "api_endpoint",
     "model_id",
     "api_key_env",
+    "credential",
     "context_length",
     "is_free",
     "description",

@@ -7,10 +7,17 @@ module of the same name replaces the built-in one.
 A tool module exposes one typed callable: the function named like the module, or
 else its only public function. Its docstring (Google style, ``Args:``) describes
 it and its parameters; the JSON schema comes from the signature.
+
+A tool that needs a secret declares it: ``CREDENTIALS = ("weather_api_key",)`` at module
+level, and a parameter of that name. The parameter is left out of the schema (the model
+never sees or fills it); at run time the calling user's stored credential of that name,
+else the shared one, is passed in (core/secrets/inject.py), and the call fails with a
+message saying how to store it when there is none.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import re
@@ -100,6 +107,41 @@ def tool_callable(module: ModuleType, name: str) -> Callable[..., Any]:
     return public[0]
 
 
+def declared_credentials(
+    module: ModuleType, fn: Callable[..., Any], filename: str
+) -> tuple[str, ...]:
+    """The module's ``CREDENTIALS``, each of which must be a parameter of the tool."""
+    raw = getattr(module, "CREDENTIALS", ())
+    if isinstance(raw, str) or not all(isinstance(n, str) for n in raw):
+        raise ValidationFailed(f"{filename}: CREDENTIALS must be a tuple of credential names")
+    params = inspect.signature(fn).parameters
+    for cred in raw:
+        if cred not in params:
+            raise ValidationFailed(
+                f"{filename}: credential {cred!r} is declared but the tool has no parameter"
+                " of that name to receive it"
+            )
+    return tuple(raw)
+
+
+def with_credentials(
+    fn: Callable[..., Any], tool: str, names: tuple[str, ...]
+) -> Callable[..., Any]:
+    """``fn`` without the credential parameters in its signature, getting them at call time."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from core.secrets.inject import turn_credentials
+
+        return fn(*args, **kwargs, **turn_credentials(tool, names))
+
+    sig = inspect.signature(fn)
+    call.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in sig.parameters.values() if p.name not in names]
+    )
+    return call
+
+
 def build_tool(path: Path) -> StructuredTool:
     """Import a tool module and wrap its callable as a LangChain tool.
 
@@ -109,12 +151,16 @@ def build_tool(path: Path) -> StructuredTool:
     name = path.stem
     if not NAME_RE.match(name):
         raise ValidationFailed(f"{path.name}: tool names must match {NAME_RE.pattern}")
-    fn = tool_callable(_import(path), name)
+    module = _import(path)
+    fn = tool_callable(module, name)
     if not (fn.__doc__ or "").strip():
         raise ValidationFailed(f"{path.name}: the tool function needs a docstring")
     for param in inspect.signature(fn).parameters.values():
         if param.annotation is inspect.Parameter.empty:
             raise ValidationFailed(f"{path.name}: parameter {param.name!r} has no type hint")
+    needs = declared_credentials(module, fn, path.name)
+    if needs:
+        fn = with_credentials(fn, name, needs)
     try:
         return StructuredTool.from_function(
             fn, name=name, parse_docstring=True, error_on_invalid_docstring=False

@@ -1,13 +1,16 @@
 """The model router (DESIGN §4): the most reliable usable model first, fallback on failure.
 
 A model is usable when it is active and its credentials are present: the
-environment variable its row names is set (keys never enter the database), or
-it is the default model configured by ``AGENTRY_LLM_*``. Every call is recorded
+environment variable its row names is set, or it is the default model configured by
+``AGENTRY_LLM_*``, or its row names a stored credential (``ai_models.credential``,
+core/secrets) that the calling user has, or that is shared: the user's own key wins
+over the shared one, and either over the variable. Every call is recorded
 in ``prompt_history`` and counted in ``ai_models`` with atomic increments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -39,15 +42,23 @@ HOW_TO_CONFIGURE = (
     "no usable model is configured: set AGENTRY_LLM_BASE_URL and AGENTRY_LLM_MODEL"
     " (and AGENTRY_LLM_API_KEY if the endpoint needs one) to an OpenAI-compatible endpoint,"
     " or set the API key variable of a catalogue model (GEMINI_API_KEY, GROQ_API_KEY,"
-    " OPENROUTER_API_KEY, OPENAI_API_KEY; see `agentry models list`)"
+    " OPENROUTER_API_KEY, OPENAI_API_KEY; see `agentry models list`), or store your own key"
+    " for a model that names a credential (POST /v1/credentials)"
 )
 
 # The ranking is re-read at most this often: one query per turn would otherwise be spent
 # on something that changes slowly (counters move the scores a little per call).
 RANKING_TTL_SECONDS = 1.0
+# Clients are cached per model and key; users' own keys make that one per user.
+MAX_CLIENTS = 512
 RANKED_SQL = text(
-    "SELECT id, name, api_endpoint, model_id, api_key_env, timeout_seconds FROM ai_models"
+    "SELECT id, name, api_endpoint, model_id, api_key_env, timeout_seconds, credential"
+    " FROM ai_models"
     " WHERE is_active ORDER BY priority DESC, reliability_score DESC, name"
+)
+HAS_CREDENTIAL_SQL = text(
+    "SELECT 1 FROM credentials WHERE name = ANY(:names)"
+    " AND (owner_id = :owner OR owner_id IS NULL) LIMIT 1"
 )
 # Atomic increments (concurrent turns in many processes never lose a count) and the
 # history row, in one statement: one round trip per model call.
@@ -73,8 +84,9 @@ class Candidate:
     name: str
     endpoint: str
     model_id: str
-    api_key: str
+    api_key: str  # empty: only a stored credential can make it usable
     timeout: float
+    credential: str | None = None
 
 
 def register_default_model(conn: Connection, settings: Settings) -> bool:
@@ -110,20 +122,37 @@ def _credentials(row: Any, settings: Settings) -> str | None:
         return settings.llm_api_key or "not-needed"
     if row.api_key_env:
         return os.environ.get(row.api_key_env) or None
+    if row.credential:
+        return None  # only a stored credential makes it usable (resolved per user)
     return "not-needed"  # a keyless local endpoint (Ollama, llama.cpp)
 
 
 def usable_models(
-    conn: Connection, settings: Settings, prefer: str | None = None
+    conn: Connection, settings: Settings, prefer: str | None = None, *, deferred: bool = False
 ) -> list[Candidate]:
-    """Active models with credentials, best first (``prefer`` first when usable)."""
+    """Active models with credentials, best first (``prefer`` first when usable).
+
+    Args:
+        deferred: also models that only a stored credential can make usable (the router
+            resolves those per user at call time; their ``api_key`` is empty).
+    """
     found = []
     for row in conn.execute(RANKED_SQL):
         key = _credentials(row, settings)
-        if key is None:
+        if key is None and not (deferred and row.credential):
             continue
         timeout = row.timeout_seconds or settings.llm_timeout
-        found.append(Candidate(row.id, row.name, row.api_endpoint, row.model_id, key, timeout))
+        found.append(
+            Candidate(
+                row.id,
+                row.name,
+                row.api_endpoint,
+                row.model_id,
+                key or "",
+                timeout,
+                row.credential,
+            )
+        )
     if prefer:
         found.sort(key=lambda c: c.name != prefer)
     return found
@@ -169,19 +198,54 @@ class ModelRouter:
         if cached is None or now - cached[0] > RANKING_TTL_SECONDS:
             if conn is None:
                 with self.db.engine.connect() as own:
-                    found = usable_models(own, self.settings)
+                    found = usable_models(own, self.settings, deferred=True)
             else:
-                found = usable_models(conn, self.settings)
+                found = usable_models(conn, self.settings, deferred=True)
             self._ranked = cached = (now, found)
         ranked = list(cached[1])
         if prefer:
             ranked.sort(key=lambda c: c.name != prefer)
         return ranked
 
+    def has_usable(self, conn: Connection, user_id: uuid.UUID | None) -> bool:
+        """Whether a turn of ``user_id`` has a model to call (checked before it starts)."""
+        found = self.candidates(conn)
+        if any(c.api_key for c in found):
+            return True
+        names = sorted({c.credential for c in found if c.credential})
+        if not names or not self.settings.secret_key:
+            return False
+        return (
+            conn.execute(HAS_CREDENTIAL_SQL, {"names": names, "owner": user_id}).first() is not None
+        )
+
+    def with_user_keys(
+        self, candidates: list[Candidate], user_id: uuid.UUID | None
+    ) -> list[Candidate]:
+        """Candidates with the stored credentials of ``user_id`` (else the shared ones)
+        in place of their variable's key; those left without any key are dropped."""
+        names = {c.credential for c in candidates if c.credential}
+        values: dict[str, str] = {}
+        if names and self.settings.secret_key:
+            from core.secrets.keys import keyring
+            from core.secrets.store import resolve
+
+            with self.db.engine.connect() as conn:
+                values = resolve(conn, keyring(self.settings), user_id, names)
+        out = []
+        for c in candidates:
+            if c.credential and c.credential in values:
+                out.append(dataclasses.replace(c, api_key=values[c.credential]))
+            elif c.api_key:
+                out.append(c)
+        return out
+
     def _client(self, candidate: Candidate) -> ChatOpenAI:
         with self._lock:
             client = self._clients.get(candidate)
             if client is None:
+                if len(self._clients) >= MAX_CLIENTS:
+                    self._clients.clear()  # per-user keys: bounded, rebuilt on demand
                 client = ChatOpenAI(
                     base_url=candidate.endpoint,
                     api_key=candidate.api_key,  # type: ignore[arg-type]
@@ -219,7 +283,7 @@ class ModelRouter:
         Raises:
             ModelUnavailableError: no usable model, or all of them failed.
         """
-        candidates = self.candidates(prefer=prefer)
+        candidates = self.with_user_keys(self.candidates(prefer=prefer), user_id)
         if not candidates:
             raise ModelUnavailableError(HOW_TO_CONFIGURE)
         prompt = _prompt_text(messages)

@@ -44,7 +44,9 @@ class ServerView:
             return self.default_endpoint is not None and self.default_endpoint == row.api_endpoint
         if row.api_key_env:
             return row.api_key_env in self.key_variables
-        return True  # a keyless local endpoint (Ollama, llama.cpp)
+        # No variable and a stored credential named: usable only for users who have it.
+        # Neither: a keyless local endpoint (Ollama, llama.cpp).
+        return not getattr(row, "credential", None)
 
 
 def local_view(conn: Connection, settings: Settings) -> ServerView:

@@ -145,7 +145,7 @@ def run_turn(
             )
         try:
             # The turn's reads and writes share the lock's connection.
-            if not runtime.router.candidates(conn):
+            if not runtime.router.has_usable(conn, conversation.user_id):
                 raise ModelUnavailableError(HOW_TO_CONFIGURE)
             compiled = runtime.compiled(conn, conversation.mark)
             # The session lock outlives this transaction, which _turn ends with its first

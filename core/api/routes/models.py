@@ -41,6 +41,7 @@ def list_models(
             "model_id": r.model_id,
             "api_endpoint": r.api_endpoint,
             "api_key_env": r.api_key_env,
+            "credential": r.credential,
             "is_active": r.is_active,
             "is_free": r.is_free,
             "priority": r.priority,

@@ -9,7 +9,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from core.api.deps import AdminUser, CurrentUser, SessionDep
-from core.auth.users import create_user, list_users
+from core.auth.users import create_user, list_users, set_role
+from core.models import UserRole
 
 router = APIRouter(prefix="/v1", tags=["users"])
 
@@ -42,7 +43,20 @@ def users(admin: AdminUser, session: SessionDep) -> list[dict[str, Any]]:
 
 @router.post("/users", status_code=201, summary="Create a user and its API key (admin)")
 def add_user(body: UserCreate, admin: AdminUser, session: SessionDep) -> UserCreated:
-    principal, key = create_user(session.connection(), body.email, name=body.name, admin=body.admin)
+    principal, key = create_user(
+        session.connection(), body.email, name=body.name, admin=body.admin, actor=admin.actor
+    )
     return UserCreated(
         id=principal.id, email=principal.email, role=principal.role.value, api_key=key
     )
+
+
+class RoleChange(BaseModel):
+    role: UserRole = Field(description="admin grants the admin role; user revokes it.")
+
+
+@router.patch("/users/{user_id}", summary="Grant or revoke the admin role (admin; audited)")
+def change_role(
+    user_id: uuid.UUID, body: RoleChange, admin: AdminUser, session: SessionDep
+) -> dict[str, str]:
+    return set_role(session.connection(), user_id, body.role, actor=admin.actor)

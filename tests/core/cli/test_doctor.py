@@ -31,11 +31,13 @@ def test_doctor_passes_on_a_ready_database(db: Database, use_database: Any) -> N
     checks = checks_of(result.output)
     assert set(checks) == {
         "database", "pgvector", "hnsw", "migrations", "checkpoints", "pool",
-        "squawk", "git", "git identity", "git remote", "pg_dump",
+        "squawk", "git", "git identity", "git remote", "pg_dump", "secret key",
     }  # fmt: skip
     assert all(c["ok"] for c in checks.values()), checks
     assert checks["pg_dump"]["data"]["server_major"] == 18
     assert checks["git remote"]["detail"] == "no push (AGENTRY_GIT_REMOTE unset)"
+    # Unset with nothing stored: credentials are off, which is fine, and said.
+    assert checks["secret key"]["detail"].startswith("AGENTRY_SECRET_KEY is not set")
     assert checks["database"]["data"]["server_version"].startswith("18")
     assert checks["pgvector"]["data"]["iterative_scan"] is True  # embedded pgvector 0.8.5
     assert checks["pgvector"]["warning"] is False

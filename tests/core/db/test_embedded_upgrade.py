@@ -9,6 +9,7 @@ when pg_upgrade cannot, stop with one line and leave the PostgreSQL 16 data as i
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -185,6 +186,9 @@ def test_the_old_home_is_backed_up_upgraded_and_checked(old_home: dict[str, Any]
     assert [p.name for p in home.iterdir()] == ["pgdata"]
     dumps = sorted(settings.backup_path.glob("pg16-to-pg18-*/agentry.dump"))  # AGENTRY_BACKUP_DIR
     assert dumps, list(settings.backup_path.rglob("*"))
+    # They hold every user's messages: the owner's alone (core/db/private_files.py).
+    assert stat.S_IMODE(dumps[-1].stat().st_mode) == 0o600
+    assert stat.S_IMODE(dumps[-1].parent.stat().st_mode) == 0o700
     listing = subprocess.run(
         [str(bin_dir() / "pg_restore"), "--list", str(dumps[-1])],
         capture_output=True,
