@@ -174,6 +174,38 @@ class Settings(BaseSettings):
     # First retry after this many seconds, doubling on every further failure.
     webhook_backoff: float = Field(default=2.0, gt=0, le=3600, alias="AGENTRY_WEBHOOK_BACKOFF")
 
+    # --- operations: metrics, traces and limits (issue 14) ---------------------------
+    # /metrics (Prometheus) and the HTTP metrics middleware; off: neither exists.
+    metrics_enabled: bool = Field(default=True, alias="AGENTRY_METRICS_ENABLED")
+    # Off: /metrics needs an admin key. On: anyone who reaches the port may scrape it.
+    metrics_public: bool = Field(default=False, alias="AGENTRY_METRICS_PUBLIC")
+    # OTLP/HTTP collector base URL (".../v1/traces" is appended); unset: no tracing, unless
+    # the standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set.
+    otlp_endpoint: str | None = Field(default=None, alias="AGENTRY_OTLP_ENDPOINT")
+    # Token buckets per API key, per minute (burst = the same number); 0: unlimited.
+    # Each user's own numbers (agentry users limits) win over these role defaults.
+    rate_limits: bool = Field(default=True, alias="AGENTRY_RATE_LIMITS")
+    rate_requests: int = Field(default=1200, ge=0, le=10_000_000, alias="AGENTRY_RATE_REQUESTS")
+    rate_requests_admin: int = Field(
+        default=6000, ge=0, le=10_000_000, alias="AGENTRY_RATE_REQUESTS_ADMIN"
+    )
+    rate_turns: int = Field(default=60, ge=0, le=10_000_000, alias="AGENTRY_RATE_TURNS")
+    rate_turns_admin: int = Field(
+        default=600, ge=0, le=10_000_000, alias="AGENTRY_RATE_TURNS_ADMIN"
+    )
+    # Wrong API keys a client address may send per minute before it is refused (429).
+    rate_auth_failures: int = Field(
+        default=30, ge=0, le=10_000_000, alias="AGENTRY_RATE_AUTH_FAILURES"
+    )
+    # Request bodies past this are refused (413) while they arrive, never read whole.
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, le=2**40, alias="AGENTRY_MAX_BODY_BYTES"
+    )
+    # POST /v1/import takes whole histories: its own, larger ceiling.
+    max_import_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, le=2**40, alias="AGENTRY_MAX_IMPORT_BYTES"
+    )
+
     @field_validator(
         "database_url",
         "llm_base_url",
@@ -183,6 +215,7 @@ class Settings(BaseSettings):
         "embedding_api_key",
         "git_remote",
         "webhook_secret",
+        "otlp_endpoint",
         mode="before",
     )
     @classmethod
@@ -202,7 +235,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a PostgreSQL URL such as postgresql://user:pass@host:5432/db")
         return value
 
-    @field_validator("llm_base_url", "embedding_base_url")
+    @field_validator("llm_base_url", "embedding_base_url", "otlp_endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

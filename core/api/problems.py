@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.api.gaps import SUPPORT_TABLE, operation
 from core.db.errors import DRIVER_ERRORS, bad_value, database_unavailable
-from core.errors import AgentryError
+from core.errors import AgentryError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AgentryError)
     async def _domain(request: Request, exc: AgentryError) -> JSONResponse:
+        if isinstance(exc, RateLimited):
+            response = problem(exc.status, exc.title, exc.message, retry_after=exc.retry_after)
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         response = problem(exc.status, exc.title, exc.message)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"

@@ -9,6 +9,7 @@ from core.models.audit import AuditLog
 from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
 from core.models.crons import Cron, WebhookDelivery
+from core.models.limits import RateBucket, UserLimit
 from core.models.mechanic import MechanicChange
 from core.models.memory_blocks import MemoryBlock, MemoryBlockVersion
 from core.models.registry import Agent, AssistantVersion, EntityType, Tool
@@ -34,6 +35,7 @@ __all__ = [
     "MemoryBlockVersion",
     "Message",
     "PromptHistory",
+    "RateBucket",
     "Run",
     "RunEvent",
     "SearchEmbeddingSpace",
@@ -42,6 +44,7 @@ __all__ = [
     "StoreItem",
     "Tool",
     "User",
+    "UserLimit",
     "UserRole",
     "WebhookDelivery",
 ]

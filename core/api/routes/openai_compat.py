@@ -31,6 +31,7 @@ from core.api.sse import Event, sse_response
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
 from core.errors import AgentryError, ValidationFailed
+from core.limits.buckets import take_turn
 from core.protocols.threads import (
     ASSISTANT_KEY,
     append_messages,
@@ -196,6 +197,7 @@ def chat_completions(
     _check(body)
     named = x_agentry_conversation or (body.metadata or {}).get("conversation_id")
     cid, content = _conversation(runtime, user, body, named)
+    take_turn(runtime.db, user, settings)
     turn = run_turn(runtime, user, cid, content, stream_tokens=body.stream)
     first = next(turn)  # refusals (409, 503) are still plain problem responses
     headers = {HEADER: str(cid)}
