@@ -25,6 +25,15 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+def error_headers(exc: AgentryError) -> dict[str, str]:
+    """The headers a domain error's response carries (every route's, OpenAI's too)."""
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(exc.retry_after)}
+    if exc.status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    return {}
+
+
 # What Starlette's router raises when no route serves a request.
 ROUTING_DETAILS = ("Not Found", "Method Not Allowed")
 
@@ -58,13 +67,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AgentryError)
     async def _domain(request: Request, exc: AgentryError) -> JSONResponse:
-        if isinstance(exc, RateLimited):
-            response = problem(exc.status, exc.title, exc.message, retry_after=exc.retry_after)
-            response.headers["Retry-After"] = str(exc.retry_after)
-            return response
-        response = problem(exc.status, exc.title, exc.message)
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = "Bearer"
+        extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
+        response = problem(exc.status, exc.title, exc.message, **extra)
+        response.headers.update(error_headers(exc))
         return response
 
     @app.exception_handler(RequestValidationError)

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert
 from config import Settings
 from core.auth.users import Principal, hash_api_key
 from core.db.engine import Database
-from core.errors import AuthError, RateLimited, ValidationFailed
+from core.errors import AuthError, NotFoundError, RateLimited, ValidationFailed
 from core.models import UserLimit, UserRole
 from core.observability.metrics import RATE_LIMITED
 
@@ -77,7 +77,8 @@ TAKE_TURN_SQL = text(
     )
 )
 LIMITS_SQL = text(
-    "SELECT requests_per_minute, turns_per_minute FROM user_limits WHERE user_id = :user_id"
+    "SELECT u.role, l.requests_per_minute, l.turns_per_minute FROM users u"
+    " LEFT JOIN user_limits l ON l.user_id = u.id WHERE u.id = :user_id"
 )
 
 
@@ -158,11 +159,31 @@ def take_turn(db: Database, principal: Principal, settings: Settings) -> None:
         raise _refuse("turns", "turn rate limit of this API key reached", row.wait)
 
 
-def get_limits(conn: Connection, user_id: uuid.UUID) -> UserLimits:
+def get_limits(conn: Connection, user_id: uuid.UUID, settings: Settings) -> dict[str, Any]:
+    """A user's own limits and the ones in force (own, else the role's; 0: unlimited).
+
+    Raises:
+        NotFoundError: no such user.
+    """
     row = conn.execute(LIMITS_SQL, {"user_id": user_id}).first()
     if row is None:
-        return UserLimits(None, None)
-    return UserLimits(row.requests_per_minute, row.turns_per_minute)
+        raise NotFoundError(f"no user {user_id}")
+    admin = row.role == UserRole.admin
+    requests = settings.rate_requests_admin if admin else settings.rate_requests
+    turns = settings.rate_turns_admin if admin else settings.rate_turns
+    return {
+        "requests_per_minute": row.requests_per_minute,
+        "turns_per_minute": row.turns_per_minute,
+        "effective": {
+            "requests_per_minute": _or(row.requests_per_minute, requests),
+            "turns_per_minute": _or(row.turns_per_minute, turns),
+            "enabled": settings.rate_limits,
+        },
+    }
+
+
+def _or(own: int | None, default: int) -> int:
+    return default if own is None else own
 
 
 def set_limits(conn: Connection, user_id: uuid.UUID, limits: UserLimits) -> UserLimits:

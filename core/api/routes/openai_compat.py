@@ -26,7 +26,7 @@ from langchain_core.messages import HumanMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.api.deps import CurrentUser, RuntimeDep, SessionDep, SettingsDep
-from core.api.problems import problem
+from core.api.problems import error_headers, problem
 from core.api.sse import Event, sse_response
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
@@ -54,7 +54,9 @@ class OpenAIErrorRoute(APIRoute):
             try:
                 return await handler(request)
             except AgentryError as exc:
-                return _error(exc.status, exc.title, exc.message)
+                response = _error(exc.status, exc.title, exc.message)
+                response.headers.update(error_headers(exc))
+                return response
             except RequestValidationError as exc:
                 detail = "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
