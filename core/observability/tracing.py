@@ -4,8 +4,11 @@ Off unless an OTLP/HTTP endpoint is configured (``AGENTRY_OTLP_ENDPOINT``, or th
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``). Off, nothing of
 the SDK or the exporter is imported and :func:`span` is a ``nullcontext``. On, the
 instrumentations from PyPI make the HTTP server spans (FastAPI), the SQL spans (SQLAlchemy
-engine) and the outgoing HTTP spans (httpx: the model endpoints); Agentry adds the
-``agentry.turn`` and ``agentry.model_call`` spans between them. One provider per process.
+engine) and outgoing httpx spans (webhooks, catalogue sync); Agentry adds the
+``agentry.turn`` and ``agentry.model_call`` spans between them. The OpenAI client under
+the model call speaks httpx2, which no maintained instrumentation covers yet: the
+``agentry.model_call`` span (model name, duration, error) stands for it. One provider per
+process.
 """
 
 from __future__ import annotations
@@ -75,11 +78,20 @@ class Tracing:
         )
 
     def instrument_engine(self, engine: Engine) -> None:
-        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+        # The instrumentation's own EngineTracer on this engine's events. Not through
+        # SQLAlchemyInstrumentor().instrument(): that declares "sqlalchemy < 2.1" (and does
+        # nothing on 2.1) and also wraps the asyncio engine, which needs greenlet. The
+        # engine events it listens to are the same in 2.1 (tests/core/ops/test_tracing.py).
+        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+        from opentelemetry.instrumentation.sqlalchemy.version import __version__
+        from opentelemetry.metrics import NoOpMeter
 
-        instrumentor = SQLAlchemyInstrumentor()
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(engine=engine, tracer_provider=self.provider)
+        if id(engine) in _state.setdefault("engines", set()):
+            return
+        _state["engines"].add(id(engine))
+        tracer = self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy", __version__)
+        usage = NoOpMeter("agentry").create_up_down_counter("db.client.connections.usage")
+        EngineTracer(tracer, engine, usage)
 
     def flush(self) -> None:
         self.provider.force_flush()
