@@ -13,6 +13,7 @@ from sqlalchemy import text
 from core.api.app import create_app
 from core.db import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM
+from core.memory.worker import EmbeddingWorker
 from tests.conftest import auth, create_test_user
 from tests.core.ops.helpers import series, value
 from tests.core.runtime.helpers import runtime_settings
@@ -154,3 +155,21 @@ def test_backlog_runs_and_pools_are_read_at_scrape_time(
     assert value(after, "agentry_db_pool_size", pool="engine") > 0
     assert {"pool": "engine"} in series(after, "agentry_db_pool_in_use")
     assert value(after, "agentry_db_pool_size", pool="checkpoints") > 0
+
+
+def test_the_embedding_worker_counts_what_it_embeds(
+    client: TestClient, keys: dict[str, str], db: Database
+) -> None:
+    before = scrape(client, keys)
+    backlog = value(before, "agentry_embedding_backlog")
+    assert backlog >= 5  # left by the test above: this module's worker is off
+    worker = EmbeddingWorker(db.engine, client.app.state.settings)  # type: ignore[attr-defined]
+    embedded = 0
+    while n := worker.run_once():
+        embedded += n
+    after = scrape(client, keys)
+    assert embedded == backlog
+    assert value(after, "agentry_embeddings_total") - value(before, "agentry_embeddings_total") == (
+        embedded
+    )
+    assert value(after, "agentry_embedding_backlog") == 0
