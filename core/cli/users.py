@@ -80,7 +80,7 @@ def limits_command(
     with cli_database() as (db, settings), db.engine.begin() as conn:
         user_id = resolve_user(conn, email)
         if reset:
-            set_limits(conn, user_id, UserLimits(None, None))
+            set_limits(conn, user_id, UserLimits(None, None), actor="system")
         elif requests is not None or turns is not None:
             own = get_limits(conn, user_id, settings)
             set_limits(
@@ -90,6 +90,7 @@ def limits_command(
                     own["requests_per_minute"] if requests is None else requests,
                     own["turns_per_minute"] if turns is None else turns,
                 ),
+                actor="system",
             )
         found = get_limits(conn, user_id, settings)
     if as_json:

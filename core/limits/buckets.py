@@ -26,6 +26,7 @@ from config import Settings
 from core.auth.users import Principal, hash_api_key
 from core.db.engine import Database
 from core.errors import AuthError, NotFoundError, RateLimited, ValidationFailed
+from core.mechanic.registry import record_audit
 from core.models import UserLimit, UserRole
 from core.observability.metrics import RATE_LIMITED
 
@@ -186,8 +187,11 @@ def _or(own: int | None, default: int) -> int:
     return default if own is None else own
 
 
-def set_limits(conn: Connection, user_id: uuid.UUID, limits: UserLimits) -> UserLimits:
-    """Set a user's own limits (None: back to the role's default), in the caller's transaction.
+def set_limits(
+    conn: Connection, user_id: uuid.UUID, limits: UserLimits, *, actor: str
+) -> UserLimits:
+    """Set a user's own limits (None: back to the role's default), in the caller's
+    transaction, with its audit row (action ``user_limits``).
 
     Raises:
         ValidationFailed: a negative number.
@@ -208,5 +212,12 @@ def set_limits(conn: Connection, user_id: uuid.UUID, limits: UserLimits) -> User
         .on_conflict_do_update(
             index_elements=["user_id"], set_={**values, "updated_at": text("now()")}
         )
+    )
+    record_audit(
+        conn,
+        action="user_limits",
+        actor=actor,
+        status="succeeded",
+        details={"user_id": str(user_id), **values},
     )
     return limits

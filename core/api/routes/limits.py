@@ -47,5 +47,6 @@ def write_limits(
 ) -> LimitsView:
     conn = session.connection()
     get_limits(conn, user_id, settings)  # 404 for an unknown user
-    set_limits(conn, user_id, UserLimits(body.requests_per_minute, body.turns_per_minute))
+    own = UserLimits(body.requests_per_minute, body.turns_per_minute)
+    set_limits(conn, user_id, own, actor=admin.actor)
     return LimitsView.model_validate(get_limits(conn, user_id, settings))
