@@ -9,6 +9,7 @@ from rich.table import Table
 
 from config import get_settings
 from core.cli import (
+    bench_embedded,
     bench_mechanic,
     bench_memory,
     bench_ops,
@@ -97,3 +98,4 @@ app.command("protocols")(bench_protocols.bench_protocols)
 app.command("runs")(bench_runs.bench_runs)
 app.command("memory")(bench_memory.bench_memory)
 app.command("ops")(bench_ops.bench_ops)
+app.command("embedded")(bench_embedded.bench_embedded)
