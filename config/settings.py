@@ -186,10 +186,41 @@ class Settings(BaseSettings):
 
     # --- encrypted credentials (issue 14) ----------------------------------------------
     # Fernet key (`agentry secrets new-key`) encrypting stored credentials; unset: the
-    # credential routes answer 503. Keys replaced by a rotation stay readable while listed
+    # credential routes answer 409. Keys replaced by a rotation stay readable while listed
     # in AGENTRY_SECRET_KEYS_OLD (comma separated) until `agentry secrets rotate` ran.
     secret_key: str | None = Field(default=None, alias="AGENTRY_SECRET_KEY", repr=False)
     secret_keys_old: str = Field(default="", alias="AGENTRY_SECRET_KEYS_OLD", repr=False)
+    # --- operations: metrics, traces and limits (issue 14) ---------------------------
+    # /metrics (Prometheus) and the HTTP metrics middleware; off: neither exists.
+    metrics_enabled: bool = Field(default=True, alias="AGENTRY_METRICS_ENABLED")
+    # Off: /metrics needs an admin key. On: anyone who reaches the port may scrape it.
+    metrics_public: bool = Field(default=False, alias="AGENTRY_METRICS_PUBLIC")
+    # OTLP/HTTP collector base URL (".../v1/traces" is appended); unset: no tracing, unless
+    # the standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set.
+    otlp_endpoint: str | None = Field(default=None, alias="AGENTRY_OTLP_ENDPOINT")
+    # Token buckets per API key, per minute (burst = the same number); 0: unlimited.
+    # Each user's own numbers (agentry users limits) win over these role defaults.
+    rate_limits: bool = Field(default=True, alias="AGENTRY_RATE_LIMITS")
+    rate_requests: int = Field(default=1200, ge=0, le=10_000_000, alias="AGENTRY_RATE_REQUESTS")
+    rate_requests_admin: int = Field(
+        default=6000, ge=0, le=10_000_000, alias="AGENTRY_RATE_REQUESTS_ADMIN"
+    )
+    rate_turns: int = Field(default=60, ge=0, le=10_000_000, alias="AGENTRY_RATE_TURNS")
+    rate_turns_admin: int = Field(
+        default=600, ge=0, le=10_000_000, alias="AGENTRY_RATE_TURNS_ADMIN"
+    )
+    # Wrong API keys a client address may send per minute before it is refused (429).
+    rate_auth_failures: int = Field(
+        default=30, ge=0, le=10_000_000, alias="AGENTRY_RATE_AUTH_FAILURES"
+    )
+    # Request bodies past this are refused (413) while they arrive, never read whole.
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, le=2**40, alias="AGENTRY_MAX_BODY_BYTES"
+    )
+    # POST /v1/import takes whole histories: its own, larger ceiling.
+    max_import_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, le=2**40, alias="AGENTRY_MAX_IMPORT_BYTES"
+    )
 
     @field_validator(
         "database_url",
@@ -201,6 +232,7 @@ class Settings(BaseSettings):
         "git_remote",
         "webhook_secret",
         "secret_key",
+        "otlp_endpoint",
         mode="before",
     )
     @classmethod
@@ -232,7 +264,7 @@ class Settings(BaseSettings):
                 )
         return value
 
-    @field_validator("llm_base_url", "embedding_base_url")
+    @field_validator("llm_base_url", "embedding_base_url", "otlp_endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

@@ -89,6 +89,17 @@ class PayloadTooLargeError(AgentryError):
     title = "Payload too large"
 
 
+class RateLimited(AgentryError):
+    """A limit of the caller (or of its address) is used up; ``retry_after`` seconds."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
 class ModelUnavailableError(AgentryError):
     """No configured LLM could answer (none usable, or all failed)."""
 

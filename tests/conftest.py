@@ -20,7 +20,16 @@ from core.db import Database, open_database, prepare_database
 from core.db.embedded import ensure_database, start_server
 
 TEMPLATE_DB = "agentry_template"
-_ENV_PREFIXES = ("AGENTRY_", "DB_", "DATABASE_URL")
+_ENV_PREFIXES = ("AGENTRY_", "DB_", "DATABASE_URL", "OTEL_")
+# The suite runs many requests and turns a minute from one address and a few keys: the
+# rate limits are lifted for it (child servers inherit them); tests/core/limits sets its own.
+SUITE_LIMITS = {
+    "AGENTRY_RATE_REQUESTS": "0",
+    "AGENTRY_RATE_REQUESTS_ADMIN": "0",
+    "AGENTRY_RATE_TURNS": "0",
+    "AGENTRY_RATE_TURNS_ADMIN": "0",
+    "AGENTRY_RATE_AUTH_FAILURES": "0",
+}
 _counter = itertools.count()
 
 
@@ -32,6 +41,7 @@ def clean_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
         del os.environ[key]
     home = tmp_path_factory.mktemp("agentry-home")
     os.environ["AGENTRY_HOME"] = str(home)
+    os.environ.update(SUITE_LIMITS)
     cwd = os.getcwd()
     os.chdir(tmp_path_factory.mktemp("cwd"))  # no stray .env is read
     reset_settings()

@@ -19,7 +19,9 @@ from core.api.routes import (
     conversations,
     entities,
     health,
+    limits,
     mechanic,
+    metrics,
     models,
     openai_compat,
     tools,
@@ -38,10 +40,13 @@ from core.api.routes.protocol import threads as protocol_threads
 from core.api.strict import strict_parsing
 from core.console import install_console
 from core.db.engine import Database, open_database
+from core.limits.body import BodyLimitMiddleware
 from core.mechanic.deployment import ensure_deployment
 from core.mechanic.live import EntityRegistry, start_live_entities, untrack
 from core.mechanic.tools import entity_tool_provider
 from core.memory.service import start_memory
+from core.observability.http import MetricsMiddleware
+from core.observability.tracing import start_tracing
 from core.runs import start_runs
 from core.runs.scheduler import start_scheduler
 from core.runs.webhooks import start_webhooks
@@ -61,11 +66,14 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         The application.
     """
     settings = settings or get_settings()
+    tracing = start_tracing(settings)  # None (nothing imported) without an OTLP endpoint
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = db is None
         app.state.db = db if db is not None else open_database(settings)
+        if tracing is not None:
+            tracing.instrument_engine(app.state.db.engine)
         # Vector memory: refuse to serve with a mismatched embedding model; embed in background.
         memory_worker = start_memory(app.state.db.engine, settings)
         ensure_deployment(settings.project_dir)  # first start on a database migrated elsewhere
@@ -98,6 +106,8 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
                 memory_worker.stop()
             if owned:
                 app.state.db.dispose()
+            if tracing is not None:
+                tracing.flush()
 
     app = FastAPI(
         title="Agentry",
@@ -115,9 +125,21 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         app.state.db = db
     install_problem_handlers(app)
     app.add_middleware(RejectNulMiddleware)
+    # The metrics middleware is added last, so outermost: a 413 is still counted.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        limits={"/v1/import": settings.max_import_bytes},
+    )
+    if settings.metrics_enabled:
+        app.add_middleware(MetricsMiddleware)
+        app.include_router(metrics.router)
+    if tracing is not None:
+        tracing.instrument_app(app)
     install_openapi(app)
     app.include_router(health.router)
     app.include_router(users.router)
+    app.include_router(limits.router)
     app.include_router(agents.router)
     app.include_router(tools.router)
     app.include_router(models.router)

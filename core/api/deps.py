@@ -13,6 +13,7 @@ from config import Settings
 from core.auth.users import Principal, authenticate
 from core.db.engine import Database
 from core.errors import AuthError, ForbiddenError
+from core.limits.buckets import authenticate_limited
 from core.runtime.lifecycle import get_runtime
 from core.runtime.service import AgentRuntime
 
@@ -48,18 +49,25 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_current_user(
+    request: Request,
     db: DbDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     api_key: Annotated[str | None, Depends(api_key_header)] = None,
 ) -> Principal:
-    """The caller behind the bearer API key (or ``x-api-key``); 401 without a valid one."""
-    if (credentials is None or credentials.scheme.lower() != "bearer") and api_key:
-        with db.engine.connect() as conn:
-            return authenticate(conn, api_key)
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    """The caller behind the bearer API key (or ``x-api-key``); 401 without a valid one,
+    429 past the key's request rate or its address's wrong-key rate."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        key = credentials.credentials
+    elif api_key:
+        key = api_key
+    else:
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+    settings: Settings = request.app.state.settings
     with db.engine.connect() as conn:
-        return authenticate(conn, credentials.credentials)
+        if not settings.rate_limits:
+            return authenticate(conn, key)
+        address = request.client.host if request.client else ""
+        return authenticate_limited(conn, key, address, settings)
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.api.gaps import SUPPORT_TABLE, operation
 from core.db.errors import DRIVER_ERRORS, bad_value, database_unavailable
-from core.errors import AgentryError
+from core.errors import AgentryError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,15 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     """A problem response with the given status, title and detail."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def error_headers(exc: AgentryError) -> dict[str, str]:
+    """The headers a domain error's response carries (every route's, OpenAI's too)."""
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(exc.retry_after)}
+    if exc.status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    return {}
 
 
 # What Starlette's router raises when no route serves a request.
@@ -58,9 +67,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AgentryError)
     async def _domain(request: Request, exc: AgentryError) -> JSONResponse:
-        response = problem(exc.status, exc.title, exc.message)
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = "Bearer"
+        extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
+        response = problem(exc.status, exc.title, exc.message, **extra)
+        response.headers.update(error_headers(exc))
         return response
 
     @app.exception_handler(RequestValidationError)

@@ -12,6 +12,7 @@ from core.cli import (
     bench_embedded,
     bench_mechanic,
     bench_memory,
+    bench_ops,
     bench_protocols,
     bench_runs,
     bench_search,
@@ -96,4 +97,5 @@ app.command("search")(bench_search.bench_search)
 app.command("protocols")(bench_protocols.bench_protocols)
 app.command("runs")(bench_runs.bench_runs)
 app.command("memory")(bench_memory.bench_memory)
+app.command("ops")(bench_ops.bench_ops)
 app.command("embedded")(bench_embedded.bench_embedded)

@@ -80,3 +80,47 @@ def list_command() -> None:
     for row in rows:
         table.add_row(str(row["email"]), str(row["role"]), str(row["is_active"]), str(row["id"]))
     console.print(table)
+
+
+@app.command("limits")
+@edge
+def limits_command(
+    email: str = typer.Option(..., "--email", help="The user (email or id)."),
+    requests: int = typer.Option(
+        None, "--requests", min=0, help="Requests a minute (0: no limit)."
+    ),
+    turns: int = typer.Option(None, "--turns", min=0, help="Turns a minute (0: no limit)."),
+    reset: bool = typer.Option(False, "--reset", help="Back to the role's defaults."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Show a user's rate limits, or set its own (they win over the role's defaults)."""
+    from core.conversations.importing import resolve_user
+    from core.limits.buckets import UserLimits, get_limits, set_limits
+
+    with cli_database() as (db, settings), db.engine.begin() as conn:
+        user_id = resolve_user(conn, email)
+        if reset:
+            set_limits(conn, user_id, UserLimits(None, None), actor="system")
+        elif requests is not None or turns is not None:
+            own = get_limits(conn, user_id, settings)
+            set_limits(
+                conn,
+                user_id,
+                UserLimits(
+                    own["requests_per_minute"] if requests is None else requests,
+                    own["turns_per_minute"] if turns is None else turns,
+                ),
+                actor="system",
+            )
+        found = get_limits(conn, user_id, settings)
+    if as_json:
+        typer.echo(json.dumps(found))
+        return
+    effective = found["effective"]
+    for kind in ("requests_per_minute", "turns_per_minute"):
+        own = found[kind]
+        source = "own" if own is not None else "role default"
+        shown = effective[kind] or "unlimited"
+        console.print(f"{kind.replace('_', ' ')}: {shown} ({source})")
+    if not effective["enabled"]:
+        console.print("rate limits are off (AGENTRY_RATE_LIMITS=false)")

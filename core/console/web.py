@@ -81,7 +81,7 @@ def _key(request: Request) -> str:
 def key_owner(request: Request, db: Database, key: str) -> Principal:
     """The key's owner, found by the REST API's own dependency (so its rules hold here)."""
     bearer = HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
-    return get_current_user(db=db, credentials=bearer, api_key=None)
+    return get_current_user(request=request, db=db, credentials=bearer, api_key=None)
 
 
 def console_user(request: Request, db: DbDep) -> Principal:

@@ -36,6 +36,7 @@ from core.mechanic import entities, gitops, registry
 from core.mechanic.backup import backup_database, restore_database
 from core.mechanic.dryrun import snapshot
 from core.mechanic.spec import EntityDef
+from core.observability.metrics import MECHANIC_APPLIES
 
 TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
 UNLOCK = text("SELECT pg_advisory_unlock(:key)")
@@ -174,7 +175,14 @@ def apply_change(
     if change["status"] == "rolled_back":
         change = replan(db, settings, change)
     with schema_lock(db, settings.mechanic_lock_wait) as lock_conn:
-        return _apply_locked(db, settings, lock_conn, change, actor)
+        try:
+            applied = _apply_locked(db, settings, lock_conn, change, actor)
+        except Exception as exc:
+            refused = isinstance(exc, AgentryError) and exc.status < 500
+            MECHANIC_APPLIES.labels("refused" if refused else "failed").inc()
+            raise
+    MECHANIC_APPLIES.labels("applied").inc()
+    return applied
 
 
 def _apply_locked(

@@ -22,6 +22,7 @@ from config import Settings
 from core.errors import EmbeddingMismatchError
 from core.memory.embeddings import get_embedder
 from core.memory.indexer import embed_pending, has_pending
+from core.observability.metrics import EMBEDDED
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class EmbeddingWorker:
         embedder = get_embedder(self.settings)
         with self.engine.begin() as conn:
             n = embed_pending(conn, embedder, limit=self.settings.embedding_batch_size)
+        EMBEDDED.inc(n)  # committed: the vectors are searchable now
         with self._count_lock:
             self.embedded += n
         return n

@@ -10,6 +10,7 @@ from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
 from core.models.credentials import Credential
 from core.models.crons import Cron, WebhookDelivery
+from core.models.limits import RateBucket, UserLimit
 from core.models.mechanic import MechanicChange
 from core.models.memory_blocks import MemoryBlock, MemoryBlockVersion
 from core.models.registry import Agent, AssistantVersion, EntityType, Tool
@@ -36,6 +37,7 @@ __all__ = [
     "MemoryBlockVersion",
     "Message",
     "PromptHistory",
+    "RateBucket",
     "Run",
     "RunEvent",
     "SearchEmbeddingSpace",
@@ -44,6 +46,7 @@ __all__ = [
     "StoreItem",
     "Tool",
     "User",
+    "UserLimit",
     "UserRole",
     "WebhookDelivery",
 ]

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Row
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
 from core.errors import ModelUnavailableError, ValidationFailed
+from core.limits.buckets import take_turn
 from core.protocols.control import run_input
 from core.protocols.threads import ASSISTANT_KEY, choose_agent, resolve_assistant
 from core.runs import create_run
@@ -35,7 +36,9 @@ def start_run(
     graph_input: Any,
     **options: Any,
 ) -> Row[Any]:
-    """:func:`queue_run` in a transaction of its own."""
+    """:func:`queue_run` in a transaction of its own, counted against the caller's turn
+    rate (a cron's runs are not: they were allowed when the cron was made)."""
+    take_turn(runtime.db, principal, runtime.settings)
     with runtime.db.engine.begin() as conn:
         return queue_run(conn, runtime, principal, thread_id, assistant_id, graph_input, **options)
 

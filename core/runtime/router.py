@@ -32,6 +32,8 @@ from config import Settings
 from core.db.engine import Database
 from core.errors import ModelUnavailableError
 from core.models import AiModel
+from core.observability.metrics import record_model_call
+from core.observability.tracing import span
 from core.runtime.server_view import DEFAULT_KEY_ENV, DEFAULT_MODEL_NAME
 
 log = logging.getLogger(__name__)
@@ -293,9 +295,11 @@ class ModelRouter:
             runnable = client.bind_tools(list(tools), tool_choice=tool_choice) if tools else client
             started = time.monotonic()
             try:
-                reply = runnable.invoke(list(messages))
+                with span("agentry.model_call", model=candidate.name):
+                    reply = runnable.invoke(list(messages))
             except Exception as exc:  # any failure of a model means: try the next one
                 elapsed = time.monotonic() - started
+                record_model_call(candidate.name, False, elapsed, None)
                 reason = f"{type(exc).__name__}: {exc}"[:500]
                 log.warning("model %s failed after %.2fs: %s", candidate.name, elapsed, reason)
                 self._record(candidate, prompt, None, elapsed, reason, user_id, conversation_id)
@@ -303,6 +307,8 @@ class ModelRouter:
                 continue
             elapsed = time.monotonic() - started
             assert isinstance(reply, AIMessage)
+            usage = reply.usage_metadata
+            record_model_call(candidate.name, True, elapsed, dict(usage) if usage else None)
             reply.response_metadata["agentry_model"] = candidate.name
             text_out = reply.text if reply.content else str(reply.tool_calls)
             self._record(candidate, prompt, text_out, elapsed, None, user_id, conversation_id)

@@ -59,6 +59,7 @@ from core.errors import (
     ModelUnavailableError,
     ValidationFailed,
 )
+from core.observability.turns import observed_turn
 from core.registry.snapshot import FINGERPRINT_EXPR
 from core.runtime.context import TurnContext
 from core.runtime.control import (
@@ -91,6 +92,7 @@ class TurnEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@observed_turn
 def run_turn(
     runtime: AgentRuntime,
     principal: Principal,

@@ -31,6 +31,7 @@ from core.conversations.store import (
     list_switches,
 )
 from core.errors import AgentryError, ForbiddenError, PayloadTooLargeError, ValidationFailed
+from core.limits.buckets import take_turn
 from core.models import Agent, ConversationStatus
 from core.registry.access import may_use
 from core.registry.specs import AgentSpec
@@ -213,6 +214,7 @@ def _turn(
     control: TurnControl | None = None,
 ) -> Any:
     streaming = "text/event-stream" in request.headers.get("accept", "")
+    take_turn(runtime.db, user, settings)
     turn = run_turn(runtime, user, cid, content, stream_tokens=streaming, control=control)
     return _respond(request, turn, settings)
 

@@ -26,11 +26,12 @@ from langchain_core.messages import HumanMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.api.deps import CurrentUser, RuntimeDep, SessionDep, SettingsDep
-from core.api.problems import problem
+from core.api.problems import error_headers, problem
 from core.api.sse import Event, sse_response
 from core.auth.users import Principal
 from core.conversations.store import create_conversation, get_conversation
 from core.errors import AgentryError, ValidationFailed
+from core.limits.buckets import take_turn
 from core.protocols.threads import (
     ASSISTANT_KEY,
     append_messages,
@@ -53,7 +54,9 @@ class OpenAIErrorRoute(APIRoute):
             try:
                 return await handler(request)
             except AgentryError as exc:
-                return _error(exc.status, exc.title, exc.message)
+                response = _error(exc.status, exc.title, exc.message)
+                response.headers.update(error_headers(exc))
+                return response
             except RequestValidationError as exc:
                 detail = "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
@@ -196,6 +199,7 @@ def chat_completions(
     _check(body)
     named = x_agentry_conversation or (body.metadata or {}).get("conversation_id")
     cid, content = _conversation(runtime, user, body, named)
+    take_turn(runtime.db, user, settings)
     turn = run_turn(runtime, user, cid, content, stream_tokens=body.stream)
     first = next(turn)  # refusals (409, 503) are still plain problem responses
     headers = {HEADER: str(cid)}

@@ -1,0 +1,1 @@
+"""Limits: per-key request and turn rates, failed-authentication throttling, body size."""

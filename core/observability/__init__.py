@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics (one home for their definitions) and OpenTelemetry traces."""
