@@ -9,6 +9,12 @@ from core.models.audit import AuditLog
 from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
 from core.models.crons import Cron, WebhookDelivery
+from core.models.keyword import (
+    SearchKeywordStats,
+    SearchPosting,
+    SearchTerm,
+    SearchTermDelta,
+)
 from core.models.mechanic import MechanicChange
 from core.models.memory_blocks import MemoryBlock, MemoryBlockVersion
 from core.models.registry import Agent, AssistantVersion, EntityType, Tool
@@ -38,6 +44,10 @@ __all__ = [
     "RunEvent",
     "SearchEmbeddingSpace",
     "SearchIndex",
+    "SearchKeywordStats",
+    "SearchPosting",
+    "SearchTerm",
+    "SearchTermDelta",
     "ServerConfig",
     "StoreItem",
     "Tool",

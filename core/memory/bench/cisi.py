@@ -143,7 +143,7 @@ def run_cisi(
                 exact = vector_search(
                     conn, qvec, everything, k=100, settings=bsettings, force=PlanKind.exact
                 )
-                kw = keyword_hits(conn, query, everything, k=100)
+                kw = keyword_hits(conn, query, everything, k=100, settings=bsettings)
                 hyb = search(
                     conn, query, user_id=None, k=100, settings=bsettings, embedder=embedder
                 )
