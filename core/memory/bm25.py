@@ -31,6 +31,7 @@ Plans (:class:`KeywordPlan`):
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -121,17 +122,26 @@ info AS (
     SELECT (SELECT ub0 FROM bound) AS ub0,
            (SELECT max(c.ub) FROM cand c
             WHERE NOT EXISTS (SELECT 1 FROM pick p WHERE p.row_id = c.row_id)) AS next_ub,
-           (SELECT array_agg(got ORDER BY pos) FROM fr) AS got
+           (SELECT array_agg(got ORDER BY pos) FROM fr) AS got,
+           (SELECT array_agg(frontier ORDER BY pos) FROM fr) AS fronts
 ),
 scored AS (
     SELECT {ROW_COLUMNS}, {SCORE_EXPR} AS score
     FROM pick c JOIN search_index s ON s.id = c.row_id WHERE {{where}}
 )
-SELECT info.ub0, info.next_ub, info.got, r.*
+SELECT info.ub0, info.next_ub, info.got, info.fronts, r.*
 FROM info LEFT JOIN LATERAL (
     SELECT * FROM scored ORDER BY score DESC, id LIMIT :limit
 ) r ON TRUE
 """
+# First read per term; the rarest terms are read whole in the first round up to EXHAUST
+# postings in all; each further round reads GROWTH times deeper (fewer rounds of more
+# postings measured faster than doubling on 100k chunks: 1.2-1.3 rounds on average).
+LIM0 = 256
+EXHAUST = 16_384
+GROWTH = 4
+TIE = 1e-9
+NEGATION = re.compile(r"(?:^|\s)-\w")
 COUNT_SQL = "SELECT count(*) FROM (SELECT 1 FROM search_index WHERE {where} LIMIT :cap) s"
 
 
@@ -166,6 +176,7 @@ class Terms:
     ids: list[int]
     terms: list[str]
     weights: list[float]
+    dfs: list[int]
 
 
 def idf(df: int, n: int) -> float:
@@ -173,7 +184,8 @@ def idf(df: int, n: int) -> float:
 
 
 def is_websearch(query: str) -> bool:
-    return '"' in query or " OR " in query or query.startswith("-") or " -" in query
+    """Quotes, OR or -word (a dash right before a word: "a - b" is punctuation)."""
+    return '"' in query or " OR " in query or NEGATION.search(query) is not None
 
 
 def read_stats(conn: Connection) -> Stats:
@@ -186,7 +198,10 @@ def query_terms(conn: Connection, query: str, chunks: int) -> Terms:
     rows = [r for r in conn.execute(TERMS_SQL, {"q": query}) if r.df > 0]
     n = max([chunks, *(int(r.df) for r in rows)])
     return Terms(
-        [int(r.id) for r in rows], [str(r.term) for r in rows], [idf(int(r.df), n) for r in rows]
+        [int(r.id) for r in rows],
+        [str(r.term) for r in rows],
+        [idf(int(r.df), n) for r in rows],
+        [int(r.df) for r in rows],
     )
 
 
@@ -260,6 +275,19 @@ def _scope_size(conn: Connection, flt: SearchFilter, stats: Stats) -> int:
     return int(conn.execute(count, params).scalar_one())
 
 
+def first_reads(dfs: list[int], limit: int) -> list[int]:
+    """Postings read per term in the first round: the rarest terms whole (up to
+    EXHAUST postings in all), the others their strongest ``max(4 * limit, LIM0)``."""
+    lims = [max(4 * limit, LIM0)] * len(dfs)
+    room = EXHAUST
+    for i in sorted(range(len(dfs)), key=lambda i: dfs[i]):
+        if dfs[i] > room:
+            break
+        lims[i] = max(lims[i], dfs[i] + 1)  # one more than exist: seen to be exhausted
+        room -= dfs[i]
+    return lims
+
+
 def _index_plan(
     conn: Connection,
     terms: Terms,
@@ -271,7 +299,7 @@ def _index_plan(
 ) -> KeywordRun:
     """Threshold-style top-k over the postings; see the module docstring."""
     sql = text(INDEX_SQL.format(where=where))
-    lims = [max(2 * limit, 32)] * len(terms.ids)
+    lims = first_reads(terms.dfs, limit)
     rescore = max(4 * limit, 64)
     rounds = 0
     while True:
@@ -284,10 +312,13 @@ def _index_plan(
         )
         info = result[0]
         got = [int(g) for g in info.got]
+        fronts = [float(f) for f in info.fronts]
         rows = [r for r in result if r.id is not None]
         read = sum(got)
         exhausted = [g < lim for g, lim in zip(got, lims, strict=True)]
-        theta = float(rows[limit - 1].score) if len(rows) >= limit else -math.inf
+        # Bounds and scores add the same float4 weights in different orders: a tie may
+        # differ in the last bits, and copies of one text tie exactly.
+        theta = float(rows[limit - 1].score) + TIE if len(rows) >= limit else -math.inf
         ub0 = float(info.ub0)
         next_ub = float(info.next_ub) if info.next_ub is not None else -math.inf
         if theta >= ub0 and theta >= next_ub:
@@ -297,7 +328,24 @@ def _index_plan(
             return KeywordRun(KeywordPlan.postings, rows, rounds, read)
         if read >= budget:
             return KeywordRun(KeywordPlan.postings, rows, rounds, read, proven=False)
-        if next_ub > theta:
-            rescore *= 2
-        if ub0 > theta:
-            lims = [lim if done else 2 * lim for lim, done in zip(lims, exhausted, strict=True)]
+        before = (list(lims), rescore)
+        room = budget - read
+        if max(ub0, next_ub) > theta and room > 0 and not all(exhausted):
+            # Rare terms were read whole in the first round: what is left are the long
+            # lists of common words, whose frontiers fall slowly. The largest
+            # contributions to the bound are read deeper first, within the budget.
+            # Reading a posting costs about a microsecond, rescoring a row ten or more:
+            # deeper lists also tighten the candidates' bounds, so they come first.
+            order = sorted(range(len(lims)), key=lambda i: -terms.weights[i] * fronts[i])
+            for i in order:
+                if exhausted[i] or room <= 0:
+                    continue
+                grow = min(lims[i] * (GROWTH - 1), room)
+                lims[i] += grow
+                room -= grow
+            if next_ub > theta:
+                rescore *= 2
+        elif next_ub > theta:
+            rescore *= GROWTH
+        if (lims, rescore) == before:  # nothing left to read within the budget
+            return KeywordRun(KeywordPlan.postings, rows, rounds, read, proven=False)

@@ -329,6 +329,13 @@ def search(
     vector = embedder.embed_query(query)
     if mode == "vector":
         return vector_search(conn, vector, flt, k=k, settings=settings)
+    return hybrid_hits(conn, query, vector, flt, k=k, settings=settings)
+
+
+def hybrid_hits(
+    conn: Connection, query: str, vector: Any, flt: SearchFilter, *, k: int, settings: Settings
+) -> list[Hit]:
+    """RRF of the vector and keyword top AGENTRY_HYBRID_DEPTH for an embedded query."""
     depth = max(k, settings.hybrid_depth)
     ranked = {
         "vector": vector_search(conn, vector, flt, k=depth, settings=settings),
