@@ -275,11 +275,15 @@ def _scope_size(conn: Connection, flt: SearchFilter, stats: Stats) -> int:
     return int(conn.execute(count, params).scalar_one())
 
 
-def first_reads(dfs: list[int], limit: int) -> list[int]:
-    """Postings read per term in the first round: the rarest terms whole (up to
-    EXHAUST postings in all), the others their strongest ``max(4 * limit, LIM0)``."""
-    lims = [max(4 * limit, LIM0)] * len(dfs)
-    room = EXHAUST
+def first_reads(dfs: list[int], limit: int, budget: int) -> list[int]:
+    """Postings read per term in the first round, within ``budget``: the rarest terms
+    whole (up to EXHAUST postings in all), the others their strongest
+    ``max(4 * limit, LIM0)``."""
+    base = max(4 * limit, LIM0)
+    if base * len(dfs) > budget:
+        base = max(limit, budget // max(len(dfs), 1))
+    lims = [base] * len(dfs)
+    room = min(EXHAUST, budget)
     for i in sorted(range(len(dfs)), key=lambda i: dfs[i]):
         if dfs[i] > room:
             break
@@ -299,7 +303,7 @@ def _index_plan(
 ) -> KeywordRun:
     """Threshold-style top-k over the postings; see the module docstring."""
     sql = text(INDEX_SQL.format(where=where))
-    lims = first_reads(terms.dfs, limit)
+    lims = first_reads(terms.dfs, limit, budget)
     rescore = max(4 * limit, 64)
     rounds = 0
     while True:
