@@ -12,7 +12,6 @@ to the first record, through proposal, approval and apply, with the instant scri
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import tempfile
 import threading
@@ -22,17 +21,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import git
 from rich.progress import Progress
 from sqlalchemy import text
 
 from config import Settings
 from core.bench.database import bench_database
-from core.bench.mechanic_chat import add_agents, conversation_to_live
+from core.bench.mechanic_chat import conversation_to_live
 from core.cli.edge import console
 from core.db import Database
 from core.errors import NotFoundError
 from core.mechanic.apply import apply_change
+from core.mechanic.deployment import ensure_deployment
 from core.mechanic.live import EntityListener, EntityRegistry
 from core.mechanic.plan import plan_change
 from core.mechanic.spec import parse_spec
@@ -42,23 +41,10 @@ GOAL_SECONDS = 10.0
 
 @contextmanager
 def scratch_project(settings: Settings) -> Iterator[Path]:
-    """A git repository with a copy of the project's migrations and dynamic models."""
+    """A fresh deployment repository (as a first start seeds it) in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="agentry-bench-") as tmp:
         project = Path(tmp) / "project"
-        src = Path(settings.project_dir)
-        shutil.copytree(
-            src / "migrations", project / "migrations", ignore=shutil.ignore_patterns("__pycache__")
-        )
-        shutil.copytree(
-            src / "dynamic" / "schema",
-            project / "dynamic" / "schema",
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-        add_agents(project)
-        repo = git.Repo.init(project)
-        repo.git.add(A=True)
-        actor = git.Actor("Agentry bench", "bench@agentry.local")
-        repo.index.commit("bench project", author=actor, committer=actor)
+        ensure_deployment(project)
         yield project
 
 

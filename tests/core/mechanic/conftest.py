@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-import git
 import pytest
 
 from config import Settings
+from core.mechanic.deployment import ensure_deployment
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -27,19 +26,10 @@ CHARACTER = {
 
 
 def make_project(base: Path) -> Path:
-    """A git repository holding copies of migrations/, dynamic/schema and agents/mechanic.yaml."""
+    """A deployment repository as a first start creates it (agents/, dynamic/schema,
+    migrations/versions, one commit), in a temporary folder."""
     project = base / "project"
-    shutil.copytree(
-        ROOT / "migrations", project / "migrations", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    (project / "dynamic" / "schema").mkdir(parents=True)
-    shutil.copy(ROOT / "dynamic" / "schema" / "__init__.py", project / "dynamic" / "schema")
-    (project / "agents").mkdir()
-    shutil.copy(ROOT / "agents" / "mechanic.yaml", project / "agents")
-    repo = git.Repo.init(project, initial_branch="main")
-    repo.git.add(A=True)
-    actor = git.Actor("Test", "test@example.com")
-    repo.index.commit("initial project", author=actor, committer=actor)
+    ensure_deployment(project)
     return project
 
 
