@@ -187,11 +187,15 @@ def keyword_hits(
     *,
     k: int,
     settings: Settings | None = None,
+    chunks_per_hit: int = 3,
 ) -> list[Hit]:
-    """BM25 over the full-text index under ``flt`` (core/memory/bm25.py); score = BM25."""
+    """BM25 over the full-text index under ``flt`` (core/memory/bm25.py); score = BM25.
+
+    ``chunks_per_hit`` chunks are ranked per wanted document (a document's other chunks
+    are dropped), so k documents come back even when the best chunks share documents.
+    """
     settings = settings or get_settings()
-    # Three chunks per wanted document: a document's other chunks are dropped below.
-    run = keyword_rows(conn, query, flt, limit=3 * k, settings=settings)
+    run = keyword_rows(conn, query, flt, limit=chunks_per_hit * k, settings=settings)
     return _to_hits(run.rows, "keyword", lambda r: r.score)[:k]
 
 
@@ -339,7 +343,9 @@ def hybrid_hits(
     depth = max(k, settings.hybrid_depth)
     ranked = {
         "vector": vector_search(conn, vector, flt, k=depth, settings=settings),
-        "keyword": keyword_hits(conn, query, flt, k=depth, settings=settings),
+        # One chunk per candidate, as the vector side: ranks past the depth add
+        # little to the fusion, and the keyword side costs in proportion to its limit.
+        "keyword": keyword_hits(conn, query, flt, k=depth, settings=settings, chunks_per_hit=1),
     }
     weights = {"vector": settings.hybrid_vector_weight, "keyword": settings.hybrid_keyword_weight}
     return fuse(ranked, k=k, rrf_k=settings.rrf_k, weights=weights)
