@@ -43,6 +43,7 @@ from core.memory.search import hybrid_hits, keyword_hits, vector_search
 Progress = Callable[[str, int, int], None]
 K = 10
 NOISE = 0.02  # per-dimension noise of a variation's vector (cosine to its source ~0.97)
+EXACT = KeywordPlan.exact
 USERS_SQL = text("INSERT INTO users (id, email, api_key_hash) VALUES (:i, :e, :h)")
 
 
@@ -208,12 +209,21 @@ def _measure(
     # Agreement with the exact BM25 top-10 (same statistics, every matching row scored).
     recalls: dict[str, list[float]] = {"short": [], "long": []}
     plans: dict[str, int] = {}
+    exact_lat: list[float] = []
+    index_lat: list[float] = []
+    postings_read: list[int] = []
     half = len(qtexts) - len(qtexts) // 2
     with db.engine.connect() as conn:
         for i, q in enumerate(qtexts):
-            exact = KeywordPlan.exact
-            truth = keyword_rows(conn, q, everything, limit=K, settings=bs, force=exact).rows
+            # The baseline: the exact scan, at the limit keyword search asks for.
+            t = time.perf_counter()
+            exact = keyword_rows(conn, q, everything, limit=3 * K, settings=bs, force=EXACT)
+            exact_lat.append(time.perf_counter() - t)
+            truth = exact.rows[:K]
+            t = time.perf_counter()
             run = keyword_rows(conn, q, everything, limit=3 * K, settings=bs)
+            index_lat.append(time.perf_counter() - t)
+            postings_read.append(run.postings_read)
             label = run.plan.value + ("" if run.proven else " (budget reached)")
             plans[label] = plans.get(label, 0) + 1
             recalls["short" if i < half else "long"].append(_recall(run.rows, truth))
@@ -223,6 +233,18 @@ def _measure(
         kind: round(statistics.fmean(v), 4) for kind, v in recalls.items() if v
     } | {"all": round(statistics.fmean(recalls["short"] + recalls["long"]), 4)}
     out["keyword_plans"] = plans
+    out["keyword_vs_exact_scan"] = {
+        "postings_plan": latency_ms(index_lat),
+        "exact_scan_baseline": latency_ms(exact_lat),
+        "ratio_p50": round(
+            latency_ms(index_lat)["p50_ms"] / max(latency_ms(exact_lat)["p50_ms"], 1e-9), 3
+        ),
+        "ratio_p95": round(
+            latency_ms(index_lat)["p95_ms"] / max(latency_ms(exact_lat)["p95_ms"], 1e-9), 3
+        ),
+        "postings_read_mean": round(statistics.fmean(postings_read)),
+        "postings_read_max": max(postings_read),
+    }
 
     def keyword(conn: Any, i: int) -> None:
         keyword_hits(conn, qtexts[i], everything, k=K, settings=bs)
