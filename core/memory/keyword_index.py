@@ -61,12 +61,14 @@ REMAINING_SQL = text(
 )
 BATCH_SQL = text(
     """
-WITH ids AS (
-    SELECT s.id FROM search_index s, search_keyword_stats k
+WITH ids AS MATERIALIZED (
+    SELECT s.id, s.tsv FROM search_index s, search_keyword_stats k
     WHERE k.id = 1 AND s.id > k.backfilled AND s.id <= k.backfill_upto
     ORDER BY s.id LIMIT :limit
 )
-SELECT search_keyword_index(ARRAY(SELECT id FROM ids)) AS n, (SELECT max(id) FROM ids) AS last
+SELECT search_keyword_index(array_agg(id ORDER BY id), array_agg(tsv ORDER BY id)) AS n,
+       max(id) AS last
+FROM ids
 """
 )
 ADVANCE_SQL = text(

@@ -35,47 +35,44 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 / (tf + 1.2::float8 * (0.25::float8 + 0.75::float8 * dl / avgdl)) AS real)
 $$
 """
-# Indexes the given search_index rows: new terms, postings, df deltas, chunk totals.
+# Indexes the given rows (ids and tsvectors, so a trigger need not read them back): new
+# terms, postings, df deltas and chunk totals, in three statements (a chat turn's write
+# pays for them).
 INDEX_FUNCTION = """
-CREATE FUNCTION search_keyword_index(ids bigint[]) RETURNS integer
+CREATE FUNCTION search_keyword_index(ids bigint[], tsvs tsvector[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     ref float8;
-    n integer;
-    len bigint;
 BEGIN
     SELECT avgdl INTO ref FROM search_keyword_stats WHERE id = 1;
     -- Only unknown lexemes reach ON CONFLICT, so known ones burn no sequence values.
     INSERT INTO search_terms (term)
-    SELECT DISTINCT u.lexeme
-    FROM unnest(ids) AS i(id) JOIN search_index s ON s.id = i.id, unnest(s.tsv) u
+    SELECT DISTINCT u.lexeme FROM unnest(tsvs) AS r(tsv), unnest(r.tsv) u
     WHERE NOT EXISTS (SELECT 1 FROM search_terms t WHERE t.term = u.lexeme)
     ON CONFLICT (term) DO NOTHING;
-    WITH added AS (
+    WITH rows AS (SELECT * FROM unnest(ids, tsvs) AS r(id, tsv)),
+    added AS (
         INSERT INTO search_postings (term_id, impact, row_id)
         SELECT t.id,
                search_bm25_impact(COALESCE(array_length(u.positions, 1), 1),
-                                  length(s.tsv), ref),
-               s.id
-        FROM unnest(ids) AS i(id) JOIN search_index s ON s.id = i.id, unnest(s.tsv) u
-        JOIN search_terms t ON t.term = u.lexeme
+                                  length(r.tsv), ref),
+               r.id
+        FROM rows r, unnest(r.tsv) u JOIN search_terms t ON t.term = u.lexeme
         RETURNING term_id
     )
     INSERT INTO search_term_deltas (term_id, delta)
-    SELECT term_id, count(*) FROM added GROUP BY term_id;
-    SELECT count(*), COALESCE(sum(length(s.tsv)), 0) INTO n, len
-    FROM unnest(ids) AS i(id) JOIN search_index s ON s.id = i.id;
-    IF n > 0 THEN
-        INSERT INTO search_term_deltas (term_id, delta) VALUES (0, n), (-1, len);
-    END IF;
-    RETURN n;
+    SELECT term_id, count(*) FROM added GROUP BY term_id
+    UNION ALL SELECT 0, count(*) FROM rows HAVING count(*) > 0
+    UNION ALL SELECT -1, sum(length(tsv)) FROM rows HAVING count(*) > 0;
+    RETURN COALESCE(cardinality(ids), 0);
 END;
 $$
 """
 INSERT_FUNCTION = """
 CREATE FUNCTION search_keyword_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM search_keyword_index(ARRAY(SELECT id FROM new_rows));
+    -- One aggregation: the two arrays are in the same row order.
+    PERFORM search_keyword_index(array_agg(id), array_agg(tsv)) FROM new_rows;
     RETURN NULL;
 END;
 $$
@@ -176,7 +173,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS search_keyword_inserted ON search_index")
     op.execute("DROP FUNCTION IF EXISTS search_keyword_deleted()")
     op.execute("DROP FUNCTION IF EXISTS search_keyword_inserted()")
-    op.execute("DROP FUNCTION IF EXISTS search_keyword_index(bigint[])")
+    op.execute("DROP FUNCTION IF EXISTS search_keyword_index(bigint[], tsvector[])")
     op.execute("DROP FUNCTION IF EXISTS search_bm25_impact(integer, integer, float8)")
     op.drop_table("search_keyword_stats")
     op.drop_table("search_postings")
