@@ -24,8 +24,9 @@ Plans (:class:`KeywordPlan`):
 * ``exact`` — every matching row scored with the collection statistics (web-search
   syntax, AGENTRY_KEYWORD_INDEX=false, or an index path that came back short).
 * ``scope`` — filters matching at most AGENTRY_SEARCH_EXACT_THRESHOLD rows: those rows
-  only, with N and df counted inside the filter (a user's own statistics), and while
-  the postings are still being backfilled (``agentry index``).
+  only, with N, df and avgdl counted inside the filter (a user's own statistics, as
+  before the postings existed), and while the postings are still being backfilled
+  (``agentry index``).
 """
 
 from __future__ import annotations
@@ -73,11 +74,13 @@ EXACT_SQL = (
     f"WITH {WEIGHTS_CTE} SELECT {ROW_COLUMNS}, {SCORE_EXPR} AS score FROM search_index s "
     f"WHERE s.tsv @@ {TSQUERY} AND {{where}} ORDER BY score DESC, s.id LIMIT :limit"
 )
-# Document frequencies inside the filter: the rows matching any term under it.
+# Statistics inside the filter, as keyword search computed them before the postings:
+# N = rows under the filter, df and avgdl over the rows matching any term under it.
 SCOPE_SQL = f"""
 WITH cand AS MATERIALIZED (
     SELECT {ROW_COLUMNS}, s.tsv FROM search_index s WHERE s.tsv @@ {TSQUERY} AND {{where}}
 ),
+st AS (SELECT GREATEST(avg(length(tsv)), 1) AS avgdl FROM cand),
 q AS (
     SELECT u.lexeme AS term,
            ln(1 + (GREATEST(CAST(:n AS float8), (SELECT count(*) FROM cand)) - count(*) + 0.5)
@@ -87,7 +90,7 @@ q AS (
     GROUP BY u.lexeme
 )
 SELECT s.id, s.entity_type, s.entity_id, s.chunk, s.content, s.metadata, s.created_at,
-       s.pending, {SCORE_EXPR} AS score
+       s.pending, {SCORE_EXPR.replace("CAST(:avgdl AS float8)", "(SELECT avgdl FROM st)")} AS score
 FROM cand s ORDER BY score DESC, s.id LIMIT :limit
 """
 # One round of the index plan. `info` is one row whatever passes the filter: the

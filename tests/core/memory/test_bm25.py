@@ -255,8 +255,9 @@ def test_filter_scope_statistics_match_python(db: Database, test_settings: Setti
                 "FROM search_index s, unnest(s.tsv) u WHERE s.entity_type = 'log'"
             )
         ).all()
-        avgdl = read_stats(conn).avgdl
     n = len({r.id for r in rows})
+    lengths = {r.id: r.dl for r in rows}  # every 'log' row matches "tide"
+    avgdl = sum(lengths.values()) / len(lengths)
     df = {t: len({r.id for r in rows if r.lexeme == t}) for t in ("tide", "lantern")}
     scores: dict[int, float] = {}
     for r in rows:
