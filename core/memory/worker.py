@@ -88,9 +88,12 @@ class EmbeddingWorker:
         backoff = self.settings.embed_interval
         keeper = wake is self._wakes[0]  # one thread does the keyword housekeeping
         while not self._stop.is_set():
-            try:
-                if keeper:
+            if keeper:
+                try:
                     self.housekeeping()
+                except Exception:  # keyword housekeeping must never stop the embedding
+                    log.exception("keyword index housekeeping failed; retrying next poll")
+            try:
                 n = self.run_once()
                 backoff = self.settings.embed_interval
             except EmbeddingMismatchError as exc:

@@ -346,3 +346,22 @@ def test_reweighing_after_the_average_length_drifts(db: Database, test_settings:
         conn.execute(text("DELETE FROM search_index"))
         # Deletes find the rewritten postings by their new weights.
         assert conn.execute(text("SELECT count(*) FROM search_postings")).scalar_one() == 0
+
+
+def test_embedding_worker_folds_deltas_and_reweighs(db: Database, test_settings: Settings) -> None:
+    from core.memory.worker import EmbeddingWorker
+
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM search_index"))
+        conn.execute(text("UPDATE search_keyword_stats SET avgdl = 50"))
+        for i in range(10):
+            _add(conn, f"short note {i} harbour")  # 4 lexemes
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM search_term_deltas")).scalar_one() > 0
+    EmbeddingWorker(db.engine, test_settings).housekeeping()
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM search_term_deltas")).scalar_one() == 0
+        stats = read_stats(conn)
+        assert stats.avgdl == pytest.approx(4) and stats.chunks == 10 and stats.ready
+        run = keyword_rows(conn, "harbour", SearchFilter(), limit=10, settings=test_settings)
+    assert run.plan is KeywordPlan.postings and len(run.rows) == 10
