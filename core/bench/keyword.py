@@ -316,6 +316,9 @@ def _filtered(
         short = 0
         plans: set[str] = set()
         with db.engine.connect() as conn:
+            where, params = flt.where()
+            count = text(f"SELECT count(*) FROM search_index WHERE {where}")
+            in_scope = int(conn.execute(count, params).scalar_one())
             for i, q in enumerate(qtexts):
                 t = time.perf_counter()
                 run = keyword_rows(conn, q, flt, limit=K, settings=bs)
@@ -330,7 +333,7 @@ def _filtered(
                 hyb = hybrid_hits(conn, q, qvecs[i], flt, k=K, settings=bs)
                 lat_hy.append(time.perf_counter() - t)
                 # Complete: k rows whenever k match (every row here has a vector).
-                short += len(run.rows) < len(truth) or len(hyb) < K
+                short += len(run.rows) < len(truth) or len(hyb) < min(K, in_scope)
                 conn.rollback()
                 if progress:
                     progress(f"filter {name}", i + 1, len(qtexts))
