@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     search_exact_threshold: int = Field(
         default=10_000, ge=0, le=10_000_000, alias="AGENTRY_SEARCH_EXACT_THRESHOLD"
     )
+    # Keyword top-k through the impact-ordered postings (core/memory/bm25.py); off: the
+    # exact BM25 scan of every matching row. The budget bounds the postings one query reads.
+    keyword_index: bool = Field(default=True, alias="AGENTRY_KEYWORD_INDEX")
+    keyword_budget: int = Field(
+        default=40_000, ge=100, le=10_000_000, alias="AGENTRY_KEYWORD_BUDGET"
+    )
     rrf_k: int = Field(default=20, ge=1, le=10_000, alias="AGENTRY_RRF_K")
     hybrid_depth: int = Field(default=100, ge=1, le=1000, alias="AGENTRY_HYBRID_DEPTH")
     hybrid_vector_weight: float = Field(

@@ -79,7 +79,7 @@ def _baselines(
 ) -> dict[str, list[uuid.UUID]]:
     turn = SearchFilter(user_id=uid, entity_type="message", context=False)
     dense = vector_search(conn, vector, turn, k=depth, settings=settings, force=PlanKind.exact)
-    bm25 = keyword_hits(conn, query, turn, k=depth)
+    bm25 = keyword_hits(conn, query, turn, k=depth, settings=settings)
     fused = fuse({"vector": dense, "keyword": bm25}, k=depth, rrf_k=60, weights={})
     return {
         "dense_exact": [h.entity_id for h in dense],

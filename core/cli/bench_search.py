@@ -23,6 +23,9 @@ def bench_search(
     ingest_sample: int = typer.Option(
         2000, "--ingest-sample", help="Scale: texts embedded end to end for the ingest rate."
     ),
+    real_text: bool = typer.Option(
+        False, "--text", help="Scale: real text (keyword, vector, hybrid) instead of vectors."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Measure search quality on CISI or speed/recall at scale (see README)."""
@@ -39,6 +42,17 @@ def bench_search(
         else:
             if scale < 100:
                 raise ValidationFailed("--scale: at least 100 vectors")
+            if real_text:
+                from core.bench.keyword import run_text_scale
+
+                report = run_text_scale(
+                    settings, n=scale, queries=queries or 100, progress=progress
+                )
+                if as_json:
+                    typer.echo(json.dumps(report, indent=2))
+                else:
+                    _print(report)
+                return
             from core.memory.bench.scale import run_scale
 
             report = run_scale(

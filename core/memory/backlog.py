@@ -2,8 +2,9 @@
 
 For each registered source (core/memory/sources.py): index the rows that have no
 index rows yet (skipping deleted ones), drop index rows whose source row is gone
-or soft-deleted, then embed everything pending — in batches, one transaction per
-batch, reporting progress.
+or soft-deleted, bring the keyword postings up to date (core/memory/keyword_index.py),
+then embed everything pending — in batches, one transaction per batch, reporting
+progress.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from config import Settings
 from core.memory.drain import drain_pending
 from core.memory.embeddings import Embedder
 from core.memory.indexer import index_document
+from core.memory.keyword_index import maintain
 from core.memory.sources import SearchableSource, sources
 
 Progress = Callable[[str, int, int], None]
@@ -201,6 +203,8 @@ def run_backlog(
             if progress:
                 progress(f"index {source.entity_type}", done, total)
         report.indexed[source.entity_type] = done
+    # Postings for rows that predate them (or all, after the average length drifted).
+    maintain(engine, progress=progress)
     report.embedded = drain_pending(
         engine,
         embedder,

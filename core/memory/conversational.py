@@ -167,12 +167,13 @@ def recall(
     around = SearchFilter(user_id, "message", since, until, meta, context=True)
     ranked = {
         "vector": vector_search(conn, vector, turn, k=depth, settings=settings),
-        "keyword": keyword_hits(conn, query, turn, k=depth),
+        "keyword": keyword_hits(conn, query, turn, k=depth, settings=settings),
         "context_vector": vector_search(conn, vector, around, k=depth, settings=settings),
-        "context_keyword": keyword_hits(conn, query, around, k=depth),
+        "context_keyword": keyword_hits(conn, query, around, k=depth, settings=settings),
     }
     sessions = SearchFilter(user_id, SESSION_ENTITY, since, until)
-    ranked["session"] = _by_session(ranked, keyword_hits(conn, query, sessions, k=depth))
+    by_session = keyword_hits(conn, query, sessions, k=depth, settings=settings)
+    ranked["session"] = _by_session(ranked, by_session)
     hits = fuse(ranked, k=k, rrf_k=RECALL_RRF_K, weights={})
     _turn_snippets(conn, hits)
     return hits

@@ -17,11 +17,11 @@ from sqlalchemy import Connection, text
 from config import Settings, get_settings
 from core.db.extensions import installed_version
 from core.errors import ValidationFailed
+from core.memory.bm25 import keyword_rows
 from core.memory.embeddings import Embedder, get_embedder
 from core.memory.filters import SearchFilter
 from core.memory.indexer import vector_literal
 from core.memory.strategy import PlanKind, VectorPlan, choose_plan, next_plan
-from core.models.search import TEXT_SEARCH_CONFIG
 
 MODES = ("vector", "keyword", "hybrid", "recall")
 MAX_K = 100
@@ -31,53 +31,6 @@ COUNT_SQL = "SELECT count(*) FROM (SELECT 1 FROM search_index WHERE {where} LIMI
 TOTAL_ESTIMATE_SQL = text(
     "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'search_index'::regclass"
 )
-# Keyword ranking is BM25 (k1 = 1.2, b = 0.75) computed from the tsvectors of the
-# matching rows: term frequencies from the lexemes' positions, document frequencies
-# over the rows that match any query term under the filter (every row containing a
-# term is among them), N = rows under the filter. PostgreSQL's ts_rank has no IDF,
-# which costs a third of the quality on natural-language queries (see README).
-# Plain words are OR-ed; quotes, OR or -word switch to PostgreSQL's web-search syntax
-# (words AND-ed) for matching, ranked the same way.
-KEYWORD_SQL = f"""
-WITH tsq AS (
-    SELECT CASE WHEN :websearch
-                THEN websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :q)
-                ELSE replace(plainto_tsquery('{TEXT_SEARCH_CONFIG}', :q)::text, ' & ', ' | ')
-                     ::tsquery
-           END AS query
-),
-terms AS (SELECT DISTINCT lexeme FROM unnest(to_tsvector('{TEXT_SEARCH_CONFIG}', :q))),
-cand AS MATERIALIZED (
-    SELECT id, entity_type, entity_id, chunk, content, metadata, created_at, tsv,
-           embedding IS NULL AS pending
-    FROM search_index, tsq
-    WHERE tsv @@ tsq.query AND {{where}}
-),
-tf AS (
-    SELECT c.id, u.lexeme, COALESCE(array_length(u.positions, 1), 1) AS tf,
-           length(c.tsv) AS dl
-    FROM cand c, unnest(c.tsv) u
-    WHERE u.lexeme IN (SELECT lexeme FROM terms)
-),
-df AS (SELECT lexeme, count(*) AS df FROM tf GROUP BY lexeme),
-stats AS (
-    SELECT GREATEST(CAST(:n AS float8), (SELECT count(*) FROM cand)) AS n,
-           GREATEST((SELECT avg(length(tsv)) FROM cand), 1) AS avgdl
-),
-scored AS (
-    SELECT tf.id,
-           sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5))
-               * tf.tf * 2.2 / (tf.tf + 1.2 * (0.25 + 0.75 * tf.dl / s.avgdl))) AS score
-    FROM tf JOIN df USING (lexeme) CROSS JOIN stats s
-    GROUP BY tf.id
-)
-SELECT c.id, c.entity_type, c.entity_id, c.chunk, c.content, c.metadata, c.created_at,
-       c.pending, s.score
-FROM scored s JOIN cand c USING (id)
-ORDER BY s.score DESC, c.id
-LIMIT :limit
-"""
-FILTER_COUNT_SQL = "SELECT count(*) FROM search_index WHERE {where}"
 
 
 @dataclass
@@ -110,10 +63,6 @@ def _pgvector_version(conn: Connection) -> tuple[int, ...] | None:
     if key not in _versions:
         _versions[key] = installed_version(conn)
     return _versions[key]
-
-
-def _is_websearch(query: str) -> bool:
-    return '"' in query or " OR " in query or query.startswith("-") or " -" in query
 
 
 def _to_hits(rows: list[Any], mode: str, score: Any) -> list[Hit]:
@@ -231,20 +180,23 @@ def vector_search(
         limit *= 2
 
 
-def keyword_hits(conn: Connection, query: str, flt: SearchFilter, *, k: int) -> list[Hit]:
-    """PostgreSQL full-text search under ``flt``; score = BM25."""
-    where, params = flt.where()
-    if flt.is_empty:
-        n = int(conn.execute(TOTAL_ESTIMATE_SQL).scalar() or 0)
-    else:
-        n = int(conn.execute(text(FILTER_COUNT_SQL.format(where=where)), params).scalar_one())
-    rows = list(
-        conn.execute(
-            text(KEYWORD_SQL.format(where=where)),
-            {**params, "q": query, "websearch": _is_websearch(query), "limit": 3 * k, "n": n},
-        )
-    )
-    return _to_hits(rows, "keyword", lambda r: r.score)[:k]
+def keyword_hits(
+    conn: Connection,
+    query: str,
+    flt: SearchFilter,
+    *,
+    k: int,
+    settings: Settings | None = None,
+    chunks_per_hit: int = 3,
+) -> list[Hit]:
+    """BM25 over the full-text index under ``flt`` (core/memory/bm25.py); score = BM25.
+
+    ``chunks_per_hit`` chunks are ranked per wanted document (a document's other chunks
+    are dropped), so k documents come back even when the best chunks share documents.
+    """
+    settings = settings or get_settings()
+    run = keyword_rows(conn, query, flt, limit=chunks_per_hit * k, settings=settings)
+    return _to_hits(run.rows, "keyword", lambda r: r.score)[:k]
 
 
 def keyword_search(
@@ -254,6 +206,7 @@ def keyword_search(
     user_id: uuid.UUID | None,
     k: int = 10,
     entity_type: str | None = None,
+    settings: Settings | None = None,
 ) -> list[Hit]:
     """Keyword-only search (kept for callers that need no embedding model).
 
@@ -263,11 +216,13 @@ def keyword_search(
         user_id: restrict to this owner; None searches everything (admins).
         k: at most this many hits.
         entity_type: restrict to one kind of document.
+        settings: default the process settings.
 
     Returns:
         Hits, best first.
     """
-    return keyword_hits(conn, query, SearchFilter(user_id=user_id, entity_type=entity_type), k=k)
+    flt = SearchFilter(user_id=user_id, entity_type=entity_type)
+    return keyword_hits(conn, query, flt, k=k, settings=settings)
 
 
 def fuse(
@@ -359,7 +314,7 @@ def search(
     settings = settings or get_settings()
     flt = SearchFilter(user_id, entity_type, since, until, metadata or {})
     if mode == "keyword":
-        return keyword_hits(conn, query, flt, k=k)
+        return keyword_hits(conn, query, flt, k=k, settings=settings)
     if mode == "recall":
         from core.memory.conversational import recall  # it builds on this module
 
@@ -378,10 +333,19 @@ def search(
     vector = embedder.embed_query(query)
     if mode == "vector":
         return vector_search(conn, vector, flt, k=k, settings=settings)
+    return hybrid_hits(conn, query, vector, flt, k=k, settings=settings)
+
+
+def hybrid_hits(
+    conn: Connection, query: str, vector: Any, flt: SearchFilter, *, k: int, settings: Settings
+) -> list[Hit]:
+    """RRF of the vector and keyword top AGENTRY_HYBRID_DEPTH for an embedded query."""
     depth = max(k, settings.hybrid_depth)
     ranked = {
         "vector": vector_search(conn, vector, flt, k=depth, settings=settings),
-        "keyword": keyword_hits(conn, query, flt, k=depth),
+        # One chunk per candidate, as the vector side: ranks past the depth add
+        # little to the fusion, and the keyword side costs in proportion to its limit.
+        "keyword": keyword_hits(conn, query, flt, k=depth, settings=settings, chunks_per_hit=1),
     }
     weights = {"vector": settings.hybrid_vector_weight, "keyword": settings.hybrid_keyword_weight}
     return fuse(ranked, k=k, rrf_k=settings.rrf_k, weights=weights)

@@ -22,9 +22,12 @@ from config import Settings
 from core.errors import EmbeddingMismatchError
 from core.memory.embeddings import get_embedder
 from core.memory.indexer import embed_pending, has_pending
+from core.memory.keyword_index import fold_deltas, reweigh_if_drifted, state
 from core.observability.metrics import EMBEDDED
 
 log = logging.getLogger(__name__)
+# Larger indexes are re-weighted by `agentry index` (writers wait during each batch).
+REWEIGH_IN_WORKER_MAX = 50_000
 
 
 class EmbeddingWorker:
@@ -75,9 +78,23 @@ class EmbeddingWorker:
             self.embedded += n
         return n
 
+    def housekeeping(self) -> None:
+        """Fold keyword df deltas; re-weigh a small index whose average length drifted."""
+        fold_deltas(self.engine)
+        with self.engine.connect() as conn:
+            small = state(conn).chunks <= REWEIGH_IN_WORKER_MAX
+        if small:
+            reweigh_if_drifted(self.engine)
+
     def _run(self, wake: threading.Event) -> None:
         backoff = self.settings.embed_interval
+        keeper = wake is self._wakes[0]  # one thread does the keyword housekeeping
         while not self._stop.is_set():
+            if keeper:
+                try:
+                    self.housekeeping()
+                except Exception:  # keyword housekeeping must never stop the embedding
+                    log.exception("keyword index housekeeping failed; retrying next poll")
             try:
                 n = self.run_once()
                 backoff = self.settings.embed_interval

@@ -10,6 +10,12 @@ from core.models.base import Base
 from core.models.conversations import AgentSwitch, Conversation, ConversationStatus, Message
 from core.models.credentials import Credential
 from core.models.crons import Cron, WebhookDelivery
+from core.models.keyword import (
+    SearchKeywordStats,
+    SearchPosting,
+    SearchTerm,
+    SearchTermDelta,
+)
 from core.models.limits import RateBucket, UserLimit
 from core.models.mechanic import MechanicChange
 from core.models.memory_blocks import MemoryBlock, MemoryBlockVersion
@@ -42,6 +48,10 @@ __all__ = [
     "RunEvent",
     "SearchEmbeddingSpace",
     "SearchIndex",
+    "SearchKeywordStats",
+    "SearchPosting",
+    "SearchTerm",
+    "SearchTermDelta",
     "ServerConfig",
     "StoreItem",
     "Tool",

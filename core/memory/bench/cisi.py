@@ -23,6 +23,7 @@ from core.memory.drain import drain_pending
 from core.memory.embeddings import get_embedder
 from core.memory.filters import SearchFilter
 from core.memory.indexer import index_document
+from core.memory.keyword_index import maintain
 from core.memory.search import Hit, fuse, keyword_hits, search, vector_search
 from core.memory.strategy import PlanKind
 
@@ -118,6 +119,7 @@ def run_cisi(
             threads=bsettings.embed_threads,
             progress=(lambda done, total: progress("embed", done, total)) if progress else None,
         )
+        maintain(db.engine)  # keyword postings weighted with CISI's own average length
         ingest = time.perf_counter() - start
         report["chunks"] = embedded
         report["ingest_seconds"] = round(ingest, 2)
@@ -143,7 +145,7 @@ def run_cisi(
                 exact = vector_search(
                     conn, qvec, everything, k=100, settings=bsettings, force=PlanKind.exact
                 )
-                kw = keyword_hits(conn, query, everything, k=100)
+                kw = keyword_hits(conn, query, everything, k=100, settings=bsettings)
                 hyb = search(
                     conn, query, user_id=None, k=100, settings=bsettings, embedder=embedder
                 )

@@ -1,0 +1,347 @@
+"""``agentry bench search --scale N --text``: keyword, vector and hybrid on N chunks of real text.
+
+The chunks are DailyDialog turns and CISI abstracts (read in place from
+AGENTRY_DATASETS_DIR), repeated with variations until there are N: after the first
+pass each copy drops about 15% of its words and a third of them get a few words of
+another text, so copies score differently. Embeddings: every distinct source text is
+embedded with the configured model; a variation gets its source's vector plus seeded
+noise (embedding a million texts on two cores would take most of an hour — the
+keyword side is the real text either way). Queries: DailyDialog turns (short) and
+CISI's queries (long, 20 to 60 terms), embedded with the model outside the clock.
+
+Measured for keyword (BM25 top-10 through :func:`keyword_hits`), vector (HNSW top-10)
+and hybrid (RRF of both at AGENTRY_HYBRID_DEPTH): p50/p95 with 1 and 4 clients, QPS,
+agreement of keyword's top-10 with the exact BM25 top-10 (tie-aware: a chunk counts
+when its exact score reaches the 10th), and filtered completeness at 10%, 1% and 0.1%.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+
+from config import Settings
+from core.bench.database import bench_database
+from core.memory.bench.cisi import load_cisi
+from core.memory.bench.common import latency_ms
+from core.memory.bm25 import KeywordPlan, keyword_rows
+from core.memory.bulk import BulkRow, bulk_load
+from core.memory.embeddings import get_embedder
+from core.memory.filters import SearchFilter
+from core.memory.keyword_index import fold_deltas, reweigh_if_drifted
+from core.memory.search import hybrid_hits, keyword_hits, vector_search
+
+Progress = Callable[[str, int, int], None]
+K = 10
+NOISE = 0.02  # per-dimension noise of a variation's vector (cosine to its source ~0.97)
+EXACT = KeywordPlan.exact
+USERS_SQL = text("INSERT INTO users (id, email, api_key_hash) VALUES (:i, :e, :h)")
+
+
+def source_texts(datasets: Path) -> tuple[list[str], list[str], list[str]]:
+    """DailyDialog turns, CISI abstracts (title + text) and CISI queries."""
+    turns: list[str] = []
+    path = datasets / "dailydialog" / "dialogues_test.txt"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        turns += [t.strip() for t in line.split("__eou__") if t.strip()]
+    cisi = load_cisi(datasets / "cisi")
+    return turns, list(cisi.docs.values()), list(cisi.queries.values())
+
+
+def variations(base: list[str], n: int, seed: int = 1) -> Iterator[tuple[int, str]]:
+    """``n`` texts: ``base`` once, then copies with dropped and borrowed words.
+
+    Yields:
+        (index of the source text in ``base``, text).
+    """
+    rng = random.Random(seed)
+    for i in range(n):
+        src = i % len(base)
+        body = base[src]
+        if i >= len(base):
+            words = body.split()
+            kept = [w for w in words if rng.random() > 0.15] or words[:1]
+            if rng.random() < 0.3:
+                other = base[rng.randrange(len(base))].split()
+                start = rng.randrange(max(1, len(other)))
+                kept += other[start : start + rng.randint(2, 8)]
+            body = " ".join(kept)
+        yield src, body
+
+
+def _run_clients(
+    call: Callable[[Any, int], None], engine: Any, n_queries: int, clients: int, seconds: float
+) -> dict[str, Any]:
+    """Latencies and throughput of ``call(conn, query_index)`` from ``clients`` threads."""
+    lat: list[list[float]] = [[] for _ in range(clients)]
+    stop = time.perf_counter() + seconds
+    errors: list[BaseException] = []
+
+    def client(c: int) -> None:
+        try:
+            with engine.connect() as conn:
+                j = c
+                while True:
+                    t = time.perf_counter()
+                    call(conn, j % n_queries)
+                    lat[c].append(time.perf_counter() - t)
+                    conn.rollback()
+                    j += clients
+                    if (clients == 1 and j >= n_queries) or (
+                        clients > 1 and time.perf_counter() >= stop
+                    ):
+                        return
+        except BaseException as exc:  # surfaced below, not swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    wall = time.perf_counter() - start
+    flat = [x for per in lat for x in per]
+    return {**latency_ms(flat), "qps": round(len(flat) / wall, 1), "queries": len(flat)}
+
+
+def run_text_scale(
+    settings: Settings,
+    *,
+    n: int,
+    queries: int = 100,
+    seconds: float = 5.0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Load ``n`` chunks of real text and measure keyword, vector and hybrid search."""
+    turns, abstracts, cisi_queries = source_texts(settings.datasets_dir)
+    base = turns + abstracts
+    rng = random.Random(7)
+    short = [q for q in rng.sample(turns, min(len(turns), 4 * queries)) if len(q.split()) >= 3]
+    qtexts = short[: queries - queries // 2] + cisi_queries[: queries // 2]
+    embedder = get_embedder(settings)
+    report: dict[str, Any] = {"dataset": "text", "rows": n, "queries": len(qtexts)}
+    t = time.perf_counter()
+    used = sorted({src for src, _ in variations(base, min(n, len(base)))})
+    vectors = np.zeros((len(base), settings.embedding_dims), dtype=np.float32)
+    step = 512
+    for i in range(0, len(used), step):
+        part = used[i : i + step]
+        vectors[part] = np.asarray(embedder.embed([base[j] for j in part]), dtype=np.float32)
+        if progress:
+            progress("embed sources", min(i + step, len(used)), len(used))
+    qvecs = [np.asarray(embedder.embed_query(q), dtype=np.float32) for q in qtexts]
+    report["embed_seconds"] = round(time.perf_counter() - t, 1)
+    users = {"one": uuid.uuid4(), "tenth": uuid.uuid4(), "rest": uuid.uuid4()}
+    noise = np.random.default_rng(3)
+    bs_update = {"index_build_memory": "2GB"} if n > 200_000 else {}
+    with bench_database(settings.model_copy(update=bs_update), "keyword") as (db, bs):
+        with db.engine.begin() as conn:
+            for name, uid in users.items():
+                conn.execute(USERS_SQL, {"i": uid, "e": f"{name}@bench", "h": uuid.uuid4().hex})
+
+        def rows() -> Iterator[BulkRow]:
+            for i, (src, body) in enumerate(variations(base, n)):
+                vec = vectors[src]
+                if i >= len(base):
+                    vec = vec + noise.normal(0, NOISE, vec.shape).astype(np.float32)
+                    vec /= np.linalg.norm(vec) or 1.0
+                owner = "one" if i % 100 == 0 else "tenth" if i % 10 == 3 else "rest"
+                meta = {"tag": "rare"} if i % 1000 == 1 else {}
+                kind = "rare" if i % 1000 == 7 else "turn" if src < len(turns) else "abstract"
+                yield BulkRow(kind, uuid.uuid4(), body, vec, embedder.model, users[owner], meta)
+
+        t = time.perf_counter()
+        load = bulk_load(
+            db.conninfo,
+            rows(),
+            bs,
+            expected=n,
+            progress=(lambda d: progress("copy + postings", d, n)) if progress else None,
+        )
+        fold_deltas(db.engine)
+        reweighed = reweigh_if_drifted(db.engine, progress=progress)
+        with db.engine.connect() as conn:
+            sizes = conn.execute(
+                text(
+                    "SELECT pg_total_relation_size('search_postings'), "
+                    "(SELECT count(*) FROM search_postings), "
+                    "(SELECT count(*) FROM search_terms), "
+                    "pg_total_relation_size('search_index')"
+                )
+            ).one()
+        report["load"] = {
+            "seconds": round(time.perf_counter() - t, 1),
+            "copy_and_postings_seconds": round(load.copy_seconds, 1),
+            "hnsw_build_seconds": round(load.index_seconds, 1),
+            "reweighed": reweighed,
+            "postings": int(sizes[1]),
+            "terms": int(sizes[2]),
+            "postings_mb": round(sizes[0] / 2**20, 1),
+            "search_index_mb": round(sizes[3] / 2**20, 1),
+        }
+        report.update(_measure(db, bs, qtexts, qvecs, users, seconds, progress))
+    return report
+
+
+def _measure(
+    db: Any,
+    bs: Settings,
+    qtexts: list[str],
+    qvecs: list[Any],
+    users: dict[str, uuid.UUID],
+    seconds: float,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    everything = SearchFilter()
+    out: dict[str, Any] = {}
+    # Agreement with the exact BM25 top-10 (same statistics, every matching row scored).
+    recalls: dict[str, list[float]] = {"short": [], "long": []}
+    plans: dict[str, int] = {}
+    exact_lat: list[float] = []
+    index_lat: list[float] = []
+    postings_read: list[int] = []
+    half = len(qtexts) - len(qtexts) // 2
+    with db.engine.connect() as conn:
+        for i, q in enumerate(qtexts):
+            # The baseline: the exact scan, at the limit keyword search asks for.
+            t = time.perf_counter()
+            exact = keyword_rows(conn, q, everything, limit=3 * K, settings=bs, force=EXACT)
+            exact_lat.append(time.perf_counter() - t)
+            truth = exact.rows[:K]
+            t = time.perf_counter()
+            run = keyword_rows(conn, q, everything, limit=3 * K, settings=bs)
+            index_lat.append(time.perf_counter() - t)
+            postings_read.append(run.postings_read)
+            label = run.plan.value + ("" if run.proven else " (budget reached)")
+            plans[label] = plans.get(label, 0) + 1
+            recalls["short" if i < half else "long"].append(_recall(run.rows, truth))
+            if progress:
+                progress("exact BM25 agreement", i + 1, len(qtexts))
+    out["keyword_recall_of_exact_top10"] = {
+        kind: round(statistics.fmean(v), 4) for kind, v in recalls.items() if v
+    } | {"all": round(statistics.fmean(recalls["short"] + recalls["long"]), 4)}
+    out["keyword_plans"] = plans
+    out["keyword_vs_exact_scan"] = {
+        "postings_plan": latency_ms(index_lat),
+        "exact_scan_baseline": latency_ms(exact_lat),
+        "ratio_p50": round(
+            latency_ms(index_lat)["p50_ms"] / max(latency_ms(exact_lat)["p50_ms"], 1e-9), 3
+        ),
+        "ratio_p95": round(
+            latency_ms(index_lat)["p95_ms"] / max(latency_ms(exact_lat)["p95_ms"], 1e-9), 3
+        ),
+        "postings_read_mean": round(statistics.fmean(postings_read)),
+        "postings_read_max": max(postings_read),
+    }
+
+    def keyword(conn: Any, i: int) -> None:
+        keyword_hits(conn, qtexts[i], everything, k=K, settings=bs)
+
+    def vector(conn: Any, i: int) -> None:
+        vector_search(conn, qvecs[i], everything, k=K, settings=bs)
+
+    def hybrid(conn: Any, i: int) -> None:
+        hybrid_hits(conn, qtexts[i], qvecs[i], everything, k=K, settings=bs)
+
+    modes: dict[str, Any] = {}
+    for name, call in (("keyword", keyword), ("vector", vector), ("hybrid", hybrid)):
+        modes[name] = {}
+        for clients in (1, 4):
+            modes[name][f"clients_{clients}"] = _run_clients(
+                call, db.engine, len(qtexts), clients, seconds
+            )
+            if progress:
+                progress(f"{name} latency", clients, 4)
+    out["modes"] = modes
+    p95 = {m: modes[m]["clients_1"]["p95_ms"] for m in modes}
+    out["ratios"] = {"hybrid_vs_vector_p95": round(p95["hybrid"] / max(p95["vector"], 1e-9), 2)}
+    out["filtered"] = _filtered(db, bs, qtexts, qvecs, users, progress)
+    out["goals"] = {
+        "keyword_p95_le_30ms": p95["keyword"] <= 30,
+        "hybrid_p95_le_2x_vector": out["ratios"]["hybrid_vs_vector_p95"] <= 2,
+        "recall_exact_top10_ge_0.95": out["keyword_recall_of_exact_top10"]["all"] >= 0.95,
+        "filtered_always_k": all(c["always_k"] for c in out["filtered"].values()),
+    }
+    out["settings"] = {
+        "keyword_budget": bs.keyword_budget,
+        "exact_threshold": bs.search_exact_threshold,
+        "hybrid_depth": bs.hybrid_depth,
+        "hnsw_ef_search": bs.hnsw_ef_search,
+        "latency": "database side: query vectors embedded beforehand (excluded from all modes)",
+        "vectors": "model embeddings of the source texts; variations add seeded noise",
+    }
+    return out
+
+
+def _recall(rows: list[Any], truth: list[Any]) -> float:
+    """Tie-aware share of the exact top-10 among the first 10 rows returned."""
+    if not truth:
+        return 1.0
+    floor = float(truth[-1].score) - 1e-6
+    got = rows[:K]
+    return min(1.0, sum(1 for r in got if float(r.score) >= floor) / len(truth))
+
+
+def _filtered(
+    db: Any,
+    bs: Settings,
+    qtexts: list[str],
+    qvecs: list[Any],
+    users: dict[str, uuid.UUID],
+    progress: Progress | None,
+) -> dict[str, Any]:
+    cases = {
+        "user_10pct": SearchFilter(user_id=users["tenth"]),
+        "user_1pct": SearchFilter(user_id=users["one"]),
+        "entity_type_0.1pct": SearchFilter(entity_type="rare"),
+        "metadata_0.1pct": SearchFilter(metadata={"tag": "rare"}),
+    }
+    out: dict[str, Any] = {}
+    for name, flt in cases.items():
+        lat_kw: list[float] = []
+        lat_hy: list[float] = []
+        recalls: list[float] = []
+        short = 0
+        plans: set[str] = set()
+        with db.engine.connect() as conn:
+            where, params = flt.where()
+            count = text(f"SELECT count(*) FROM search_index WHERE {where}")
+            in_scope = int(conn.execute(count, params).scalar_one())
+            for i, q in enumerate(qtexts):
+                t = time.perf_counter()
+                run = keyword_rows(conn, q, flt, limit=K, settings=bs)
+                lat_kw.append(time.perf_counter() - t)
+                plans.add(run.plan.value)
+                truth_plan = KeywordPlan.scope if run.plan is KeywordPlan.scope else None
+                truth = keyword_rows(
+                    conn, q, flt, limit=K, settings=bs, force=truth_plan or KeywordPlan.exact
+                ).rows
+                recalls.append(_recall(run.rows, truth))
+                t = time.perf_counter()
+                hyb = hybrid_hits(conn, q, qvecs[i], flt, k=K, settings=bs)
+                lat_hy.append(time.perf_counter() - t)
+                # Complete: k rows whenever k match (every row here has a vector).
+                short += len(run.rows) < len(truth) or len(hyb) < min(K, in_scope)
+                conn.rollback()
+                if progress:
+                    progress(f"filter {name}", i + 1, len(qtexts))
+        out[name] = {
+            "always_k": short == 0,
+            "keyword_recall_of_exact_top10": round(statistics.fmean(recalls), 4),
+            "plans": sorted(plans),
+            "keyword": latency_ms(lat_kw),
+            "hybrid": latency_ms(lat_hy),
+        }
+    return out

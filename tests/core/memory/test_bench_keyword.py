@@ -1,0 +1,51 @@
+"""``agentry bench search --scale N --text`` on tiny copies of the datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from config import Settings
+from core.bench.keyword import run_text_scale, variations
+from tests.core.cli.test_search_cli import TINY_CISI
+
+TURNS = [
+    "Would you like to book a table for two tonight ?",
+    "The harbour smells of tar and salt .",
+    "Can you tell me where the library is ?",
+    "I lost my keys at the station yesterday .",
+    "Let's meet at the library after lunch .",
+    "How much does a ticket to the harbour cost ?",
+]
+
+
+def test_variations_repeat_with_changes() -> None:
+    base = ["one two three four five six seven eight", "alpha beta gamma delta epsilon"]
+    out = list(variations(base, 12))
+    assert [src for src, _ in out] == [0, 1] * 6
+    assert [t for _, t in out[:2]] == base  # the first pass is the text itself
+    assert len({t for _, t in out}) > 2  # copies differ
+
+
+def test_text_scale_report(test_settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "cisi").mkdir()
+    for name, body in TINY_CISI.items():
+        (tmp_path / "cisi" / name).write_text(body)
+    (tmp_path / "dailydialog").mkdir()
+    dialogue = " __eou__ ".join(TURNS) + " __eou__\n"
+    (tmp_path / "dailydialog" / "dialogues_test.txt").write_text(dialogue * 2)
+    settings = test_settings.model_copy(update={"datasets_dir": tmp_path})
+    report = run_text_scale(settings, n=3000, queries=4, seconds=0.2)
+    assert report["rows"] == 3000 and report["load"]["postings"] > 3000
+    # Tiny lists: the postings are read whole, so the top-10 is the exact one.
+    assert report["keyword_recall_of_exact_top10"]["all"] == 1.0
+    assert set(report["modes"]) == {"keyword", "vector", "hybrid"}
+    for mode in report["modes"].values():
+        assert mode["clients_4"]["qps"] > 0 and mode["clients_1"]["queries"] == 4
+    assert report["keyword_vs_exact_scan"]["exact_scan_baseline"]["p50_ms"] > 0
+    assert report["goals"]["filtered_always_k"] is True
+    assert set(report["filtered"]) == {
+        "user_10pct",
+        "user_1pct",
+        "entity_type_0.1pct",
+        "metadata_0.1pct",
+    }
