@@ -28,6 +28,7 @@ from sqlalchemy import text
 
 from config import Settings
 from core.auth.users import Principal, create_user
+from core.bench.metrics import percentile
 from core.bench.model_server import model_server
 from core.conversations.store import create_conversation
 from core.db.engine import Database
@@ -57,12 +58,6 @@ def load_dialogues(datasets_dir: Path, limit: int) -> list[list[str]]:
             if len(dialogues) >= limit:
                 break
     return dialogues
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 @dataclass

@@ -12,54 +12,33 @@ to the first record, through proposal, approval and apply, with the instant scri
 
 from __future__ import annotations
 
-import shutil
 import statistics
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import git
-from rich.progress import Progress
 from sqlalchemy import text
 
 from config import Settings
 from core.bench.database import bench_database
-from core.bench.mechanic_chat import add_agents, conversation_to_live
-from core.cli.edge import console
+from core.bench.mechanic_chat import conversation_to_live
 from core.db import Database
 from core.errors import NotFoundError
 from core.mechanic.apply import apply_change
 from core.mechanic.live import EntityListener, EntityRegistry
 from core.mechanic.plan import plan_change
+from core.mechanic.scratch import (
+    RUNTIME_PARTS,
+    SCHEMA_PARTS,
+    commit_all,
+    populate,
+    scratch_project,
+)
 from core.mechanic.spec import parse_spec
 
 GOAL_SECONDS = 10.0
-
-
-@contextmanager
-def scratch_project(settings: Settings) -> Iterator[Path]:
-    """A git repository with a copy of the project's migrations and dynamic models."""
-    with tempfile.TemporaryDirectory(prefix="agentry-bench-") as tmp:
-        project = Path(tmp) / "project"
-        src = Path(settings.project_dir)
-        shutil.copytree(
-            src / "migrations", project / "migrations", ignore=shutil.ignore_patterns("__pycache__")
-        )
-        shutil.copytree(
-            src / "dynamic" / "schema",
-            project / "dynamic" / "schema",
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-        add_agents(project)
-        repo = git.Repo.init(project)
-        repo.git.add(A=True)
-        actor = git.Actor("Agentry bench", "bench@agentry.local")
-        repo.index.commit("bench project", author=actor, committer=actor)
-        yield project
 
 
 def _entity(i: int) -> dict[str, Any]:
@@ -146,10 +125,17 @@ def _wait_live(registry: EntityRegistry, name: str, timeout: float = 30) -> None
     raise TimeoutError(f"{name} not live after {timeout} s")
 
 
-def run_bench(settings: Settings, entities: int) -> dict[str, Any]:
-    """Measure; returns the report (see the module docstring)."""
+def run_bench(
+    settings: Settings, entities: int, tick: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Measure; returns the report (see the module docstring). ``tick`` after each addition."""
     lead, plans, applies, ddl = [], [], [], []
-    with bench_database(settings, "mechanic") as (db, _), scratch_project(settings) as project:
+    with (
+        bench_database(settings, "mechanic") as (db, _),
+        scratch_project(Path(settings.project_dir), SCHEMA_PARTS) as project,
+    ):
+        populate(project, RUNTIME_PARTS)  # the shipped agents and tools, the mechanic's included
+        commit_all(project, "bench project")
         bench_settings = settings.model_copy(
             update={
                 "project_dir": project,
@@ -161,26 +147,25 @@ def run_bench(settings: Settings, entities: int) -> dict[str, Any]:
         registry = EntityRegistry()
         listener = EntityListener(db.conninfo, db.engine, registry).start(wait=10)
         try:
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task("entity additions", total=entities)
-                for i in range(entities):
-                    spec = parse_spec(_entity(i))
-                    started = time.perf_counter()
-                    change = plan_change(db, bench_settings, spec, actor="system")
-                    planned = time.perf_counter()
-                    apply_change(db, bench_settings, change["id"], actor="system")
-                    applied = time.perf_counter()
-                    _wait_live(registry, spec.entity)
-                    lead.append(time.perf_counter() - started)
-                    plans.append(planned - started)
-                    applies.append(applied - planned)
-                    with db.engine.connect() as conn:
-                        ddl.append(float(conn.execute(
-                            text("SELECT (details->>'upgrade_seconds')::float FROM audit_log "
-                                 "WHERE details->>'change_id' = :c AND status = 'succeeded'"),
-                            {"c": str(change["id"])},
-                        ).scalar_one()))  # fmt: skip
-                    progress.advance(task)
+            for i in range(entities):
+                spec = parse_spec(_entity(i))
+                started = time.perf_counter()
+                change = plan_change(db, bench_settings, spec, actor="system")
+                planned = time.perf_counter()
+                apply_change(db, bench_settings, change["id"], actor="system")
+                applied = time.perf_counter()
+                _wait_live(registry, spec.entity)
+                lead.append(time.perf_counter() - started)
+                plans.append(planned - started)
+                applies.append(applied - planned)
+                with db.engine.connect() as conn:
+                    ddl.append(float(conn.execute(
+                        text("SELECT (details->>'upgrade_seconds')::float FROM audit_log "
+                             "WHERE details->>'change_id' = :c AND status = 'succeeded'"),
+                        {"c": str(change["id"])},
+                    ).scalar_one()))  # fmt: skip
+                if tick:
+                    tick()
             lock = _lock_impact(db, bench_settings)
             chat = conversation_to_live(db, bench_settings, registry)
         finally:

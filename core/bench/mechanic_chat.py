@@ -9,10 +9,8 @@ migrate, commit, go live) and the first tool call on the new table.
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from config import Settings
@@ -35,17 +33,6 @@ SPEC = {
     "entity": "bench_idea",
     "fields": [{"name": "title", "type": "string", "max_length": 200, "required": True}],
 }
-
-
-SHIPPED = Path(__file__).resolve().parents[2]  # the agents/ and tools/ Agentry ships
-
-
-def add_agents(project: Path) -> None:
-    """The shipped agents and tools (the mechanic's included) in the scratch project."""
-    for name in ("agents", "tools"):
-        shutil.copytree(
-            SHIPPED / name, project / name, ignore=shutil.ignore_patterns("__pycache__")
-        )
 
 
 def _final(events: list[TurnEvent]) -> dict[str, Any]:

@@ -33,13 +33,13 @@ def bench_search(
         if dataset is not None:
             if dataset.lower() != "cisi":
                 raise ValidationFailed(f"--dataset: only cisi is available (got {dataset!r})")
-            from core.memory.bench.cisi import run_cisi
+            from core.bench.search_cisi import run_cisi
 
             report = run_cisi(settings, limit_queries=queries, limit_docs=docs, progress=progress)
         else:
             if scale < 100:
                 raise ValidationFailed("--scale: at least 100 vectors")
-            from core.memory.bench.scale import run_scale
+            from core.bench.search_scale import run_scale
 
             report = run_scale(
                 settings,

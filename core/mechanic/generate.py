@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,9 +24,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 from config import Settings
-from core.db.metadata import DYNAMIC_SCHEMA, dynamic_tables, load_dynamic_models, load_lock
+from core.db.metadata import dynamic_tables, load_dynamic_models, load_lock
 from core.db.migrate import alembic_config
 from core.errors import MechanicError
+from core.mechanic.scratch import SCHEMA_PARTS
+from core.mechanic.scratch import scratch_project as copy_of
 
 VERSIONS = Path("migrations") / "versions"
 TIMEOUT_PREAMBLE = "SET lock_timeout = '{lock}ms';\nSET statement_timeout = '{stmt}ms';\n"
@@ -70,16 +70,7 @@ def scratch_project(settings: Settings) -> Iterator[Settings]:
     Yields:
         Settings whose ``project_dir`` is the copy.
     """
-    root = Path(settings.project_dir)
-    with tempfile.TemporaryDirectory(prefix="agentry-plan-") as tmp:
-        work = Path(tmp)
-        shutil.copytree(
-            root / "migrations", work / "migrations", ignore=shutil.ignore_patterns("__pycache__")
-        )
-        (work / DYNAMIC_SCHEMA).mkdir(parents=True)
-        if (root / DYNAMIC_SCHEMA).is_dir():
-            for path in (root / DYNAMIC_SCHEMA).glob("*.py"):
-                shutil.copy2(path, work / DYNAMIC_SCHEMA / path.name)
+    with copy_of(Path(settings.project_dir), SCHEMA_PARTS, prefix="agentry-plan-") as work:
         yield settings.model_copy(update={"project_dir": work})
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-import git
 import pytest
 
 from config import Settings
+from core.mechanic import scratch
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -26,21 +25,13 @@ CHARACTER = {
 }
 
 
+# The checkout's migrations and an empty dynamic schema (not models a local run may have added).
+PROJECT_PARTS = ("migrations", "dynamic/schema/__init__.py")
+
+
 def make_project(base: Path) -> Path:
     """A git repository holding copies of migrations/, dynamic/schema and agents/mechanic.yaml."""
-    project = base / "project"
-    shutil.copytree(
-        ROOT / "migrations", project / "migrations", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    (project / "dynamic" / "schema").mkdir(parents=True)
-    shutil.copy(ROOT / "dynamic" / "schema" / "__init__.py", project / "dynamic" / "schema")
-    (project / "agents").mkdir()
-    shutil.copy(ROOT / "agents" / "mechanic.yaml", project / "agents")
-    repo = git.Repo.init(project, initial_branch="main")
-    repo.git.add(A=True)
-    actor = git.Actor("Test", "test@example.com")
-    repo.index.commit("initial project", author=actor, committer=actor)
-    return project
+    return scratch.make_project(base, (*PROJECT_PARTS, "agents/mechanic.yaml"), source=ROOT)
 
 
 def mechanic_settings(base: Settings, project: Path, **extra: Any) -> Settings:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings
+from core.bench.database import bench_database
+from core.bench.metrics import latency_ms, ndcg_at, recall_at
 from core.errors import NotFoundError
-from core.memory.bench.common import bench_database, latency_ms, ndcg_at, recall_at
 from core.memory.drain import drain_pending
 from core.memory.embeddings import get_embedder
 from core.memory.filters import SearchFilter

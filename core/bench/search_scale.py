@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from config import Settings
-from core.memory.bench.common import bench_database, latency_ms
+from core.bench.database import bench_database
+from core.bench.metrics import latency_ms
 from core.memory.bulk import BulkRow, bulk_load
 from core.memory.drain import drain_pending
 from core.memory.embeddings import Vectors, get_embedder
