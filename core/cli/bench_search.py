@@ -23,6 +23,11 @@ def bench_search(
     ingest_sample: int = typer.Option(
         2000, "--ingest-sample", help="Scale: texts embedded end to end for the ingest rate."
     ),
+    vector_type: str = typer.Option(
+        None,
+        "--vector-type",
+        help="Scale: vector, halfvec or both (compared in one run); default AGENTRY_VECTOR_TYPE.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Measure search quality on CISI or speed/recall at scale (see README)."""
@@ -39,6 +44,13 @@ def bench_search(
         else:
             if scale < 100:
                 raise ValidationFailed("--scale: at least 100 vectors")
+            kinds = {None: None, "both": ["vector", "halfvec"]}.get(
+                vector_type, [vector_type] if vector_type in ("vector", "halfvec") else []
+            )
+            if kinds == []:
+                raise ValidationFailed(
+                    f"--vector-type: vector, halfvec or both (got {vector_type!r})"
+                )
             from core.bench.search_scale import run_scale
 
             report = run_scale(
@@ -46,6 +58,7 @@ def bench_search(
                 n=scale,
                 queries=queries or 200,
                 ingest_sample=ingest_sample,
+                vector_types=kinds,
                 progress=progress,
             )
     if as_json:

@@ -126,7 +126,23 @@ def test_bench_search_scale_smoke(db: Database, use_database: Any) -> None:
     assert report["search"]["filter_1pct_user"]["always_k"] is True
     assert report["search"]["filter_0.1pct_metadata"]["matching_rows"] == 2
     assert report["search"]["filter_0.1pct_metadata"]["min_returned"] == 2
-    assert report["qps"]["1"] > 0 and report["ingest"]["texts"] == 20
+    assert report["clients"]["1"]["qps"] > 0 and report["clients"]["4"]["p95_ms"] > 0
+    assert report["ingest"]["texts"] == 20
+    assert report["real_rows"]["cisi"] + report["real_rows"]["dailydialog"] == 100
+    for forced in ("filter_1pct_user_iterative", "filter_0.1pct_metadata_iterative"):
+        assert report["search"][forced]["always_k"] is True
+        assert report["search"][forced]["plans"][0] == "iterative"
+    # Both storage types in one run, each in its own throwaway database.
+    both = runner.invoke(
+        app,
+        ["bench", "search", "--scale", "1000", "--queries", "4", "--ingest-sample", "0",
+         "--vector-type", "both", "--json"],
+    )  # fmt: skip
+    assert both.exit_code == 0, both.output
+    compared = json.loads(both.output)
+    assert set(compared["by_type"]) == {"vector", "halfvec"}
+    assert compared["by_type"]["halfvec"]["vector_type"] == "halfvec"
+    assert 0 < compared["comparison"]["index_size_ratio"] < 1
     # The benchmark ran in a throwaway database and dropped it.
     with db.engine.connect() as conn:
         left = conn.execute(
