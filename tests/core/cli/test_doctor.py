@@ -30,10 +30,10 @@ def test_doctor_passes_on_a_ready_database(db: Database, use_database: Any) -> N
         "squawk", "git", "git identity", "git remote", "pg_dump",
     }  # fmt: skip
     assert all(c["ok"] for c in checks.values()), checks
-    assert checks["pg_dump"]["data"]["server_major"] == 16
+    assert checks["pg_dump"]["data"]["server_major"] == 18
     assert checks["git remote"]["detail"] == "no push (AGENTRY_GIT_REMOTE unset)"
-    assert checks["database"]["data"]["server_version"].startswith("16")
-    assert checks["pgvector"]["data"]["iterative_scan"] is False  # embedded pgvector 0.6
+    assert checks["database"]["data"]["server_version"].startswith("18")
+    assert checks["pgvector"]["data"]["iterative_scan"] is True  # embedded pgvector 0.8.5
 
 
 def test_doctor_exits_1_and_names_what_is_wrong(
