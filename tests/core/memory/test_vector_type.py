@@ -94,8 +94,12 @@ def test_bulk_copy_and_the_index_serve_halfvec(vdb: Database, test_settings: Set
     prepare_database(vdb, settings)
     vectors = clustered_vectors(600, settings.embedding_dims, seed=3)
     rows = (BulkRow("doc", uuid.uuid4(), f"doc {i}", v, "synthetic") for i, v in enumerate(vectors))
-    report = bulk_load(vdb.conninfo, rows, settings, expected=600)
+    built: list[tuple[int, int]] = []
+    report = bulk_load(
+        vdb.conninfo, rows, settings, expected=600, build_progress=lambda d, t: built.append((d, t))
+    )
     assert report.rows == 600 and report.index_bytes > 0
+    assert built and built[-1][0] == built[-1][1] > 0  # the build's progress ends complete
     with vdb.engine.begin() as conn:
         hnsw = run_vector_query(conn, vectors[7], SearchFilter(), limit=5, settings=settings)
         exact = run_vector_query(
