@@ -62,7 +62,13 @@ class Settings(BaseSettings):
     # Per user, not per folder: every command finds the database `agentry up` uses,
     # wherever it is run from.
     home: Path = Field(default_factory=lambda: default_home(), alias="AGENTRY_HOME")
-    project_dir: Path = Field(default=PROJECT_ROOT, alias="AGENTRY_PROJECT_DIR")
+    # The deployment's own git repository: agents/, the mechanic's dynamic/schema and
+    # migrations/versions. Created and seeded on first start (core/mechanic/deployment.py);
+    # Agentry's source is never written at run time.
+    project_dir: Path = Field(
+        default_factory=lambda data: Path(data["home"]).expanduser() / "deployment",
+        alias="AGENTRY_PROJECT_DIR",
+    )
     # Benchmark data (CISI, DailyDialog) lives beside the checkout, never inside it.
     datasets_dir: Path = Field(
         default=PROJECT_ROOT.parent / "shared" / "datasets", alias="AGENTRY_DATASETS_DIR"
@@ -148,7 +154,7 @@ class Settings(BaseSettings):
     # --- the mechanic (runtime schema changes) ------------------------------------
     # Git repository the mechanic commits to (default: AGENTRY_PROJECT_DIR) and its branch
     # (default: whatever is checked out). Pushed only to AGENTRY_GIT_REMOTE, never by default:
-    # every clone has an origin, rarely one its user may push to.
+    # a repository's remotes are rarely ones the mechanic should push to.
     git_repo: Path | None = Field(default=None, alias="AGENTRY_GIT_REPO")
     git_branch: str | None = Field(default=None, alias="AGENTRY_GIT_BRANCH")
     git_remote: str | None = Field(default=None, alias="AGENTRY_GIT_REMOTE")

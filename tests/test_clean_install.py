@@ -4,8 +4,11 @@ The clone is installed as a wheel into a venv of its own (``pip install --no-dep
 dependencies come from the test environment's site-packages, added to the new venv's
 path, so no package index is needed). It then runs as a new user would: from an
 unrelated folder, with a home folder of its own and none of the developer's variables,
-so the data home, squawk, pg_dump, git (no identity configured, an ``origin`` that must
-not be pushed to) and the docs are all exercised as installed.
+so the data home, the deployment repository created in it, squawk, pg_dump, git (no
+identity configured) and the docs are all exercised as installed. Then Agentry is
+"upgraded" (a new core revision in the installed package): the deployment's change
+survives and the mechanic builds on it. The clone and the installed package are never
+written.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import httpx
 import pytest
 
 from core.cli.mechanic import SPEC_EXAMPLE
+from core.db.migrate import core_head
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +76,6 @@ def user_env(tmp: Path, venv: Path, clone: Path) -> dict[str, str]:
     env.update(
         HOME=str(tmp / "home"),  # no git identity, no data of anyone else
         PATH=f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
-        # The deployment repository is the clone (issue 11 moves it under AGENTRY_HOME).
-        AGENTRY_PROJECT_DIR=str(clone),
         AGENTRY_EMBED_INTERVAL="0",  # the embedding model is not what this test is about
         GIT_CONFIG_NOSYSTEM="1",
     )
@@ -90,6 +92,11 @@ def test_clean_clone_install_up_plan_apply(tmp_path: Path) -> None:
 
     where = run([str(venv / "bin" / "python"), "-c", "import core; print(core.__file__)"], env=env)
     assert where.stdout.startswith(str(venv)), where.stdout  # the wheel, not the working tree
+    installed = Path(where.stdout.strip()).parent
+    shipped = sorted(p.name for p in (installed / "db" / "migrations" / "versions").glob("*.py"))
+    assert "0001_core_schema.py" in shipped  # core revisions ship inside the package
+    clone_head = run(["git", "-C", str(clone), "rev-parse", "HEAD"]).stdout
+    deployment = tmp_path / "home" / ".local" / "share" / "agentry" / "deployment"
 
     # Before `agentry up`: one line saying where it looked, nothing created.
     before = subprocess.run(
@@ -153,10 +160,53 @@ def test_clean_clone_install_up_plan_apply(tmp_path: Path) -> None:
         server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
-    log = run(["git", "-C", str(clone), "log", "--format=%an|%s", "-1"]).stdout
-    assert log.startswith("Agentry Mechanic|"), log
-    status = run(["git", "-C", str(clone), "status", "--porcelain"]).stdout
-    assert status == "", status
+    # The change is committed in the deployment repository made on first start, never pushed
+    # (it has no remote), and neither the clone nor the installed package was written.
+    log = run(["git", "-C", str(deployment), "log", "--format=%an|%s"]).stdout.splitlines()
+    assert [line.split("|")[0] for line in log] == ["Agentry Mechanic"] * 2, log
+    assert run(["git", "-C", str(deployment), "remote"]).stdout == ""
+    assert (deployment / "agents" / "mechanic.yaml").is_file()
+    assert len(list((deployment / "migrations" / "versions").glob("m*.py"))) == 1
+    assert (deployment / "dynamic" / "schema" / "book.py").is_file()
+    for repo in (clone, deployment):
+        assert run(["git", "-C", str(repo), "status", "--porcelain"]).stdout == ""
+    assert run(["git", "-C", str(clone), "rev-parse", "HEAD"]).stdout == clone_head
+    versions = installed / "db" / "migrations" / "versions"
+    assert sorted(p.name for p in versions.glob("*.py")) == shipped
+
+    # A newer Agentry ships a core revision after the deployment's: both heads are upgraded,
+    # and the mechanic's next revision follows the deployment's own.
+    (versions / "0999_upgrade.py").write_text(NEXT_CORE.format(down=core_head()))
+    upgraded = run([agentry, "db", "upgrade"], cwd=elsewhere, env=env).stdout
+    assert re.search(r"database at revision 0999\+m[0-9a-f]{12}", upgraded), upgraded
+    spec.write_text(
+        "{action: add_fields, entity: book, fields: [{name: pages, type: integer}]}"
+    )
+    planned = run([agentry, "mechanic", "plan", str(spec)], cwd=elsewhere, env=env)
+    last = planned.stdout.strip().splitlines()[-1]
+    run(last.removeprefix("next: ").split(), cwd=elsewhere, env=env)
+    current = run([agentry, "db", "current"], cwd=elsewhere, env=env).stdout
+    found = re.search(r"current: (0999\+m[0-9a-f]{12})  head: (\S+)", current)
+    assert found and found.group(1) == found.group(2), current
+    assert len(list((deployment / "migrations" / "versions").glob("m*.py"))) == 2
+
+
+NEXT_CORE = '''"""A core revision of a later Agentry."""
+from alembic import op
+
+revision = "0999"
+down_revision = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("CREATE TABLE upgrade_marker (id int)")
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE upgrade_marker")
+'''
 
 
 HEAVY_PREFIXES = ("torch", "nvidia-", "triton", "sentence-transformers", "transformers")

@@ -36,6 +36,7 @@ from core.api.routes.protocol import store as protocol_store
 from core.api.routes.protocol import threads as protocol_threads
 from core.api.strict import strict_parsing
 from core.db.engine import Database, open_database
+from core.mechanic.deployment import ensure_deployment
 from core.mechanic.live import EntityRegistry, start_live_entities, untrack
 from core.mechanic.tools import entity_tool_provider
 from core.memory.service import start_memory
@@ -65,6 +66,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         app.state.db = db if db is not None else open_database(settings)
         # Vector memory: refuse to serve with a mismatched embedding model; embed in background.
         memory_worker = start_memory(app.state.db.engine, settings)
+        ensure_deployment(settings.project_dir)  # first start on a database migrated elsewhere
         listener = start_live_entities(app.state.db, app.state.entities, settings.project_dir)
         entity_tools = register_tool_provider(
             entity_tool_provider(app.state.db, app.state.entities)

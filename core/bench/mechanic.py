@@ -16,7 +16,6 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -29,13 +28,7 @@ from core.errors import NotFoundError
 from core.mechanic.apply import apply_change
 from core.mechanic.live import EntityListener, EntityRegistry
 from core.mechanic.plan import plan_change
-from core.mechanic.scratch import (
-    RUNTIME_PARTS,
-    SCHEMA_PARTS,
-    commit_all,
-    populate,
-    scratch_project,
-)
+from core.mechanic.scratch import scratch_deployment
 from core.mechanic.spec import parse_spec
 
 GOAL_SECONDS = 10.0
@@ -132,10 +125,8 @@ def run_bench(
     lead, plans, applies, ddl = [], [], [], []
     with (
         bench_database(settings, "mechanic") as (db, _),
-        scratch_project(Path(settings.project_dir), SCHEMA_PARTS) as project,
+        scratch_deployment(prefix="agentry-bench-") as project,
     ):
-        populate(project, RUNTIME_PARTS)  # the shipped agents and tools, the mechanic's included
-        commit_all(project, "bench project")
         bench_settings = settings.model_copy(
             update={
                 "project_dir": project,

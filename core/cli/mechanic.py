@@ -113,8 +113,8 @@ def plan(
     as_json: bool = typer.Option(False, "--json", help="Print the change as JSON."),
 ) -> None:
     """Plan a change: files, SQL, lint report and dry run. Nothing is applied."""
+    from core.mechanic.agentchange import parse_change
     from core.mechanic.plan import plan_change
-    from core.mechanic.spec import parse_spec
 
     if (spec_file is None) == (instruction is None):
         raise ValidationFailed("give a spec file or --instruction (one of them)")
@@ -124,7 +124,7 @@ def plan(
                 raw = spec_file.read_text()
             except OSError as exc:
                 raise ValidationFailed(f"cannot read {spec_file}: {exc.strerror}") from None
-            spec = parse_spec(raw)
+            spec = parse_change(raw)
         else:
             spec = _step("asking the mechanic agent", lambda: _ask(db, settings, instruction))
         change = _step(

@@ -8,7 +8,8 @@ from core.db.engine import Database, open_database
 
 
 def prepare_database(db: Database, settings: Settings) -> None:
-    """Make a database ready to serve: pgvector, Alembic head, checkpoint tables.
+    """Make a database ready to serve: the deployment repository, pgvector, every Alembic
+    head (core and deployment), checkpoint tables.
 
     Args:
         db: the database to prepare.
@@ -21,6 +22,10 @@ def prepare_database(db: Database, settings: Settings) -> None:
     """
     # LangGraph's saver is imported only here: most commands never set up checkpoints.
     from core.db import checkpoints
+    from core.mechanic.deployment import ensure_deployment
+
+    # The deployment repository holds the mechanic's revisions: it exists before migrating.
+    ensure_deployment(settings.project_dir)
 
     with db.engine.begin() as conn:
         migrate.lock_schema(conn)  # concurrent CREATE EXTENSION races otherwise

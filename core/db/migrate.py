@@ -7,6 +7,7 @@ apply a revision once.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -31,39 +32,110 @@ def lock_schema(conn: Connection) -> None:
     conn.execute(LOCK_SQL, {"key": MIGRATION_LOCK_KEY})
 
 
+# Core revisions ship inside the package; the mechanic's live in the deployment
+# repository (AGENTRY_PROJECT_DIR) and continue the same history on their own branch.
+CORE_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+CORE_VERSIONS = CORE_MIGRATIONS / "versions"
+DEPLOYMENT_VERSIONS = Path("migrations") / "versions"  # relative to the deployment repository
+DEPLOYMENT_BRANCH = "deployment"  # Alembic branch label of the mechanic's first revision
+
+
+def deployment_versions(settings: Settings) -> Path:
+    """Where the mechanic's revisions of this deployment are."""
+    return Path(settings.project_dir) / DEPLOYMENT_VERSIONS
+
+
 def alembic_config(
-    settings: Settings | None = None, connection: Connection | None = None
+    settings: Settings | None = None,
+    connection: Connection | None = None,
+    *,
+    core_only: bool = False,
 ) -> Config:
-    """An Alembic config pointing at ``migrations/`` of the project.
+    """An Alembic config for the package's core revisions plus the deployment's.
+
+    Built in code (no alembic.ini), so a non-editable install finds its revisions.
 
     Args:
-        settings: read by revisions (embedding dims, HNSW parameters).
+        settings: read by revisions (embedding dims, HNSW parameters) and naming the
+            deployment repository.
         connection: the connection revisions run on.
+        core_only: only the core revisions (the core head, whatever the deployment did).
     """
     settings = settings or get_settings()
-    root = Path(settings.project_dir)
+    locations = [str(CORE_VERSIONS)]
+    mine = deployment_versions(settings)
+    if not core_only and mine.is_dir():
+        locations.append(str(mine))
     cfg = Config()
-    cfg.set_main_option("script_location", str(root / "migrations"))
+    cfg.set_main_option("script_location", str(CORE_MIGRATIONS))
     cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_locations", os.pathsep.join(locations))
     cfg.attributes["settings"] = settings
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
 
 
+def undo_target(revision: str) -> str:
+    """The downgrade target that takes the head ``revision`` away and nothing else.
+
+    ``<rev>@-1`` steps down that revision's branch only: a plain downgrade to its down
+    revision would also take away core revisions added on top of the branch point.
+    """
+    return f"{revision}@-1"
+
+
+def parent_of_next(settings: Settings | None = None) -> str | None:
+    """What the deployment's next revision builds on: its newest, else the core head."""
+    return deployment_head(settings) or core_head(settings)
+
+
+def format_heads(revisions: list[str] | tuple[str, ...] | set[str]) -> str | None:
+    """Several heads as one comparable string (``0014+m1a2b...``), or None for none."""
+    return "+".join(sorted(revisions)) or None
+
+
+def script_heads(settings: Settings | None = None) -> list[str]:
+    """The head revisions of the core and deployment history together."""
+    return list(ScriptDirectory.from_config(alembic_config(settings)).get_heads())
+
+
 def head_revision(settings: Settings | None = None) -> str | None:
-    """The newest revision in ``migrations/versions``."""
-    return ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+    """The revision (or ``+``-joined heads) a fully upgraded database is at."""
+    return format_heads(script_heads(settings))
+
+
+def core_head(settings: Settings | None = None) -> str | None:
+    """The newest core revision shipped with this version of Agentry."""
+    cfg = alembic_config(settings, core_only=True)
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def deployment_head(settings: Settings | None = None) -> str | None:
+    """The newest of the mechanic's revisions in the deployment repository, or None."""
+    settings = settings or get_settings()
+    folder = deployment_versions(settings).resolve()
+    script = ScriptDirectory.from_config(alembic_config(settings))
+    mine = [
+        rev
+        for rev in script.get_heads()
+        if Path(script.get_revision(rev).path).resolve().parent == folder
+    ]
+    if len(mine) > 1:
+        raise MigrationError(f"the deployment's revisions have several heads: {', '.join(mine)}")
+    return mine[0] if mine else None
+
+
+def current_heads(conn: Connection) -> list[str]:
+    """The rows of ``alembic_version`` (one per branch not merged by a dependency)."""
+    if not conn.execute(VERSION_TABLE_SQL).scalar_one():
+        return []
+    return sorted(conn.execute(VERSION_SQL).scalars())
 
 
 def current_revision(conn: Connection) -> str | None:
-    """The revision the database is at, or None before the first upgrade."""
-    if not conn.execute(VERSION_TABLE_SQL).scalar_one():
-        return None
-    versions = list(conn.execute(VERSION_SQL).scalars())
-    if len(versions) > 1:  # one linear history: several heads would be a broken database
-        raise MigrationError(f"the database is at several revisions: {', '.join(versions)}")
-    return versions[0] if versions else None
+    """The revision (or ``+``-joined heads) the database is at, None before the first upgrade."""
+    return format_heads(current_heads(conn))
 
 
 def _run(engine: Engine, settings: Settings | None, action: str, revision: str) -> None:
@@ -81,8 +153,8 @@ def _run(engine: Engine, settings: Settings | None, action: str, revision: str) 
         raise MigrationError(f"{action} to {revision} failed: {exc}") from exc
 
 
-def upgrade(engine: Engine, revision: str = "head", settings: Settings | None = None) -> None:
-    """Bring the schema up to ``revision`` (default: head).
+def upgrade(engine: Engine, revision: str = "heads", settings: Settings | None = None) -> None:
+    """Bring the schema up to ``revision`` (default: every head, core and deployment).
 
     Raises:
         MigrationError: a revision failed; the transaction is rolled back.

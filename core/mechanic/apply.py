@@ -17,14 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from config import Settings
 from core.db.engine import Database
 from core.db.errors import data_refusal
 from core.db.metadata import load_lock
-from core.db.migrate import MIGRATION_LOCK_KEY, alembic_config, current_revision
+from core.db.migrate import (
+    MIGRATION_LOCK_KEY,
+    alembic_config,
+    current_revision,
+    head_revision,
+    parent_of_next,
+    undo_target,
+)
 from core.errors import AgentryError, ConflictError, MechanicError
 from core.mechanic import entities, gitops, registry
 from core.mechanic.backup import backup_database, restore_database
@@ -155,12 +161,16 @@ def apply_change(
         ConflictError: another apply holds the lock past the wait, or the plan is stale.
         MechanicError: a step failed; everything was undone and recorded.
     """
+    from core.mechanic.agentchange import apply_agent_change, is_agent_change
     from core.mechanic.plan import replan
 
     with db.engine.connect() as conn:
         change = registry.get_change(conn, change_id)
     if change["status"] == "applied":
         raise ConflictError(f"change {change_id} is already applied")
+    if is_agent_change(change):
+        with schema_lock(db, settings.mechanic_lock_wait):
+            return apply_agent_change(db, settings, change, actor=actor)
     if change["status"] == "rolled_back":
         change = replan(db, settings, change)
     with schema_lock(db, settings.mechanic_lock_wait) as lock_conn:
@@ -175,11 +185,11 @@ def _apply_locked(
     rev, down = change["revision"], change["down_revision"]
     live_rev = current_revision(conn)
     conn.commit()
-    head = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
-    if live_rev != down or head != down:
+    head, mine = head_revision(settings), parent_of_next(settings)
+    if live_rev != head or mine != down:
         raise ConflictError(
-            f"stale plan: it builds on {down} but the database is at {live_rev} and the project "
-            f"at {head}; plan the change again"
+            f"stale plan: it builds on {down} but the deployment's next revision builds on "
+            f"{mine} and the database is at {live_rev} (head {head}); plan the change again"
         )
     repo = gitops.open_repo(settings)
     gitops.check_remote(repo, settings)
@@ -243,7 +253,7 @@ def _apply_locked(
     except Exception as exc:
         error = f"{step} failed: {exc}"
         details["undo"] = _undo(
-            db, settings, conn, repo, previous, paths, upgraded, down, backup, before
+            db, settings, conn, repo, previous, paths, upgraded, rev, down, backup, before
         )
         _fail(
             db,
@@ -271,6 +281,7 @@ def _undo(
     previous: str | None,
     paths: list[str],
     upgraded: bool,
+    rev: str,
     down: str | None,
     backup: Path | None,
     before: dict[str, Any] | None,
@@ -292,7 +303,7 @@ def _undo(
         try:
             # Same timeouts as the upgrade: a blocked downgrade falls back to the backup.
             _set_timeouts(conn, settings)
-            _migrate(conn, settings, "downgrade", down or "base")
+            _migrate(conn, settings, "downgrade", undo_target(rev))
             _set_timeouts(conn, None)
             done.append(f"downgraded to {down}")
         except Exception as exc:

@@ -22,6 +22,7 @@ from sqlalchemy import text
 
 from core.errors import AgentryError, ForbiddenError, ValidationFailed
 from core.mechanic import registry
+from core.mechanic.agentchange import AGENT_ACTIONS, AgentChangeSpec
 from core.mechanic.apply import apply_change
 from core.mechanic.live import refresh_live
 from core.mechanic.plan import plan_change
@@ -100,11 +101,23 @@ def plan_text(change: dict[str, Any]) -> str:
     diff = plan.get("diff") or ""
     if len(diff) > MAX_DIFF_CHARS:
         diff = diff[:MAX_DIFF_CHARS] + f"\n... ({len(plan['diff']) - MAX_DIFF_CHARS} more chars)"
+    head = f"change `{change['id']}` · status {change['status']}"
+    files = "**Files:** " + ", ".join(f"`{f['path']}`" for f in plan.get("files", []))
+    if change["action"] in AGENT_ACTIONS:  # no SQL: the agent's YAML and the checks
+        checks = "; ".join(dry.get("steps") or [])
+        return "\n\n".join(
+            [
+                f"### {plan.get('message') or change['action']}",
+                head,
+                files,
+                f"**Checks:** {checks}",
+                "**Diff:**\n```diff\n" + diff.strip() + "\n```",
+            ]
+        )
     parts = [
         f"### {plan.get('message') or change['action']}",
-        f"change `{change['id']}` · status {change['status']} · revision "
-        f"{change['revision']} on {change['down_revision']}",
-        "**Files:** " + ", ".join(f"`{f['path']}`" for f in plan.get("files", [])),
+        f"{head} · revision {change['revision']} on {change['down_revision'] or 'core'}",
+        files,
         "**SQL:**\n```sql\n" + (plan.get("sql") or "").strip() + "\n```",
         "**Lint:** "
         + (
@@ -120,8 +133,11 @@ def plan_text(change: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def propose(turn: TurnContext, spec: ChangeSpec, instruction: str | None = None) -> str:
-    """Plan ``spec`` (files, SQL, lint, dry run) and return the readable plan."""
+def propose(
+    turn: TurnContext, spec: ChangeSpec | AgentChangeSpec, instruction: str | None = None
+) -> str:
+    """Plan ``spec`` (files, SQL, lint, dry run; for an agent, its YAML and the registry
+    checks) and return the readable plan."""
     _admin(turn)
     change = plan_change(
         turn.db, turn.settings, spec, actor=turn.principal.actor, instruction=instruction
@@ -203,9 +219,10 @@ def apply(turn: TurnContext, change_id: str) -> str:
     except AgentryError as exc:
         return f"Applying change {cid} failed (everything was undone): {exc.message}"
     refresh_live(turn.db)
+    where = f", revision {done['revision']}" if done["revision"] else ""
     return (
-        f"Applied change {cid}: {done['plan'].get('message')} (commit {done['git_commit']}, "
-        f"revision {done['revision']}). It is live now."
+        f"Applied change {cid}: {done['plan'].get('message')} (commit {done['git_commit']}"
+        f"{where}). It is live now."
     )
 
 
@@ -221,9 +238,14 @@ def rollback(turn: TurnContext, change_id: str) -> str:
     if blocking:  # no point asking the person for what would be refused
         names = "; ".join(f"{c['id']} ({c['plan'].get('message')})" for c in blocking)
         return f"Change {cid} cannot be rolled back: later changes depend on it: {names}."
+    kept = (
+        "the agent's previous definition returns"
+        if change["action"] in AGENT_ACTIONS
+        else ("The data is kept")
+    )
     description = (
-        f"Roll back change `{cid}` ({change['plan'].get('message')})? The data is kept; the "
-        f"commit {change['git_commit']} is reverted."
+        f"Roll back change `{cid}` ({change['plan'].get('message')})? {kept}; the commit "
+        f"{change['git_commit']} is reverted."
     )
     decision = _ask("rollback_change", change, description)
     if decision["type"] != "accept":
@@ -234,7 +256,12 @@ def rollback(turn: TurnContext, change_id: str) -> str:
     except AgentryError as exc:
         return f"Rolling back change {cid} was refused: {exc.message}"
     refresh_live(turn.db)
-    return f"Rolled back change {cid}: {done['plan'].get('message')}; the data is kept."
+    kept = (
+        "its previous definition is back"
+        if change["action"] in AGENT_ACTIONS
+        else ("the data is kept")
+    )
+    return f"Rolled back change {cid}: {done['plan'].get('message')}; {kept}."
 
 
 def list_changes(turn: TurnContext, limit: int = 20, change_id: str | None = None) -> str:

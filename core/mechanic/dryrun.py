@@ -20,7 +20,7 @@ from sqlalchemy import Connection, text
 from config import Settings
 from core.db.engine import Database, create_db_engine
 from core.db.metadata import load_lock
-from core.db.migrate import alembic_config, current_revision
+from core.db.migrate import alembic_config, current_heads, undo_target
 from core.mechanic.pgtools import find_tool, run_tool, server_major
 
 SNAPSHOT_COLUMNS = text(
@@ -80,7 +80,7 @@ def create_shadow(db: Database, settings: Settings) -> tuple[str, Database]:
     with db.engine.connect() as conn:
         major = server_major(conn)
         live = conn.execute(text("SELECT current_database()")).scalar_one()
-        revision = current_revision(conn)
+        heads = current_heads(conn)
     name = f"{live[:40]}_shadow_{uuid.uuid4().hex[:8]}"
     with _admin(db) as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -106,11 +106,12 @@ def create_shadow(db: Database, settings: Settings) -> tuple[str, Database]:
             [find_tool("pg_restore", major), "--no-owner", "-d", shadow.conninfo, str(dump)],
             "pg_restore (shadow)",
         )
-    if revision is not None:
+    if heads:
         with shadow.engine.begin() as conn:
-            conn.execute(
-                text("INSERT INTO alembic_version (version_num) VALUES (:r)"), {"r": revision}
-            )
+            for head in heads:
+                conn.execute(
+                    text("INSERT INTO alembic_version (version_num) VALUES (:r)"), {"r": head}
+                )
     return name, shadow
 
 
@@ -156,7 +157,7 @@ def dry_run(
         with shadow.engine.connect() as conn:
             first = snapshot(conn)
         result.steps.append(f"upgrade to {revision}")
-        _migrate(shadow, scratch, "downgrade", down_revision or "base")
+        _migrate(shadow, scratch, "downgrade", undo_target(revision))
         with shadow.engine.connect() as conn:
             down = snapshot(conn)
         result.steps.append(f"downgrade to {down_revision}")

@@ -1,7 +1,12 @@
 """Generate the Alembic revision of a change by autogenerate, restricted to dynamic tables.
 
-Planning happens in a scratch copy of the project (``migrations/`` and
-``dynamic/schema``), so the real working tree is untouched until apply. Indexes on
+Planning happens in a scratch copy of the deployment repository (``migrations/versions``
+and ``dynamic/schema``), so the real working tree is untouched until apply. The core
+revisions are read from the package. The deployment's revisions are one branch of the
+same history: the first branches off the core head of its day (labelled ``deployment``),
+each later one follows the previous. Core revisions of a later Agentry continue the core
+line beside it (two heads, both upgraded); undoing a deployment revision steps down its
+branch only (:func:`core.db.migrate.undo_target`). Indexes on
 existing tables are rewritten to ``CREATE INDEX CONCURRENTLY`` inside an autocommit
 block: building them never blocks writers.
 """
@@ -20,17 +25,21 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import renderers
 from alembic.operations import ops
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 from config import Settings
 from core.db.metadata import dynamic_tables, load_dynamic_models, load_lock
-from core.db.migrate import alembic_config
+from core.db.migrate import (
+    DEPLOYMENT_BRANCH,
+    DEPLOYMENT_VERSIONS,
+    alembic_config,
+    deployment_head,
+    parent_of_next,
+)
 from core.errors import MechanicError
-from core.mechanic.scratch import SCHEMA_PARTS
-from core.mechanic.scratch import scratch_project as copy_of
+from core.mechanic.scratch import SCHEMA_PARTS, scratch_copy
 
-VERSIONS = Path("migrations") / "versions"
+VERSIONS = DEPLOYMENT_VERSIONS
 TIMEOUT_PREAMBLE = "SET lock_timeout = '{lock}ms';\nSET statement_timeout = '{stmt}ms';\n"
 
 
@@ -65,12 +74,12 @@ class GeneratedRevision:
 
 @contextmanager
 def scratch_project(settings: Settings) -> Iterator[Settings]:
-    """A throwaway copy of the project's migrations and dynamic models.
+    """A throwaway copy of the deployment's revisions and dynamic models.
 
     Yields:
         Settings whose ``project_dir`` is the copy.
     """
-    with copy_of(Path(settings.project_dir), SCHEMA_PARTS, prefix="agentry-plan-") as work:
+    with scratch_copy(Path(settings.project_dir), SCHEMA_PARTS, prefix="agentry-plan-") as work:
         yield settings.model_copy(update={"project_dir": work})
 
 
@@ -126,13 +135,17 @@ def generate_revision(conn: Connection, scratch: Settings, message: str) -> Gene
         cfg = alembic_config(scratch, conn)
         cfg.cmd_opts = argparse.Namespace(quiet=True)  # no "Generating ..." on stdout
         cfg.attributes["only_tables"] = dynamic_tables()
-        down = ScriptDirectory.from_config(cfg).get_current_head()
+        first = deployment_head(scratch) is None
+        down = parent_of_next(scratch)
         try:
             script = command.revision(
                 cfg,
                 message=message,
                 autogenerate=True,
                 rev_id=rev_id,
+                head=down or "base",
+                branch_label=DEPLOYMENT_BRANCH if first else None,
+                version_path=str(Path(scratch.project_dir) / VERSIONS),
                 process_revision_directives=directives,
             )
         except Exception as exc:

@@ -18,6 +18,7 @@ from core.db.engine import Database
 from core.db.metadata import dynamic_tables, load_lock
 from core.errors import ConflictError, PolicyViolation, ValidationFailed
 from core.mechanic import registry
+from core.mechanic.agentchange import AgentChangeSpec, plan_agent_change
 from core.mechanic.datacheck import check_data
 from core.mechanic.dryrun import dry_run
 from core.mechanic.generate import (
@@ -135,16 +136,18 @@ def build_plan(
 def plan_change(
     db: Database,
     settings: Settings,
-    spec: ChangeSpec,
+    spec: ChangeSpec | AgentChangeSpec,
     *,
     actor: str,
     instruction: str | None = None,
 ) -> dict[str, Any]:
-    """Plan ``spec`` and store it as a ``planned`` change.
+    """Plan ``spec`` (a schema or an agent change) and store it as a ``planned`` change.
 
     Returns:
         The stored change (a dict of its columns).
     """
+    if isinstance(spec, AgentChangeSpec):
+        return plan_agent_change(db, settings, spec, actor=actor, instruction=instruction)
     plan = build_plan(db, settings, spec)
     with db.engine.begin() as conn:
         change_id = registry.insert_change(

@@ -19,25 +19,40 @@ from sqlalchemy import Connection, text
 
 from config import Settings
 from core.db.engine import Database
-from core.db.migrate import current_revision
+from core.db.migrate import current_heads, script_heads
 from core.errors import ConflictError, MechanicError
 from core.mechanic import gitops, registry
+from core.mechanic.agentchange import is_agent_change, rollback_agent_change
 from core.mechanic.apply import _fail, _go_live, _write_files, schema_lock
 from core.mechanic.render import model_path, render_model
 from core.mechanic.spec import ChangeSpec, EntityDef
 
-STAMP = text("UPDATE alembic_version SET version_num = :down")
+UNSTAMP = text("DELETE FROM alembic_version WHERE version_num = :rev")
+STAMP = text("INSERT INTO alembic_version (version_num) VALUES (:rev)")
 
 
 def dependants(conn: Connection, change: dict[str, Any]) -> list[dict[str, Any]]:
-    """Applied changes after ``change`` that build on it: the same entity, or a reference to it."""
+    """Applied changes after ``change`` that build on it: the same entity, a reference to it,
+    an agent listing its tools (of an agent change: a later change of the same agent)."""
     later = [
         c
         for c in registry.list_changes(conn, status="applied", limit=10_000)
         if c["id"] != change["id"] and c["applied_at"] and c["applied_at"] > change["applied_at"]
     ]
+    if is_agent_change(change):  # a later change of the same agent
+        return sorted(
+            (c for c in later if is_agent_change(c) and c["entity"] == change["entity"]),
+            key=lambda c: c["applied_at"],
+        )
     out = []
+    entity_tools = {f"create_{change['entity']}", f"find_{change['entity']}"}
     for c in later:
+        if is_agent_change(c):  # an agent listing the entity's tools needs the entity
+            if change["action"] == "add_entity" and entity_tools & set(
+                (c["after"] or {}).get("tools", [])
+            ):
+                out.append(c)
+            continue
         refs = {f.get("references") for f in (c["spec"].get("fields") or [])}
         if c["entity"] == change["entity"] or change["entity"] in refs:
             out.append(c)
@@ -57,16 +72,19 @@ def rollback_change(
         change = registry.get_change(conn, change_id)
     if change["status"] != "applied":
         raise ConflictError(f"change {change_id} is {change['status']}, not applied")
+    if is_agent_change(change):
+        with schema_lock(db, settings.mechanic_lock_wait):
+            return rollback_agent_change(db, settings, change, actor=actor)
     with schema_lock(db, settings.mechanic_lock_wait) as conn:
         blocking = dependants(conn, change)
-        live_rev = current_revision(conn)
+        live = current_heads(conn)
         conn.commit()
         if blocking:
             names = "; ".join(f"{c['id']} ({c['plan'].get('message')})" for c in blocking)
             raise ConflictError(
                 f"later changes depend on change {change_id}: {names}; roll them back first"
             )
-        newest = live_rev == change["revision"]
+        newest = change["revision"] in live
         return _rollback_locked(db, settings, change, actor, newest=newest)
 
 
@@ -96,6 +114,7 @@ def _rollback_locked(
         "are kept.\n"
     )
     step = "git revert" if newest else "write files"
+    heads_before = set(script_heads(settings))
     try:
         if newest:
             sha = gitops.revert(
@@ -115,7 +134,11 @@ def _rollback_locked(
         with db.engine.begin() as tx:
             if newest:
                 # The table stays (data kept); the history no longer includes the revision.
-                tx.execute(STAMP, {"down": change["down_revision"]})
+                # What it built on (its down revision, a core head it depended on) is a head
+                # again: applied, so stamped.
+                tx.execute(UNSTAMP, {"rev": change["revision"]})
+                for rev in sorted(set(script_heads(settings)) - heads_before):
+                    tx.execute(STAMP, {"rev": rev})
             revision = change["down_revision"] if newest else change["revision"]
             _go_live(tx, dict(change, revision=revision), change["before"])
             registry.update_change(

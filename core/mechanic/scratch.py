@@ -1,9 +1,10 @@
-"""Scratch copies of a project: the one helper the mechanic, the benchmarks and the tests share.
+"""Scratch projects: the one helper the mechanic, the benchmarks and the tests share.
 
-The mechanic plans in a throwaway copy of ``migrations/`` and ``dynamic/schema`` so the
-real working tree is untouched until apply; the benchmarks and the tests build whole
-throwaway projects (a git repository with the migrations, the shipped agents and tools)
-the same way, so what they exercise is what a deployment holds.
+The mechanic plans in a throwaway copy of the deployment's ``migrations/versions`` and
+``dynamic/schema`` (:func:`scratch_copy`), so the real repository is untouched until
+apply. Benchmarks and tests need whole throwaway deployment repositories: seeded as a
+first start seeds one (core/mechanic/deployment.py), plus any folders or files they
+copy in (:func:`make_project`, :func:`scratch_deployment`).
 """
 
 from __future__ import annotations
@@ -17,18 +18,20 @@ from pathlib import Path
 import git
 
 from core.db.metadata import DYNAMIC_SCHEMA
+from core.db.migrate import DEPLOYMENT_VERSIONS
+from core.mechanic.deployment import ensure_deployment
 
 SHIPPED = Path(__file__).resolve().parents[2]  # the checkout Agentry ships from
-SCHEMA_PARTS = ("migrations", DYNAMIC_SCHEMA.as_posix())  # what planning a change needs
-RUNTIME_PARTS = ("agents", "tools")  # what running agents needs
+SCHEMA_PARTS = (DEPLOYMENT_VERSIONS.as_posix(), DYNAMIC_SCHEMA.as_posix())  # planning needs
+RUNTIME_PARTS = ("agents", "tools")  # the shipped agents and tools, the mechanic's included
 _ACTOR = git.Actor("Agentry scratch", "scratch@agentry.local")
 
 
 def populate(dest: Path, parts: Iterable[str], *, source: Path = SHIPPED) -> Path:
     """Copy each part (a folder or a file, relative to ``source``) into ``dest``.
 
-    A part missing from ``source`` becomes an empty folder (a project without dynamic
-    models has no ``dynamic/schema`` yet). ``__pycache__`` folders are left behind.
+    A part missing from ``source`` becomes an empty folder (a deployment without
+    dynamic models has no ``dynamic/schema`` yet). ``__pycache__`` folders are left behind.
 
     Returns:
         ``dest``.
@@ -59,36 +62,31 @@ def commit_all(project: Path, message: str) -> git.Repo:
     return repo
 
 
-def make_project(
-    base: Path, parts: Iterable[str] = SCHEMA_PARTS, *, source: Path = SHIPPED
-) -> Path:
-    """``base/project``: a git repository holding ``parts`` copied from ``source``."""
-    project = populate(base / "project", parts, source=source)
-    commit_all(project, "scratch project")
+def make_project(base: Path, parts: Iterable[str] = (), *, source: Path = SHIPPED) -> Path:
+    """``base/project``: a fresh deployment repository, with ``parts`` of ``source``
+    copied in and committed."""
+    project = base / "project"
+    ensure_deployment(project)
+    parts = tuple(parts)
+    if parts:
+        populate(project, parts, source=source)
+        commit_all(project, "scratch project: " + ", ".join(parts))
     return project
 
 
 @contextmanager
-def scratch_project(
-    source: Path,
-    parts: Iterable[str] = SCHEMA_PARTS,
-    *,
-    repository: bool = False,
-    prefix: str = "agentry-scratch-",
+def scratch_deployment(
+    parts: Iterable[str] = (), *, source: Path = SHIPPED, prefix: str = "agentry-scratch-"
 ) -> Iterator[Path]:
-    """A temporary copy of ``parts`` of ``source``, removed afterwards.
-
-    Args:
-        source: the project to copy from (usually ``settings.project_dir``).
-        parts: folders or files to copy.
-        repository: make it a git repository with one commit (for applying changes).
-        prefix: the temporary folder's name prefix.
-
-    Yields:
-        The copy's root folder.
-    """
+    """:func:`make_project` in a temporary folder, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        if repository:
-            yield make_project(Path(tmp), parts, source=source)
-        else:
-            yield populate(Path(tmp) / "project", parts, source=source)
+        yield make_project(Path(tmp), parts, source=source)
+
+
+@contextmanager
+def scratch_copy(
+    source: Path, parts: Iterable[str] = SCHEMA_PARTS, *, prefix: str = "agentry-scratch-"
+) -> Iterator[Path]:
+    """A temporary copy of ``parts`` of ``source`` (no repository), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield populate(Path(tmp) / "project", parts, source=source)

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select, text
 
 from core.db.engine import Database
 from core.errors import AgentryError
@@ -23,6 +23,15 @@ from core.mechanic.live import EntityRegistry
 from core.memory.search import keyword_search
 from core.runtime.context import TurnContext
 from core.runtime.tool_providers import ToolProvider
+
+ACTIVE_ENTITIES_SQL = text("SELECT name FROM entity_types WHERE status = 'active'")
+TOOL_VERBS = ("create", "find")
+
+
+def entity_tool_names(conn: Connection) -> set[str]:
+    """Names of the tools every active entity offers (agents may list them)."""
+    names = conn.execute(ACTIVE_ENTITIES_SQL).scalars()
+    return {f"{verb}_{name}" for name in names for verb in TOOL_VERBS}
 
 
 class FindArgs(BaseModel):

@@ -62,7 +62,10 @@ def sync_registry(conn: Connection, project_dir: Path, *, actor: str = "system")
             errors.append(exc.message)
     if errors:
         raise ValidationFailed("; ".join(errors))
-    check_references(specs, {t.name for t in tools}, {s.name for s in specs})
+    from core.mechanic.tools import entity_tool_names  # the mechanic owns entity tools
+
+    known = {t.name for t in tools} | entity_tool_names(conn)
+    check_references(specs, known, {s.name for s in specs})
 
     conn.execute(SYNC_LOCK_SQL)
     report = SyncReport()

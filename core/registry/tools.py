@@ -1,5 +1,9 @@
 """Tool modules (``tools/<name>.py``): loading them and deriving their input JSON schema.
 
+Tools are modules written by people: the built-in ones ship in the ``tools`` package; a
+deployment adds its own in ``tools/`` of its repository (AGENTRY_PROJECT_DIR), where a
+module of the same name replaces the built-in one.
+
 A tool module exposes one typed callable: the function named like the module, or
 else its only public function. Its docstring (Google style, ``Args:``) describes
 it and its parameters; the JSON schema comes from the signature.
@@ -19,10 +23,12 @@ from typing import Any
 
 from langchain_core.tools import StructuredTool
 
+import tools as builtin_tools
 from core.errors import ValidationFailed
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TOOLS_DIR = "tools"
+BUILTIN_TOOLS = Path(builtin_tools.__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ def resolve_module_path(project_dir: Path, module_path: str) -> Path:
     """The file of a tool module, which must be a ``.py`` file directly in ``tools/``.
 
     Args:
-        project_dir: the project root.
+        project_dir: the deployment repository (its ``tools/`` wins over the built-in ones).
         module_path: ``tools/name.py`` or the dotted ``tools.name``.
 
     Raises:
@@ -52,9 +58,11 @@ def resolve_module_path(project_dir: Path, module_path: str) -> Path:
         raise ValidationFailed(
             f"module path {module_path!r} is outside tools/: a tool must be tools/<name>.py"
         )
-    if not path.is_file():
-        raise ValidationFailed(f"module path {module_path!r}: no such file")
-    return path
+    if path.is_file():
+        return path
+    if (BUILTIN_TOOLS / path.name).is_file():
+        return BUILTIN_TOOLS / path.name
+    raise ValidationFailed(f"module path {module_path!r}: no such file")
 
 
 def _import(path: Path) -> ModuleType:
@@ -130,9 +138,11 @@ def describe_tool(project_dir: Path, module_path: str) -> ToolDefinition:
 
 
 def discover_tools(project_dir: Path) -> list[ToolDefinition]:
-    """Every tool module in ``tools/``, sorted by name."""
-    return [
-        describe_tool(project_dir, f"{TOOLS_DIR}/{p.name}")
-        for p in sorted((project_dir / TOOLS_DIR).glob("*.py"))
-        if p.name != "__init__.py" and not p.name.startswith("_")
-    ]
+    """Every tool module, built-in and the deployment's ``tools/``, sorted by name."""
+    names = {
+        p.name
+        for folder in (BUILTIN_TOOLS, project_dir / TOOLS_DIR)
+        for p in folder.glob("*.py")
+        if not p.name.startswith("_")
+    }
+    return [describe_tool(project_dir, f"{TOOLS_DIR}/{name}") for name in sorted(names)]

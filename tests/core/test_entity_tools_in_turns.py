@@ -14,7 +14,7 @@ from core.devtools.scripted_llm import Reply, ScriptedLLM, ToolCall
 from core.mechanic import scratch
 from core.mechanic.scratch import RUNTIME_PARTS
 from tests.conftest import auth, create_test_user
-from tests.core.mechanic.conftest import CHARACTER, PROJECT_PARTS, ROOT, mechanic_settings
+from tests.core.mechanic.conftest import CHARACTER, ROOT, mechanic_settings
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,7 @@ def client(
     llm: ScriptedLLM,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[TestClient]:
-    project = scratch.make_project(
-        tmp_path_factory.mktemp("turns"), (*PROJECT_PARTS, *RUNTIME_PARTS), source=ROOT
-    )
+    project = scratch.make_project(tmp_path_factory.mktemp("turns"), RUNTIME_PARTS, source=ROOT)
     settings = mechanic_settings(test_settings, project).model_copy(
         update={"llm_base_url": llm.base_url, "llm_model": "scripted", "llm_api_key": "k"}
     )

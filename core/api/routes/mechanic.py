@@ -1,4 +1,5 @@
-"""``/v1/mechanic/changes``: plan, review, apply and roll back schema changes (admin)."""
+"""``/v1/mechanic/changes``: plan, review, apply and roll back schema and agent changes
+(admin)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from pydantic import BaseModel, Field, model_validator
 from core.api.deps import AdminUser, DbDep, RuntimeDep, SettingsDep
 from core.mechanic import registry
 from core.mechanic.agent import spec_from_instruction
+from core.mechanic.agentchange import parse_change
 from core.mechanic.apply import apply_change
 from core.mechanic.live import EntityRegistry
 from core.mechanic.plan import plan_change
 from core.mechanic.rollback import rollback_change
-from core.mechanic.spec import parse_spec
 
 router = APIRouter(prefix="/v1/mechanic", tags=["mechanic"])
 
@@ -46,7 +47,7 @@ def create_change(
     body: ChangeRequest, admin: AdminUser, db: DbDep, settings: SettingsDep, runtime: RuntimeDep
 ) -> Any:
     if body.spec is not None:
-        spec = parse_spec(body.spec)
+        spec = parse_change(body.spec)
     else:
         assert body.instruction is not None
         spec = spec_from_instruction(runtime.router, settings, body.instruction, user_id=admin.id)

@@ -25,13 +25,10 @@ CHARACTER = {
 }
 
 
-# The checkout's migrations and an empty dynamic schema (not models a local run may have added).
-PROJECT_PARTS = ("migrations", "dynamic/schema/__init__.py")
-
-
 def make_project(base: Path) -> Path:
-    """A git repository holding copies of migrations/, dynamic/schema and agents/mechanic.yaml."""
-    return scratch.make_project(base, (*PROJECT_PARTS, "agents/mechanic.yaml"), source=ROOT)
+    """A deployment repository as a first start creates it (agents/, dynamic/schema,
+    migrations/versions, one commit), in a temporary folder."""
+    return scratch.make_project(base)
 
 
 def mechanic_settings(base: Settings, project: Path, **extra: Any) -> Settings:

@@ -21,7 +21,7 @@ from core.db import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM, ToolCall
 from core.mechanic import scratch
 from tests.conftest import auth, create_test_user
-from tests.core.mechanic.conftest import PROJECT_PARTS, ROOT, mechanic_settings
+from tests.core.mechanic.conftest import ROOT, mechanic_settings
 from tests.core.protocols.conftest import LiveServer
 
 IDEA = {
@@ -48,7 +48,7 @@ def llm() -> Iterator[ScriptedLLM]:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A deployment repository with the shipped agents and tools (mechanic tools included)."""
     base = tmp_path_factory.mktemp("mechanic-chat")
-    return scratch.make_project(base, (*PROJECT_PARTS, *scratch.RUNTIME_PARTS), source=ROOT)
+    return scratch.make_project(base, scratch.RUNTIME_PARTS, source=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from core.memory.sources import source_for
 from tests.conftest import create_test_user
 from tests.core.mechanic.conftest import CHARACTER
 
-HEAD = head_revision()  # what a planned revision follows
+HEAD = head_revision()  # the core head: the deployment's first revision branches off it
 
 LOCATION = {
     "action": "add_entity",
@@ -95,7 +95,9 @@ def test_plan_shows_everything_and_changes_nothing(
             conn.execute(text("DROP TABLE someone_elses"))
     p = change["plan"]
     assert change["status"] == "planned"
+    # The deployment's first revision branches off the core head, labelled "deployment".
     assert change["revision"].startswith("m") and change["down_revision"] == HEAD
+    assert "branch_labels: str | Sequence[str] | None = ('deployment',)" in p["files"][1]["content"]
     assert [f["path"] for f in p["files"]] == [
         "dynamic/schema/character.py",
         f"migrations/versions/{change['revision']}_add_entity_character_name_role_age_.py",

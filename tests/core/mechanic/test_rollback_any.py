@@ -9,12 +9,11 @@ from typing import Any
 
 import git
 import pytest
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from config import Settings
 from core.db import Database
-from core.db.migrate import alembic_config, current_revision
+from core.db.migrate import current_revision, head_revision
 from core.errors import ConflictError
 from core.mechanic import conversation, registry
 from core.mechanic.apply import apply_change
@@ -44,7 +43,7 @@ def applied(db: Database, settings: Settings, spec: dict[str, Any]) -> dict[str,
 
 
 def heads_agree(db: Database, settings: Settings) -> str:
-    head = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+    head = head_revision(settings)
     with db.engine.connect() as conn:
         assert current_revision(conn) == head
     return str(head)

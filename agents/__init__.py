@@ -1,0 +1,1 @@
+"""The built-in agents (YAML), copied into a new deployment repository."""

@@ -1,0 +1,1 @@
+"""Alembic environment and core revisions of Agentry, shipped inside the package."""

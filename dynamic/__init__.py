@@ -1,1 +1,0 @@
-"""The evolving part of Agentry, written by the mechanic at run time."""

@@ -1,1 +1,0 @@
-"""One SQLAlchemy model per entity type, rendered by the mechanic (never hand-edited)."""
