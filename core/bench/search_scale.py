@@ -34,8 +34,7 @@ from core.memory.strategy import PlanKind
 Progress = Callable[[str, int, int], None]
 K = 10
 CLIENT_SECONDS = 5.0
-SWEEP = (20, 40, 64, 100, 160)
-SWEEP_QUERIES = 100
+SWEEP = (20, 40, 64, 100, 200, 400)
 USERS_SQL = text("INSERT INTO users (id, email, api_key_hash) VALUES (:i, :e, :h)")
 SERVER_SQL = text("SHOW server_version")
 
@@ -204,6 +203,7 @@ def _case(
     returned: list[int] = []
     plans: set[str] = set()
     real: list[float] = []
+    synthetic: list[float] = []
     with db.engine.begin() as conn:
         for i, q in enumerate(data.queries):
             t = time.perf_counter()
@@ -214,14 +214,14 @@ def _case(
             recalls.append(len(set(got) & set(want)) / len(want))
             per_k.append(len(got) / len(want))
             returned.append(len(got))
-            if data.query_kinds[i] == "cisi":
-                real.append(recalls[-1])
+            (real if data.query_kinds[i] == "cisi" else synthetic).append(recalls[-1])
             plans.update(p.kind.value for p in run.plans)
             tell(label, i + 1, len(data.queries))
     return {
         f"recall@{K}": round(float(np.mean(recalls)), 4),
         "matching_rows": matching,
         "min_returned": min(returned),
+        f"recall@{K}_synthetic_queries": round(float(np.mean(synthetic)), 4) if synthetic else None,
         f"recall@{K}_real_queries": round(float(np.mean(real)), 4) if real else None,
         "returned_per_k_mean": round(float(np.mean(per_k)), 4),
         "returned_per_k_min": round(float(np.min(per_k)), 4),
@@ -262,20 +262,30 @@ def _clients(db: Any, settings: Settings, data: ScaleData, clients: int) -> dict
 def _sweep(
     db: Any, settings: Settings, data: ScaleData, truth: list[list[int]]
 ) -> list[dict[str, Any]]:
-    """Unfiltered recall@10 and latency at other ef_search values (the trade-off)."""
+    """Unfiltered recall@10 (synthetic and real queries apart) and latency per ef_search."""
     out = []
     for ef in SWEEP:
         tuned = settings.model_copy(update={"hnsw_ef_search": ef})
-        lat, recalls = [], []
+        lat: list[float] = []
+        recalls: dict[str, list[float]] = {"synthetic": [], "cisi": []}
         with db.engine.begin() as conn:
-            for i, q in enumerate(data.queries[:SWEEP_QUERIES]):
+            for i, q in enumerate(data.queries):
                 t = time.perf_counter()
                 run = run_vector_query(conn, q, SearchFilter(), limit=K, settings=tuned)
                 lat.append(time.perf_counter() - t)
                 got = {int(r.content.split()[1]) for r in run.rows}
-                recalls.append(len(got & set(truth[i])) / K)
+                recalls[data.query_kinds[i]].append(len(got & set(truth[i])) / K)
+        every = recalls["synthetic"] + recalls["cisi"]
         out.append(
-            {"ef_search": ef, f"recall@{K}": round(float(np.mean(recalls)), 4), **latency_ms(lat)}
+            {
+                "ef_search": ef,
+                f"recall@{K}": round(float(np.mean(every)), 4),
+                f"recall@{K}_synthetic_queries": round(float(np.mean(recalls["synthetic"])), 4),
+                f"recall@{K}_real_queries": (
+                    round(float(np.mean(recalls["cisi"])), 4) if recalls["cisi"] else None
+                ),
+                **latency_ms(lat),
+            }
         )
     return out
 
