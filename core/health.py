@@ -13,6 +13,7 @@ from core.db import checkpoints, extensions, migrate
 from core.db.engine import Database
 
 SERVER_VERSION_SQL = text("SHOW server_version")
+SERVER_VERSION_NUM_SQL = text("SHOW server_version_num")
 HNSW_AM_SQL = text("SELECT 1 FROM pg_am WHERE amname = 'hnsw'")
 
 
@@ -24,6 +25,8 @@ class Check:
     ok: bool
     detail: str
     data: dict[str, Any] = field(default_factory=dict)
+    # Passed, but something should be fixed (``agentry doctor`` shows WARN, exits 0).
+    warning: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,6 +44,8 @@ def database_checks(db: Database, settings: Settings) -> list[Check]:
             server_version = conn.execute(SERVER_VERSION_SQL).scalar()
             latency_ms = round((time.perf_counter() - started) * 1000, 2)
             vector = extensions.installed_version(conn)
+            available = extensions.available_version(conn)
+            server_num = int(conn.execute(SERVER_VERSION_NUM_SQL).scalar_one())
             hnsw = conn.execute(HNSW_AM_SQL).scalar() is not None
             current = migrate.current_revision(conn)
             missing = checkpoints.missing_checkpoint_tables(conn)
@@ -57,6 +62,9 @@ def database_checks(db: Database, settings: Settings) -> list[Check]:
 
     head = migrate.head_revision(settings)
     vector_text = extensions.format_version(vector)
+    vector_warning = (
+        extensions.version_warning(vector, available, server_num // 10000) if vector else None
+    )
     return [
         Check(
             "database",
@@ -72,13 +80,15 @@ def database_checks(db: Database, settings: Settings) -> list[Check]:
         Check(
             "pgvector",
             vector is not None,
-            f"pgvector {vector_text}"
+            (vector_warning or f"pgvector {vector_text}")
             if vector
             else "extension not installed (run agentry db upgrade)",
             {
                 "version": vector_text,
+                "available": extensions.format_version(available),
                 "iterative_scan": bool(vector and extensions.supports_iterative_scan(vector)),
             },
+            warning=vector_warning is not None,
         ),
         Check("hnsw", hnsw, "HNSW access method available" if hnsw else "no HNSW access method"),
         Check(

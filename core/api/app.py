@@ -35,6 +35,7 @@ from core.api.routes.protocol import runs as protocol_runs
 from core.api.routes.protocol import store as protocol_store
 from core.api.routes.protocol import threads as protocol_threads
 from core.api.strict import strict_parsing
+from core.console import install_console
 from core.db.engine import Database, open_database
 from core.mechanic.deployment import ensure_deployment
 from core.mechanic.live import EntityRegistry, start_live_entities, untrack
@@ -135,4 +136,6 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
     app.include_router(protocol_store.router)
     app.include_router(openai_compat.router)
     app.include_router(openai_compat.prefixed)
+    # The web console: HTML pages over the same route functions, at /console.
+    install_console(app)
     return app

@@ -27,6 +27,7 @@ INDEX_HTML = """<!doctype html>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
 <h1>Agentry {version}</h1>
 <ul>
+<li><a href="{console}">Web console</a> (sign in with an API key)</li>
 <li><a href="{docs}">API documentation</a> (Swagger UI, works offline)</li>
 <li><a href="{openapi}">OpenAPI description</a></li>
 <li><a href="/health">Health</a></li>
@@ -49,6 +50,7 @@ def index(app: FastAPI) -> dict[str, Any]:
         "docs": DOCS_URL,
         "openapi": app.openapi_url,
         "health": "/health",
+        "console": "/console",
     }
 
 

@@ -57,7 +57,10 @@ def doctor(
         table.add_column("")
         table.add_column("detail")
         for c in checks:
-            table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]FAIL[/]", c.detail)
+            verdict = (
+                "[red]FAIL[/]" if not c.ok else "[yellow]WARN[/]" if c.warning else "[green]ok[/]"
+            )
+            table.add_row(c.name, verdict, c.detail)
         console.print(table)
     if not ok:
         raise typer.Exit(1)

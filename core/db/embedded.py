@@ -48,11 +48,15 @@ def bin_dir(major: int = POSTGRES_MAJOR) -> Path:
     return Path(POSTGRES_VERSIONS[major])
 
 
-def start_server(pgdata: Path) -> PostgresServer:
+def start_server(pgdata: Path, backup_dir: Path | None = None) -> PostgresServer:
     """Start (or attach to) the embedded server whose data is in ``pgdata``.
+
+    Data made by the old pgserver (PostgreSQL 16) is backed up, upgraded and checked
+    first (core/db/upgrade.py).
 
     Args:
         pgdata: the data directory; created with its parents when missing.
+        backup_dir: where the pre-upgrade dumps go (default: ``backups`` beside it).
 
     Returns:
         The server handle; the server stops when the last handle's process exits.
@@ -64,6 +68,10 @@ def start_server(pgdata: Path) -> PostgresServer:
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     _forget_dead_handles(pgdata)
+    from core.db import upgrade  # it uses this module's helpers
+
+    if upgrade.needs_upgrade(pgdata):
+        upgrade.upgrade_embedded(pgdata, backup_dir or pgdata.parent / "backups")
     try:
         return pgserver.get_server(pgdata, cleanup_mode="stop", postgres_version=POSTGRES_MAJOR)
     except Exception as exc:  # the package raises bare subprocess/assert errors

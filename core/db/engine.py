@@ -155,7 +155,7 @@ def open_database(
             f"no Agentry database in {pgdata} (AGENTRY_HOME={settings.home_dir}): run "
             "`agentry up` first, or point AGENTRY_HOME (or DATABASE_URL) at the one it uses"
         )
-    server = embedded.start_server(pgdata)
+    server = embedded.start_server(pgdata, settings.backup_path)
     name = database or settings.db_name
     if not create and not embedded.database_exists(server, name):
         raise DatabaseError(

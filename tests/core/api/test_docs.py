@@ -51,8 +51,10 @@ def test_root_points_to_the_docs(server: LiveServer) -> None:
         "docs": "/docs",
         "openapi": "/openapi.json",
         "health": "/health",
+        "console": "/console",
     }
     page = httpx.get(f"{server.url}/", headers={"Accept": "text/html,*/*"})
-    assert 'href="/docs"' in page.text and "text/html" in page.headers["content-type"]
+    assert 'href="/docs"' in page.text and 'href="/console"' in page.text
+    assert "text/html" in page.headers["content-type"]
     paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
     assert "/" not in paths and "/docs" not in paths

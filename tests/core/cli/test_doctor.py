@@ -5,13 +5,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
 from typer.testing import CliRunner
 
 from config import Settings, reset_settings
 from core.cli.main import app
-from core.db import Database, migrate
+from core.db import Database, extensions, migrate
+from core.db.embedded import ensure_database, server_url
 from tests.conftest import fresh_database
 from tests.core.mechanic.conftest import make_project
+from tests.old_pgserver import start_old, stop_old
 
 runner = CliRunner()
 
@@ -34,6 +38,45 @@ def test_doctor_passes_on_a_ready_database(db: Database, use_database: Any) -> N
     assert checks["git remote"]["detail"] == "no push (AGENTRY_GIT_REMOTE unset)"
     assert checks["database"]["data"]["server_version"].startswith("18")
     assert checks["pgvector"]["data"]["iterative_scan"] is True  # embedded pgvector 0.8.5
+    assert checks["pgvector"]["warning"] is False
+    assert checks["pgvector"]["detail"] == f"pgvector {checks['pgvector']['data']['version']}"
+
+
+@pytest.mark.slow
+def test_doctor_warns_about_an_old_pgvector_and_names_the_fix(
+    use_database: Any, tmp_path: Path
+) -> None:
+    """A server users bring with pgvector 0.6.2: the old pgserver, in this test's folder."""
+    server = start_old(tmp_path / "pgdata")
+    try:
+        ensure_database(server, "old_vector")
+        url = server_url(server, "old_vector")
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION vector")
+        use_database(url)
+        result = runner.invoke(app, ["doctor", "--json", "--skip-embedding"])
+        table = runner.invoke(app, ["doctor", "--skip-embedding"])
+    finally:
+        stop_old(server)
+    vector = checks_of(result.output)["pgvector"]
+    assert vector["ok"] is True and vector["warning"] is True  # a warning, not a failure
+    assert vector["data"] == {"version": "0.6.2", "available": "0.6.2", "iterative_scan": False}
+    detail = vector["detail"]
+    assert detail.startswith("pgvector 0.6.2: older than 0.8.2 (CVE-2026-3172")
+    assert "no iterative index scans" in detail
+    assert "fix: install pgvector 0.8.2 or newer on the server (postgresql-16-pgvector)" in detail
+    assert "unset DATABASE_URL" in detail
+    assert "WARN" in table.output
+
+
+def test_the_fix_is_an_extension_update_when_the_server_has_a_newer_pgvector() -> None:
+    advice = extensions.version_warning((0, 8, 1), (0, 8, 5), 17)
+    assert advice is not None and "CVE-2026-3172" in advice
+    assert "iterative" not in advice  # 0.8.1 has them
+    assert advice.endswith(
+        "fix: the server has 0.8.5: run `ALTER EXTENSION vector UPDATE` in this database"
+    )
+    assert extensions.version_warning((0, 8, 2), None, 17) is None
 
 
 def test_doctor_exits_1_and_names_what_is_wrong(

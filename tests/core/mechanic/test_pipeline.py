@@ -18,7 +18,7 @@ from core.errors import ConfigError, ConflictError, MechanicError, PolicyViolati
 from core.mechanic import entities
 from core.mechanic.apply import apply_change
 from core.mechanic.live import EntityRegistry
-from core.mechanic.pgtools import find_tool
+from core.mechanic.pgtools import find_tool  # the embedded server is PostgreSQL 18
 from core.mechanic.plan import plan_change
 from core.mechanic.rollback import rollback_change
 from core.mechanic.spec import parse_spec
@@ -137,7 +137,7 @@ def test_apply_migrates_commits_backs_up_and_records(
     assert clean(project)
     backup = Path(applied["backup_path"])
     listing = subprocess.run(
-        [find_tool("pg_restore", 16), "--list", str(backup)], capture_output=True, text=True
+        [find_tool("pg_restore", 18), "--list", str(backup)], capture_output=True, text=True
     ).stdout
     assert "TABLE public users" in listing
     row = audit_rows(db)[-1]
