@@ -93,13 +93,18 @@ An unjudged query.
 }
 
 
+def tiny_cisi(folder: Any, monkeypatch: Any) -> None:
+    """TINY_CISI under ``folder/cisi``, and AGENTRY_DATASETS_DIR pointing at ``folder``."""
+    (folder / "cisi").mkdir()
+    for name, body in TINY_CISI.items():
+        (folder / "cisi" / name).write_text(body)
+    monkeypatch.setenv("AGENTRY_DATASETS_DIR", str(folder))
+
+
 def test_bench_search_cisi_smoke(
     db: Database, use_database: Any, monkeypatch: Any, tmp_path: Any
 ) -> None:
-    (tmp_path / "cisi").mkdir()
-    for name, body in TINY_CISI.items():
-        (tmp_path / "cisi" / name).write_text(body)
-    monkeypatch.setenv("AGENTRY_DATASETS_DIR", str(tmp_path))
+    tiny_cisi(tmp_path, monkeypatch)
     use_database(db)
     result = runner.invoke(app, ["bench", "search", "--dataset", "cisi", "--json"])
     assert result.exit_code == 0, result.output
@@ -117,14 +122,11 @@ def test_bench_search_cisi_smoke(
 def test_bench_search_scale_smoke(
     db: Database, use_database: Any, monkeypatch: Any, tmp_path: Any
 ) -> None:
-    (tmp_path / "cisi").mkdir()
-    for name, body in TINY_CISI.items():
-        (tmp_path / "cisi" / name).write_text(body)
+    tiny_cisi(tmp_path, monkeypatch)
     (tmp_path / "dailydialog").mkdir()
     lines = [f"Hello number {i} . __eou__ How are you {i} ? __eou__ Fine {i} . __eou__\n"
              for i in range(40)]  # fmt: skip
     (tmp_path / "dailydialog" / "dialogues_test.txt").write_text("".join(lines))
-    monkeypatch.setenv("AGENTRY_DATASETS_DIR", str(tmp_path))
     use_database(db)
     result = runner.invoke(
         app,
