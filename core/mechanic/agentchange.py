@@ -11,7 +11,6 @@ row). Never code: tools are chosen from the registry, modules written by people.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import difflib
 from pathlib import Path
@@ -322,7 +321,7 @@ def rollback_agent_change(
         ConflictError: a later change of the same agent, or an agent handing off to it.
         MechanicError: a step failed; files and HEAD were put back and the failure recorded.
     """
-    from core.mechanic.apply import _fail
+    from core.mechanic.apply import abandon_rollback, finish_rollback
 
     with db.engine.connect() as conn:
         blocking = agent_dependants(conn, change)
@@ -365,33 +364,19 @@ def rollback_agent_change(
                 before = AgentSpec.from_json(change["before"])
                 details["registry"] = upsert_agent(tx, before, actor=actor)
             details["version"] = _version(tx, change["entity"])
-            registry.update_change(
-                tx, change["id"], status="rolled_back", rollback_commit=sha, error=None
-            )
-            registry.record_audit(
-                tx,
-                action="rollback",
-                actor=actor,
-                status="succeeded",
-                details=details,
-                git_commit=sha,
-                git_branch=branch,
-            )
-            return registry.get_change(tx, change["id"])
+            return finish_rollback(tx, change, actor=actor, details=details, sha=sha, branch=branch)
     except Exception as exc:
         error = f"{step} failed: {exc}"
-        with contextlib.suppress(Exception):  # nothing to abort
-            repo.git.revert("--abort")
-        gitops.restore(repo, previous, paths)
-        _fail(
+        abandon_rollback(
             db,
+            repo,
             change,
-            action="rollback",
+            previous=previous,
+            paths=paths,
             actor=actor,
-            error=error,
             details=details,
             branch=branch,
-            status_after="applied",
+            error=error,
         )
         raise MechanicError(f"rolling back {spec.summary()}: {error}") from exc
 

@@ -8,6 +8,7 @@ or restore from the backup; files and HEAD reset) and records an audit row ``fai
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 import uuid
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import git
 from alembic import command
 from sqlalchemy import Connection, text
 
@@ -148,6 +150,57 @@ def _fail(
             details={**details, "error": error},
             git_branch=branch,
         )
+
+
+def finish_rollback(
+    tx: Connection,
+    change: dict[str, Any],
+    *,
+    actor: str,
+    details: dict[str, Any],
+    sha: str,
+    branch: str | None,
+) -> dict[str, Any]:
+    """Mark a reverted change rolled back with its audit row, in the caller's transaction."""
+    registry.update_change(tx, change["id"], status="rolled_back", rollback_commit=sha, error=None)
+    registry.record_audit(
+        tx,
+        action="rollback",
+        actor=actor,
+        status="succeeded",
+        details=details,
+        git_commit=sha,
+        git_branch=branch,
+    )
+    return registry.get_change(tx, change["id"])
+
+
+def abandon_rollback(
+    db: Database,
+    repo: git.Repo,
+    change: dict[str, Any],
+    *,
+    previous: str | None,
+    paths: list[str],
+    actor: str,
+    details: dict[str, Any],
+    branch: str | None,
+    error: str,
+) -> None:
+    """Undo a half-done revert (the repository as it was) and record the failed rollback."""
+    with contextlib.suppress(Exception):  # no revert in progress: nothing to abort
+        repo.git.revert("--abort")
+    gitops.restore(repo, previous, paths)
+    _fail(
+        db,
+        change,
+        action="rollback",
+        actor=actor,
+        error=error,
+        details=details,
+        branch=branch,
+        status_after="applied",
+    )
 
 
 def apply_change(

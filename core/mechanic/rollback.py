@@ -10,7 +10,6 @@ row ``rollback``. A rolled-back change can be applied again (planned afresh).
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,13 @@ from core.db.migrate import current_heads, script_heads
 from core.errors import ConflictError, MechanicError
 from core.mechanic import gitops, registry
 from core.mechanic.agentchange import is_agent_change, rollback_agent_change
-from core.mechanic.apply import _fail, _go_live, _write_files, schema_lock
+from core.mechanic.apply import (
+    _go_live,
+    _write_files,
+    abandon_rollback,
+    finish_rollback,
+    schema_lock,
+)
 from core.mechanic.render import model_path, render_model
 from core.mechanic.spec import ChangeSpec, EntityDef
 
@@ -141,32 +146,18 @@ def _rollback_locked(
                     tx.execute(STAMP, {"rev": rev})
             revision = change["down_revision"] if newest else change["revision"]
             _go_live(tx, dict(change, revision=revision), change["before"])
-            registry.update_change(
-                tx, change["id"], status="rolled_back", rollback_commit=sha, error=None
-            )
-            registry.record_audit(
-                tx,
-                action="rollback",
-                actor=actor,
-                status="succeeded",
-                details=details,
-                git_commit=sha,
-                git_branch=branch,
-            )
-            return registry.get_change(tx, change["id"])
+            return finish_rollback(tx, change, actor=actor, details=details, sha=sha, branch=branch)
     except Exception as exc:
         error = f"{step} failed: {exc}"
-        with contextlib.suppress(Exception):  # nothing to abort
-            repo.git.revert("--abort")
-        gitops.restore(repo, previous, paths)
-        _fail(
+        abandon_rollback(
             db,
+            repo,
             change,
-            action="rollback",
+            previous=previous,
+            paths=paths,
             actor=actor,
-            error=error,
             details=details,
             branch=branch,
-            status_after="applied",
+            error=error,
         )
         raise MechanicError(f"rolling back {spec.summary()}: {error}") from exc
