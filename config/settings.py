@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         default=64, ge=4, le=1000, alias="AGENTRY_HNSW_EF_CONSTRUCTION"
     )
     hnsw_ef_search: int = Field(default=40, ge=1, le=1000, alias="AGENTRY_HNSW_EF_SEARCH")
+    # How vectors are stored and indexed: 4-byte floats (vector) or 2-byte (halfvec,
+    # pgvector >= 0.7). `vector` by measurement (README, *Vector storage*): halfvec halves
+    # the index but built 1.3-1.6x slower and lost recall on real queries.
+    vector_type: str = Field(
+        default="vector", pattern=r"^(vector|halfvec)$", alias="AGENTRY_VECTOR_TYPE"
+    )
     # --- vector memory (issue 4) ------------------------------------------------
     # The local model's runtime: ONNX Runtime (exported once into AGENTRY_HOME/models)
     # or PyTorch. Same vectors; ONNX measured 1.35x faster on 2 cores.

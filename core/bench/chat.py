@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -28,10 +27,11 @@ from sqlalchemy import text
 
 from config import Settings
 from core.auth.users import Principal, create_user
+from core.bench.datasets import load_dialogues
+from core.bench.metrics import percentile
 from core.bench.model_server import model_server
 from core.conversations.store import create_conversation
 from core.db.engine import Database
-from core.errors import ConfigError
 from core.registry.specs import AgentSpec
 from core.registry.sync import sync_registry
 from core.runtime.context import TurnContext
@@ -41,28 +41,6 @@ from core.runtime.service import AgentRuntime
 from core.runtime.turns import run_turn
 
 AGENT = "assistant"
-
-
-def load_dialogues(datasets_dir: Path, limit: int) -> list[list[str]]:
-    """DailyDialog test dialogues: one per line, utterances separated by ``__eou__``."""
-    path = datasets_dir / "dailydialog" / "dialogues_test.txt"
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: set AGENTRY_DATASETS_DIR to the datasets folder")
-    dialogues = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            turns = [u.strip() for u in line.split("__eou__") if u.strip()]
-            if turns:
-                dialogues.append(turns)
-            if len(dialogues) >= limit:
-                break
-    return dialogues
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 @dataclass

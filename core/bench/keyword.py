@@ -31,8 +31,8 @@ from sqlalchemy import text
 
 from config import Settings
 from core.bench.database import bench_database
-from core.memory.bench.cisi import load_cisi
-from core.memory.bench.common import latency_ms
+from core.bench.datasets import load_cisi
+from core.bench.metrics import latency_ms
 from core.memory.bm25 import KeywordPlan, keyword_rows
 from core.memory.bulk import BulkRow, bulk_load
 from core.memory.embeddings import get_embedder

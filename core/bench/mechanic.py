@@ -13,39 +13,25 @@ to the first record, through proposal, approval and apply, with the instant scri
 from __future__ import annotations
 
 import statistics
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from rich.progress import Progress
 from sqlalchemy import text
 
 from config import Settings
 from core.bench.database import bench_database
 from core.bench.mechanic_chat import conversation_to_live
-from core.cli.edge import console
 from core.db import Database
 from core.errors import NotFoundError
 from core.mechanic.apply import apply_change
-from core.mechanic.deployment import ensure_deployment
 from core.mechanic.live import EntityListener, EntityRegistry
 from core.mechanic.plan import plan_change
+from core.mechanic.scratch import scratch_deployment
 from core.mechanic.spec import parse_spec
 
 GOAL_SECONDS = 10.0
-
-
-@contextmanager
-def scratch_project(settings: Settings) -> Iterator[Path]:
-    """A fresh deployment repository (as a first start seeds it) in a temporary folder."""
-    with tempfile.TemporaryDirectory(prefix="agentry-bench-") as tmp:
-        project = Path(tmp) / "project"
-        ensure_deployment(project)
-        yield project
 
 
 def _entity(i: int) -> dict[str, Any]:
@@ -132,10 +118,15 @@ def _wait_live(registry: EntityRegistry, name: str, timeout: float = 30) -> None
     raise TimeoutError(f"{name} not live after {timeout} s")
 
 
-def run_bench(settings: Settings, entities: int) -> dict[str, Any]:
-    """Measure; returns the report (see the module docstring)."""
+def run_bench(
+    settings: Settings, entities: int, tick: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Measure; returns the report (see the module docstring). ``tick`` after each addition."""
     lead, plans, applies, ddl = [], [], [], []
-    with bench_database(settings, "mechanic") as (db, _), scratch_project(settings) as project:
+    with (
+        bench_database(settings, "mechanic") as (db, _),
+        scratch_deployment(prefix="agentry-bench-") as project,
+    ):
         bench_settings = settings.model_copy(
             update={
                 "project_dir": project,
@@ -147,26 +138,25 @@ def run_bench(settings: Settings, entities: int) -> dict[str, Any]:
         registry = EntityRegistry()
         listener = EntityListener(db.conninfo, db.engine, registry).start(wait=10)
         try:
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task("entity additions", total=entities)
-                for i in range(entities):
-                    spec = parse_spec(_entity(i))
-                    started = time.perf_counter()
-                    change = plan_change(db, bench_settings, spec, actor="system")
-                    planned = time.perf_counter()
-                    apply_change(db, bench_settings, change["id"], actor="system")
-                    applied = time.perf_counter()
-                    _wait_live(registry, spec.entity)
-                    lead.append(time.perf_counter() - started)
-                    plans.append(planned - started)
-                    applies.append(applied - planned)
-                    with db.engine.connect() as conn:
-                        ddl.append(float(conn.execute(
-                            text("SELECT (details->>'upgrade_seconds')::float FROM audit_log "
-                                 "WHERE details->>'change_id' = :c AND status = 'succeeded'"),
-                            {"c": str(change["id"])},
-                        ).scalar_one()))  # fmt: skip
-                    progress.advance(task)
+            for i in range(entities):
+                spec = parse_spec(_entity(i))
+                started = time.perf_counter()
+                change = plan_change(db, bench_settings, spec, actor="system")
+                planned = time.perf_counter()
+                apply_change(db, bench_settings, change["id"], actor="system")
+                applied = time.perf_counter()
+                _wait_live(registry, spec.entity)
+                lead.append(time.perf_counter() - started)
+                plans.append(planned - started)
+                applies.append(applied - planned)
+                with db.engine.connect() as conn:
+                    ddl.append(float(conn.execute(
+                        text("SELECT (details->>'upgrade_seconds')::float FROM audit_log "
+                             "WHERE details->>'change_id' = :c AND status = 'succeeded'"),
+                        {"c": str(change["id"])},
+                    ).scalar_one()))  # fmt: skip
+                if tick:
+                    tick()
             lock = _lock_impact(db, bench_settings)
             chat = conversation_to_live(db, bench_settings, registry)
         finally:

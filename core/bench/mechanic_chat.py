@@ -35,8 +35,6 @@ SPEC = {
 }
 
 
-
-
 def _final(events: list[TurnEvent]) -> dict[str, Any]:
     for event in events:
         if event.type == "error":

@@ -25,9 +25,9 @@ from sqlalchemy import Connection, text
 from config import Settings
 from core.auth.users import create_user
 from core.bench.database import bench_database
+from core.bench.metrics import latency_ms, recall_at
 from core.conversations.importing import ImportConversation, ImportReport, import_conversations
 from core.errors import ValidationFailed
-from core.memory.bench.common import latency_ms, recall_at
 from core.memory.conversational import recall
 from core.memory.drain import drain_pending
 from core.memory.embeddings import get_embedder

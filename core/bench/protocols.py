@@ -26,7 +26,7 @@ from openai import OpenAI
 
 from config import Settings
 from core.auth.users import create_user
-from core.bench.chat import percentile
+from core.bench.metrics import percentile
 from core.bench.model_server import model_server
 from core.db.engine import Database
 

@@ -17,7 +17,7 @@ from langchain_core.messages import HumanMessage
 
 from config import Settings
 from core.auth.users import Principal
-from core.bench.chat import percentile
+from core.bench.metrics import percentile
 from core.db.engine import Database
 from core.memory.drain import drain_pending
 from core.memory.embeddings import get_embedder

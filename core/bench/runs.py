@@ -30,7 +30,7 @@ from sqlalchemy import text
 
 from config import Settings
 from core.auth.users import Principal, create_user
-from core.bench.chat import percentile
+from core.bench.metrics import percentile
 from core.conversations.store import create_conversation
 from core.db.engine import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM

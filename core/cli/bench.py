@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 
 import typer
 from rich.table import Table
@@ -43,7 +44,7 @@ def chat(
         update={"db_max_connections": max(base.db_max_connections, 2 * sessions + 4)}
     )
     with (
-        console.status("preparing the benchmark database...") if not as_json else _null(),
+        console.status("preparing the benchmark database...") if not as_json else nullcontext(),
         bench_database(settings, "chat") as (db, bench_settings),
     ):
         result = run_chat_bench(
@@ -82,14 +83,6 @@ def chat(
         f" / +{rec['added_ms']['p95']} ms p95 per model call,"
         f" +{rec['added_prompt_tokens']['mean']} prompt tokens on average"
     )
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 app.command("mechanic")(bench_mechanic.bench_mechanic)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 
 import typer
 from rich.table import Table
@@ -19,7 +20,7 @@ def bench_embedded(
     installed (the dev extra), the old pgserver (PostgreSQL 16), interleaved."""
     from core.bench.embedded import run_startup_bench
 
-    with console.status("starting embedded servers...") if not as_json else _Quiet():
+    with console.status("starting embedded servers...") if not as_json else nullcontext():
         result = run_startup_bench(rounds)
     if as_json:
         typer.echo(json.dumps(result))
@@ -36,11 +37,3 @@ def bench_embedded(
         ratio = result["ratio"]
         table.add_row("ratio new / old", str(ratio["first_start_s"]), str(ratio["restart_s"]))
     console.print(table)
-
-
-class _Quiet:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.progress import Progress
 from rich.table import Table
 
 from config import get_settings
@@ -22,7 +23,9 @@ def bench_mechanic(
     """Plan-to-live lead time (p50 over entity additions) and lock impact on live tables."""
     from core.bench.mechanic import GOAL_SECONDS, run_bench
 
-    report = run_bench(get_settings(), entities)
+    with Progress(console=console, disable=as_json, transient=True) as progress:
+        task = progress.add_task("entity additions", total=entities)
+        report = run_bench(get_settings(), entities, tick=lambda: progress.advance(task))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return

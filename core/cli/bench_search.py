@@ -26,6 +26,11 @@ def bench_search(
     real_text: bool = typer.Option(
         False, "--text", help="Scale: real text (keyword, vector, hybrid) instead of vectors."
     ),
+    vector_type: str = typer.Option(
+        None,
+        "--vector-type",
+        help="Scale: vector, halfvec or both (compared in one run); default AGENTRY_VECTOR_TYPE.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Measure search quality on CISI or speed/recall at scale (see README)."""
@@ -36,12 +41,19 @@ def bench_search(
         if dataset is not None:
             if dataset.lower() != "cisi":
                 raise ValidationFailed(f"--dataset: only cisi is available (got {dataset!r})")
-            from core.memory.bench.cisi import run_cisi
+            from core.bench.search_cisi import run_cisi
 
             report = run_cisi(settings, limit_queries=queries, limit_docs=docs, progress=progress)
         else:
             if scale < 100:
                 raise ValidationFailed("--scale: at least 100 vectors")
+            kinds = {None: None, "both": ["vector", "halfvec"]}.get(
+                vector_type, [vector_type] if vector_type in ("vector", "halfvec") else []
+            )
+            if kinds == []:
+                raise ValidationFailed(
+                    f"--vector-type: vector, halfvec or both (got {vector_type!r})"
+                )
             if real_text:
                 from core.bench.keyword import run_text_scale
 
@@ -53,13 +65,14 @@ def bench_search(
                 else:
                     _print(report)
                 return
-            from core.memory.bench.scale import run_scale
+            from core.bench.search_scale import run_scale
 
             report = run_scale(
                 settings,
                 n=scale,
                 queries=queries or 200,
                 ingest_sample=ingest_sample,
+                vector_types=kinds,
                 progress=progress,
             )
     if as_json:

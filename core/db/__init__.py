@@ -18,6 +18,7 @@ def prepare_database(db: Database, settings: Settings) -> None:
     Raises:
         ExtensionMissingError: the server has no pgvector.
         MigrationError: a revision failed (nothing of it is applied).
+        ConfigError: AGENTRY_VECTOR_TYPE=halfvec on a pgvector older than 0.7.
     """
     # LangGraph's saver is imported only here: most commands never set up checkpoints.
     from core.db import checkpoints
@@ -30,6 +31,12 @@ def prepare_database(db: Database, settings: Settings) -> None:
         migrate.lock_schema(conn)  # concurrent CREATE EXTENSION races otherwise
         extensions.ensure_vector(conn)
     migrate.upgrade(db.engine, settings=settings)
+    # An index without vectors takes AGENTRY_VECTOR_TYPE at once (one with vectors is
+    # moved by `agentry index --reembed`).
+    from core.memory.storage import align_empty_index
+
+    with db.engine.begin() as conn:
+        align_empty_index(conn, settings)
     checkpoints.setup_checkpointer(db, settings.db_connect_timeout)
 
 

@@ -400,7 +400,6 @@ def is_agent_change(change: dict[str, Any]) -> bool:
     return change["action"] in AGENT_ACTIONS
 
 
-
 AnySpec = Annotated[ChangeSpec | AgentChangeSpec, Field(discriminator="action")]
 
 

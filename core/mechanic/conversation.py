@@ -238,8 +238,10 @@ def rollback(turn: TurnContext, change_id: str) -> str:
     if blocking:  # no point asking the person for what would be refused
         names = "; ".join(f"{c['id']} ({c['plan'].get('message')})" for c in blocking)
         return f"Change {cid} cannot be rolled back: later changes depend on it: {names}."
-    kept = "the agent's previous definition returns" if change["action"] in AGENT_ACTIONS else (
-        "The data is kept"
+    kept = (
+        "the agent's previous definition returns"
+        if change["action"] in AGENT_ACTIONS
+        else ("The data is kept")
     )
     description = (
         f"Roll back change `{cid}` ({change['plan'].get('message')})? {kept}; the commit "
@@ -254,8 +256,10 @@ def rollback(turn: TurnContext, change_id: str) -> str:
     except AgentryError as exc:
         return f"Rolling back change {cid} was refused: {exc.message}"
     refresh_live(turn.db)
-    kept = "its previous definition is back" if change["action"] in AGENT_ACTIONS else (
-        "the data is kept"
+    kept = (
+        "its previous definition is back"
+        if change["action"] in AGENT_ACTIONS
+        else ("the data is kept")
     )
     return f"Rolled back change {cid}: {done['plan'].get('message')}; {kept}."
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +28,7 @@ from alembic.operations import ops
 from sqlalchemy import Connection
 
 from config import Settings
-from core.db.metadata import DYNAMIC_SCHEMA, dynamic_tables, load_dynamic_models, load_lock
+from core.db.metadata import dynamic_tables, load_dynamic_models, load_lock
 from core.db.migrate import (
     DEPLOYMENT_BRANCH,
     DEPLOYMENT_VERSIONS,
@@ -39,6 +37,7 @@ from core.db.migrate import (
     parent_of_next,
 )
 from core.errors import MechanicError
+from core.mechanic.scratch import SCHEMA_PARTS, scratch_copy
 
 VERSIONS = DEPLOYMENT_VERSIONS
 TIMEOUT_PREAMBLE = "SET lock_timeout = '{lock}ms';\nSET statement_timeout = '{stmt}ms';\n"
@@ -80,17 +79,7 @@ def scratch_project(settings: Settings) -> Iterator[Settings]:
     Yields:
         Settings whose ``project_dir`` is the copy.
     """
-    root = Path(settings.project_dir)
-    with tempfile.TemporaryDirectory(prefix="agentry-plan-") as tmp:
-        work = Path(tmp)
-        (work / VERSIONS).mkdir(parents=True)
-        if (root / VERSIONS).is_dir():
-            for path in (root / VERSIONS).glob("*.py"):
-                shutil.copy2(path, work / VERSIONS / path.name)
-        (work / DYNAMIC_SCHEMA).mkdir(parents=True)
-        if (root / DYNAMIC_SCHEMA).is_dir():
-            for path in (root / DYNAMIC_SCHEMA).glob("*.py"):
-                shutil.copy2(path, work / DYNAMIC_SCHEMA / path.name)
+    with scratch_copy(Path(settings.project_dir), SCHEMA_PARTS, prefix="agentry-plan-") as work:
         yield settings.model_copy(update={"project_dir": work})
 
 

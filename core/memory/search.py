@@ -150,7 +150,7 @@ def run_vector_query(
         plans.append(plan)
         for stmt in plan.settings_sql():
             conn.execute(text(stmt))
-        rows = list(conn.execute(text(plan.query_sql(where)), qparams))
+        rows = list(conn.execute(text(plan.query_sql(where, settings.vector_type)), qparams))
         if len(rows) >= limit or plan.kind is PlanKind.exact or force is not None:
             return VectorRun(plans, rows)
         if candidates is None:

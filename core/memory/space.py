@@ -14,6 +14,7 @@ from sqlalchemy import Connection, text
 
 from config import Settings
 from core.errors import EmbeddingMismatchError
+from core.memory.storage import column_type
 
 COLUMN_DIMS_SQL = text(
     "SELECT atttypmod FROM pg_attribute "
@@ -50,8 +51,8 @@ def ensure_space(conn: Connection, settings: Settings) -> Space:
     """The index's embedding space, recorded from the settings on first use.
 
     Raises:
-        EmbeddingMismatchError: the configured model or dimensions differ from the
-            index's; the message says how to fix it.
+        EmbeddingMismatchError: the configured model, dimensions or vector type
+            (AGENTRY_VECTOR_TYPE) differ from the index's; the message says how to fix it.
     """
     space = current_space(conn)
     if space is None:
@@ -65,6 +66,13 @@ def ensure_space(conn: Connection, settings: Settings) -> Space:
             f"is configured for AGENTRY_EMBEDDING_MODEL={settings.embedding_model} "
             f"(AGENTRY_EMBEDDING_DIMS={settings.embedding_dims}): run `agentry index --reembed` "
             "to rebuild the index with the new model, or set the old values back"
+        )
+    stored = column_type(conn)
+    if stored is not None and stored != settings.vector_type:
+        raise EmbeddingMismatchError(
+            f"the search index stores its vectors as {stored} but this process is configured "
+            f"for AGENTRY_VECTOR_TYPE={settings.vector_type}: run `agentry index --reembed` "
+            f"to move the index to {settings.vector_type}, or set AGENTRY_VECTOR_TYPE={stored}"
         )
     return space
 

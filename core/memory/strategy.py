@@ -50,11 +50,17 @@ class VectorPlan:
             stmts.append("SET LOCAL hnsw.iterative_scan = relaxed_order")
         return stmts
 
-    def query_sql(self, where: str) -> str:
-        """The query; binds ``:q`` (vector text) and ``:limit`` plus the filter's params."""
+    def query_sql(self, where: str, kind: str = "vector") -> str:
+        """The query; binds ``:q`` (vector text) and ``:limit`` plus the filter's params.
+
+        ``kind`` is the column's type (AGENTRY_VECTOR_TYPE): the query vector is cast to
+        it, so the distance operator is the one the HNSW index's operator class serves.
+        """
+        if kind not in ("vector", "halfvec"):
+            raise ValueError(f"unknown vector type {kind!r}")
         cols = (
             "id, entity_type, entity_id, chunk, content, metadata, created_at, "
-            "embedding <=> CAST(:q AS vector) AS distance"
+            f"embedding <=> CAST(:q AS {kind}) AS distance"
         )
         if self.kind is PlanKind.exact:
             # MATERIALIZED keeps the planner from walking the HNSW index: the filter
@@ -66,7 +72,7 @@ class VectorPlan:
             )
         scan = (
             f"SELECT {cols} FROM search_index WHERE embedding IS NOT NULL AND {where} "
-            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :limit"
+            f"ORDER BY embedding <=> CAST(:q AS {kind}) LIMIT :limit"
         )
         if self.kind is PlanKind.iterative:
             # relaxed_order may return rows slightly out of order: sort them again. From

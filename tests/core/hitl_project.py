@@ -3,9 +3,9 @@ and a tool that asks the person a question with LangGraph's ``interrupt()``."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from core.mechanic.scratch import RUNTIME_PARTS, populate
 from tests.core.runtime.helpers import ROOT
 
 CAREFUL = """\
@@ -34,8 +34,7 @@ def ask_person(question: str) -> str:
 
 def hitl_project(folder: Path) -> Path:
     """The repository's agents and tools plus ``careful`` and ``ask_person``, in ``folder``."""
-    for name in ("agents", "tools"):
-        shutil.copytree(ROOT / name, folder / name)
+    populate(folder, RUNTIME_PARTS, source=ROOT)
     (folder / "agents" / "careful.yaml").write_text(CAREFUL, encoding="utf-8")
     (folder / "tools" / "ask_person.py").write_text(ASK_PERSON, encoding="utf-8")
     return folder

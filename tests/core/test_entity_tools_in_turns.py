@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -12,8 +11,10 @@ from config import Settings
 from core.api.app import create_app
 from core.db import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM, ToolCall
+from core.mechanic import scratch
+from core.mechanic.scratch import RUNTIME_PARTS
 from tests.conftest import auth, create_test_user
-from tests.core.mechanic.conftest import CHARACTER, ROOT, make_project, mechanic_settings
+from tests.core.mechanic.conftest import CHARACTER, ROOT, mechanic_settings
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +30,7 @@ def client(
     llm: ScriptedLLM,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[TestClient]:
-    project = make_project(tmp_path_factory.mktemp("turns"))
-    for name in ("assistant.yaml", "mechanic.yaml"):
-        shutil.copy(ROOT / "agents" / name, project / "agents")
-    shutil.copytree(ROOT / "tools", project / "tools", ignore=shutil.ignore_patterns("__pycache__"))
+    project = scratch.make_project(tmp_path_factory.mktemp("turns"), RUNTIME_PARTS, source=ROOT)
     settings = mechanic_settings(test_settings, project).model_copy(
         update={"llm_base_url": llm.base_url, "llm_model": "scripted", "llm_api_key": "k"}
     )

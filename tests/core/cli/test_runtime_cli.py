@@ -60,12 +60,10 @@ def test_agents_sync_and_list(db: Database, use_database: Any) -> None:
 def test_agents_sync_refuses_a_bad_file_in_one_line(
     db: Database, use_database: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shutil
-
+    from core.mechanic.scratch import RUNTIME_PARTS, populate
     from tests.core.runtime.helpers import ROOT
 
-    for folder in ("agents", "tools"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
+    populate(tmp_path, RUNTIME_PARTS, source=ROOT)
     (tmp_path / "agents" / "broken.yaml").write_text("name: broken\nsystem_prompt: [oops")
     monkeypatch.setenv("AGENTRY_PROJECT_DIR", str(tmp_path))
     use_database(db)

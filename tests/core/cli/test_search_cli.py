@@ -93,13 +93,18 @@ An unjudged query.
 }
 
 
+def tiny_cisi(folder: Any, monkeypatch: Any) -> None:
+    """TINY_CISI under ``folder/cisi``, and AGENTRY_DATASETS_DIR pointing at ``folder``."""
+    (folder / "cisi").mkdir()
+    for name, body in TINY_CISI.items():
+        (folder / "cisi" / name).write_text(body)
+    monkeypatch.setenv("AGENTRY_DATASETS_DIR", str(folder))
+
+
 def test_bench_search_cisi_smoke(
     db: Database, use_database: Any, monkeypatch: Any, tmp_path: Any
 ) -> None:
-    (tmp_path / "cisi").mkdir()
-    for name, body in TINY_CISI.items():
-        (tmp_path / "cisi" / name).write_text(body)
-    monkeypatch.setenv("AGENTRY_DATASETS_DIR", str(tmp_path))
+    tiny_cisi(tmp_path, monkeypatch)
     use_database(db)
     result = runner.invoke(app, ["bench", "search", "--dataset", "cisi", "--json"])
     assert result.exit_code == 0, result.output
@@ -114,7 +119,14 @@ def test_bench_search_cisi_smoke(
     assert "hnsw_vs_exact_ndcg" in report["ratios"] and report["rrf"]["sweep"]
 
 
-def test_bench_search_scale_smoke(db: Database, use_database: Any) -> None:
+def test_bench_search_scale_smoke(
+    db: Database, use_database: Any, monkeypatch: Any, tmp_path: Any
+) -> None:
+    tiny_cisi(tmp_path, monkeypatch)
+    (tmp_path / "dailydialog").mkdir()
+    lines = [f"Hello number {i} . __eou__ How are you {i} ? __eou__ Fine {i} . __eou__\n"
+             for i in range(40)]  # fmt: skip
+    (tmp_path / "dailydialog" / "dialogues_test.txt").write_text("".join(lines))
     use_database(db)
     result = runner.invoke(
         app,
@@ -126,7 +138,25 @@ def test_bench_search_scale_smoke(db: Database, use_database: Any) -> None:
     assert report["search"]["filter_1pct_user"]["always_k"] is True
     assert report["search"]["filter_0.1pct_metadata"]["matching_rows"] == 2
     assert report["search"]["filter_0.1pct_metadata"]["min_returned"] == 2
-    assert report["qps"]["1"] > 0 and report["ingest"]["texts"] == 20
+    assert report["clients"]["1"]["qps"] > 0 and report["clients"]["4"]["p95_ms"] > 0
+    assert report["ingest"]["texts"] == 20
+    # One row in 20 is a real embedding: the 3 CISI documents, then DailyDialog turns.
+    assert report["real_rows"] == {"cisi": 3, "dailydialog": 97}
+    assert report["real_queries"] == 1
+    for forced in ("filter_1pct_user_iterative", "filter_0.1pct_metadata_iterative"):
+        assert report["search"][forced]["always_k"] is True
+        assert report["search"][forced]["plans"][0] == "iterative"
+    # Both storage types in one run, each in its own throwaway database.
+    both = runner.invoke(
+        app,
+        ["bench", "search", "--scale", "1000", "--queries", "4", "--ingest-sample", "0",
+         "--vector-type", "both", "--json"],
+    )  # fmt: skip
+    assert both.exit_code == 0, both.output
+    compared = json.loads(both.output)
+    assert set(compared["by_type"]) == {"vector", "halfvec"}
+    assert compared["by_type"]["halfvec"]["vector_type"] == "halfvec"
+    assert 0 < compared["comparison"]["index_size_ratio"] < 1
     # The benchmark ran in a throwaway database and dropped it.
     with db.engine.connect() as conn:
         left = conn.execute(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from config import Settings
-from core.mechanic.deployment import ensure_deployment
+from core.mechanic import scratch
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -28,9 +28,7 @@ CHARACTER = {
 def make_project(base: Path) -> Path:
     """A deployment repository as a first start creates it (agents/, dynamic/schema,
     migrations/versions, one commit), in a temporary folder."""
-    project = base / "project"
-    ensure_deployment(project)
-    return project
+    return scratch.make_project(base)
 
 
 def mechanic_settings(base: Settings, project: Path, **extra: Any) -> Settings:

@@ -210,9 +210,7 @@ def test_add_update_roll_back_and_reapply_an_agent_live_everywhere(
 
 
 @pytest.mark.slow  # the entity's plan runs a dry run in a shadow database
-def test_entity_tools_can_be_given_and_then_hold_the_entity(
-    client: TestClient, admin: str
-) -> None:
+def test_entity_tools_can_be_given_and_then_hold_the_entity(client: TestClient, admin: str) -> None:
     gadget = {
         "action": "add_entity",
         "entity": "gadget",

@@ -3,7 +3,6 @@ entity's tool, roll back; a refused plan; forged applies refused (REST and Agent
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +19,9 @@ from config import Settings
 from core.api.app import create_app
 from core.db import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM, ToolCall
+from core.mechanic import scratch
 from tests.conftest import auth, create_test_user
-from tests.core.mechanic.conftest import ROOT, make_project, mechanic_settings
+from tests.core.mechanic.conftest import ROOT, mechanic_settings
 from tests.core.protocols.conftest import LiveServer
 
 IDEA = {
@@ -48,15 +48,7 @@ def llm() -> Iterator[ScriptedLLM]:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A deployment repository with the shipped agents and tools (mechanic tools included)."""
     base = tmp_path_factory.mktemp("mechanic-chat")
-    project = make_project(base)
-    shutil.rmtree(project / "agents")
-    for name in ("agents", "tools"):
-        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-    repo = git.Repo(project)
-    repo.git.add(A=True)
-    actor = git.Actor("Test", "test@example.com")
-    repo.index.commit("agents and tools", author=actor, committer=actor)
-    return project
+    return scratch.make_project(base, scratch.RUNTIME_PARTS, source=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from core.conversations.importing import ImportConversation, ImportReport, impor
 from core.conversations.store import create_conversation
 from core.db import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM, ToolCall
+from core.mechanic.scratch import RUNTIME_PARTS, populate
 from core.memory.drain import drain_pending
 from core.memory.embeddings import get_embedder
 from core.runtime.service import AgentRuntime
@@ -46,8 +46,7 @@ def runtime(
     db: Database, llm: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AgentRuntime]:
     project = tmp_path_factory.mktemp("project")
-    shutil.copytree(ROOT / "agents", project / "agents")
-    shutil.copytree(ROOT / "tools", project / "tools")
+    populate(project, RUNTIME_PARTS, source=ROOT)
     (project / "agents" / "recaller.yaml").write_text(RECALLER, encoding="utf-8")
     settings = runtime_settings(llm.base_url, AGENTRY_PROJECT_DIR=str(project))
     prepare_registry(db, settings)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from core.api.app import create_app
 from core.db import Database
 from core.devtools.scripted_llm import Reply, ScriptedLLM
 from core.errors import ValidationFailed
+from core.mechanic.scratch import RUNTIME_PARTS, populate
 from core.registry.snapshot import fingerprint
 from core.registry.sync import sync_registry
 from core.registry.tools import describe_tool
@@ -21,11 +21,7 @@ from tests.core.runtime.helpers import ROOT, runtime_settings
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    for folder in ("agents", "tools"):
-        shutil.copytree(
-            ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__")
-        )
-    return tmp_path
+    return populate(tmp_path, RUNTIME_PARTS, source=ROOT)
 
 
 def audit_count(conn: Connection) -> int:

@@ -1,13 +1,9 @@
-"""Shared benchmark plumbing: a throwaway database, timing, ranking metrics."""
+"""Shared benchmark measures: latency percentiles and ranking metrics."""
 
 from __future__ import annotations
 
 import math
 import statistics
-
-from core.bench.database import bench_database
-
-__all__ = ["bench_database", "latency_ms", "ndcg_at", "percentile", "recall_at"]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -12,13 +12,12 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from config import Settings
-from core.errors import NotFoundError
-from core.memory.bench.common import bench_database, latency_ms, ndcg_at, recall_at
+from core.bench.database import bench_database
+from core.bench.datasets import load_cisi
+from core.bench.metrics import latency_ms, ndcg_at, recall_at
 from core.memory.drain import drain_pending
 from core.memory.embeddings import get_embedder
 from core.memory.filters import SearchFilter
@@ -30,47 +29,6 @@ from core.memory.strategy import PlanKind
 NAMESPACE = uuid.UUID("6f0e2a4e-3c1b-4f7e-9a51-0c1515c15100")
 # (rrf_k, vector weight, keyword weight): fused from the same per-mode lists, no new queries.
 RRF_SWEEP = [(rrf_k, 1.0, wk) for rrf_k in (5, 10, 20, 40, 60) for wk in (0.25, 0.5, 0.75, 1.0)]
-
-
-@dataclass
-class Cisi:
-    docs: dict[str, str]
-    queries: dict[str, str]
-    qrels: dict[str, set[str]]
-
-
-def _records(path: Path) -> list[dict[str, str]]:
-    records: list[dict[str, str]] = []
-    field = None
-    for line in path.read_text(encoding="latin-1").splitlines():
-        if line.startswith(".I "):
-            records.append({"I": line[3:].strip()})
-            field = None
-        elif len(line) >= 2 and line[0] == "." and line[1] in "TAWXB" and line[2:].strip() == "":
-            field = line[1]
-        elif field and records:
-            records[-1][field] = (records[-1].get(field, "") + " " + line.strip()).strip()
-    return records
-
-
-def load_cisi(folder: Path) -> Cisi:
-    """Parse CISI.ALL, CISI.QRY and CISI.REL from ``folder``.
-
-    Raises:
-        NotFoundError: the folder or a file is missing (AGENTRY_DATASETS_DIR).
-    """
-    files = [folder / n for n in ("CISI.ALL", "CISI.QRY", "CISI.REL")]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise NotFoundError(f"CISI not found: {', '.join(missing)} (set AGENTRY_DATASETS_DIR)")
-    docs = {r["I"]: f"{r.get('T', '')}\n{r.get('W', '')}".strip() for r in _records(files[0])}
-    queries = {r["I"]: r.get("W") or r.get("T", "") for r in _records(files[1])}
-    qrels: dict[str, set[str]] = {}
-    for line in files[2].read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            qrels.setdefault(parts[0], set()).add(parts[1])
-    return Cisi(docs, queries, {q: r for q, r in qrels.items() if q in queries})
 
 
 def _doc_ids(hits: list[Hit]) -> list[str]:

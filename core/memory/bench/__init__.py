@@ -1,1 +1,0 @@
-"""Search benchmarks: CISI quality (``bench_cisi``) and synthetic scale (``bench_scale``)."""
