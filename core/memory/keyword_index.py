@@ -86,6 +86,9 @@ RESET_SQL = (
 )
 
 
+VACUUM_SQL = text("VACUUM (ANALYZE) search_postings, search_terms")
+
+
 @dataclass(frozen=True)
 class KeywordState:
     avgdl: float
@@ -131,7 +134,19 @@ def backfill(engine: Engine, *, batch_size: int = 5000, progress: Progress | Non
         if progress:
             progress("keyword index", done, max(total, done))
     fold_deltas(engine)
+    if done:
+        vacuum_postings(engine)
     return done
+
+
+def vacuum_postings(engine: Engine) -> None:
+    """Set the visibility map of freshly written postings and refresh their statistics.
+
+    Keyword search reads postings by index-only scans, which visit the heap for every
+    posting of a page not yet marked all-visible; autovacuum gets there only later.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(VACUUM_SQL)
 
 
 def reweigh_if_drifted(engine: Engine, *, progress: Progress | None = None) -> bool:

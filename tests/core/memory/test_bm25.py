@@ -310,6 +310,11 @@ def test_backfill_of_rows_that_predate_the_postings(db: Database, test_settings:
     assert done == 120 and seen[-1] == ("keyword index", 120, 120) and len(seen) == 3
     with db.engine.connect() as conn:
         assert read_stats(conn).ready and read_stats(conn).chunks == 121
+        # Vacuumed after the backfill: index-only scans of the postings skip the heap.
+        pages, visible = conn.execute(
+            text("SELECT relpages, relallvisible FROM pg_class WHERE relname = 'search_postings'")
+        ).one()
+        assert pages > 0 and visible == pages
         after = keyword_rows(conn, "lighthouse", SearchFilter(), limit=200, settings=test_settings)
         exact = keyword_rows(
             conn, "lighthouse", SearchFilter(), limit=200, settings=test_settings,
