@@ -32,7 +32,7 @@ def _short_texts(settings: Settings, n: int) -> list[str]:
             if len(texts) >= n:
                 break
     except ConfigError:
-        pass
+        texts = []  # no DailyDialog here: the loop below makes synthetic ones
     while len(texts) < n:  # no dataset: short synthetic sentences
         texts.append(f"note {len(texts)}: remember to water the plants on day {len(texts) % 7}")
     return texts[:n]

@@ -74,9 +74,8 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, counted_receive, guarded_send)
-        except _TooLarge:
-            pass
         except Exception:
+            # _TooLarge, or whatever the app raised reading a cut body: the 413 below answers.
             if not refused:
                 raise
         if refused and not started:
