@@ -23,9 +23,12 @@ WAIT = 30  # seconds: generous, the machine is shared; nothing here is a timing 
 
 
 def wait(driver: Any, condition: Callable[[Any], Any]) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT).until(condition)
+    # htmx may swap an element out between finding it and reading it: look again.
+    ignored = (StaleElementReferenceException,)
+    return WebDriverWait(driver, WAIT, ignored_exceptions=ignored).until(condition)
 
 
 def by_id(driver: Any, name: str) -> Any:
