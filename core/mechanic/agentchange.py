@@ -249,27 +249,21 @@ def apply_agent_change(
             spec = AgentSpec.from_json(fresh["after"])
             details["registry"] = upsert_agent(tx, spec, actor=actor)
             details["version"] = _version(tx, spec.name)
-            registry.update_change(
+            return registry.record_success(
                 tx,
-                change["id"],
+                change,
+                action="agent_change",
+                actor=actor,
+                details=details,
+                sha=sha,
+                branch=branch,
                 status="applied",
                 plan=fresh,
                 before=fresh["before"],
                 after=fresh["after"],
                 git_commit=sha,
-                error=None,
                 applied_at=dt.datetime.now(dt.UTC),
             )
-            registry.record_audit(
-                tx,
-                action="agent_change",
-                actor=actor,
-                status="succeeded",
-                details=details,
-                git_commit=sha,
-                git_branch=branch,
-            )
-            return registry.get_change(tx, change["id"])
     except Exception as exc:
         error = f"{step} failed: {exc}"
         gitops.restore(repo, previous, paths)
@@ -321,7 +315,7 @@ def rollback_agent_change(
         ConflictError: a later change of the same agent, or an agent handing off to it.
         MechanicError: a step failed; files and HEAD were put back and the failure recorded.
     """
-    from core.mechanic.apply import abandon_rollback, finish_rollback
+    from core.mechanic.apply import abandon_rollback
 
     with db.engine.connect() as conn:
         blocking = agent_dependants(conn, change)
@@ -364,7 +358,17 @@ def rollback_agent_change(
                 before = AgentSpec.from_json(change["before"])
                 details["registry"] = upsert_agent(tx, before, actor=actor)
             details["version"] = _version(tx, change["entity"])
-            return finish_rollback(tx, change, actor=actor, details=details, sha=sha, branch=branch)
+            return registry.record_success(
+                tx,
+                change,
+                action="rollback",
+                actor=actor,
+                details=details,
+                sha=sha,
+                branch=branch,
+                status="rolled_back",
+                rollback_commit=sha,
+            )
     except Exception as exc:
         error = f"{step} failed: {exc}"
         abandon_rollback(

@@ -152,29 +152,6 @@ def _fail(
         )
 
 
-def finish_rollback(
-    tx: Connection,
-    change: dict[str, Any],
-    *,
-    actor: str,
-    details: dict[str, Any],
-    sha: str,
-    branch: str | None,
-) -> dict[str, Any]:
-    """Mark a reverted change rolled back with its audit row, in the caller's transaction."""
-    registry.update_change(tx, change["id"], status="rolled_back", rollback_commit=sha, error=None)
-    registry.record_audit(
-        tx,
-        action="rollback",
-        actor=actor,
-        status="succeeded",
-        details=details,
-        git_commit=sha,
-        git_branch=branch,
-    )
-    return registry.get_change(tx, change["id"])
-
-
 def abandon_rollback(
     db: Database,
     repo: git.Repo,
@@ -292,25 +269,19 @@ def _apply_locked(
         step = "record"
         with db.engine.begin() as tx:
             _go_live(tx, change, change["after"])
-            registry.update_change(
+            return registry.record_success(
                 tx,
-                change["id"],
+                change,
+                action="schema_change",
+                actor=actor,
+                details=details,
+                sha=sha,
+                branch=branch,
                 status="applied",
                 git_commit=sha,
                 backup_path=str(backup),
-                error=None,
                 applied_at=dt.datetime.now(dt.UTC),
             )
-            registry.record_audit(
-                tx,
-                action="schema_change",
-                actor=actor,
-                status="succeeded",
-                details=details,
-                git_commit=sha,
-                git_branch=branch,
-            )
-            return registry.get_change(tx, change["id"])
     except Exception as exc:
         error = f"{step} failed: {exc}"
         details["undo"] = _undo(

@@ -143,6 +143,31 @@ def insert_change(conn: Connection, **values: Any) -> uuid.UUID:
     return new_id
 
 
+def record_success(
+    conn: Connection,
+    change: dict[str, Any],
+    *,
+    action: str,
+    actor: str,
+    details: dict[str, Any],
+    sha: str,
+    branch: str | None,
+    **values: Any,
+) -> dict[str, Any]:
+    """Store what an apply or rollback did (``values``) with its audit row; the change after."""
+    update_change(conn, change["id"], error=None, **values)
+    record_audit(
+        conn,
+        action=action,
+        actor=actor,
+        status="succeeded",
+        details=details,
+        git_commit=sha,
+        git_branch=branch,
+    )
+    return get_change(conn, change["id"])
+
+
 def record_audit(
     conn: Connection,
     *,

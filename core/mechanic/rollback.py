@@ -26,7 +26,6 @@ from core.mechanic.apply import (
     _go_live,
     _write_files,
     abandon_rollback,
-    finish_rollback,
     schema_lock,
 )
 from core.mechanic.render import model_path, render_model
@@ -146,7 +145,17 @@ def _rollback_locked(
                     tx.execute(STAMP, {"rev": rev})
             revision = change["down_revision"] if newest else change["revision"]
             _go_live(tx, dict(change, revision=revision), change["before"])
-            return finish_rollback(tx, change, actor=actor, details=details, sha=sha, branch=branch)
+            return registry.record_success(
+                tx,
+                change,
+                action="rollback",
+                actor=actor,
+                details=details,
+                sha=sha,
+                branch=branch,
+                status="rolled_back",
+                rollback_commit=sha,
+            )
     except Exception as exc:
         error = f"{step} failed: {exc}"
         abandon_rollback(
