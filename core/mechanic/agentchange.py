@@ -222,13 +222,8 @@ def apply_agent_change(
             "planned; plan the change again"
         )
     project = Path(settings.project_dir)
-    repo = gitops.open_repo(settings)
-    gitops.check_remote(repo, settings)
-    branch = gitops.current_branch(repo)
     rel = [f["path"] for f in fresh["files"]]
-    paths = gitops.repo_paths(repo, project, rel)
-    gitops.ensure_clean(repo, paths)
-    previous = gitops.head_sha(repo)
+    repo, branch, paths, previous = gitops.open_workspace(settings, project, rel)
     details: dict[str, Any] = {
         "change_id": str(change["id"]),
         "agent": change["entity"],
@@ -326,13 +321,8 @@ def rollback_agent_change(
         )
     spec = _spec(change)
     project = Path(settings.project_dir)
-    repo = gitops.open_repo(settings)
-    gitops.check_remote(repo, settings)
-    branch = gitops.current_branch(repo)
     rel = [f["path"] for f in change["plan"]["files"]]
-    paths = gitops.repo_paths(repo, project, rel)
-    gitops.ensure_clean(repo, paths)
-    previous = gitops.head_sha(repo)
+    repo, branch, paths, previous = gitops.open_workspace(settings, project, rel)
     details: dict[str, Any] = {
         "change_id": str(change["id"]),
         "agent": change["entity"],

@@ -229,13 +229,8 @@ def _apply_locked(
             f"stale plan: it builds on {down} but the deployment's next revision builds on "
             f"{mine} and the database is at {live_rev} (head {head}); plan the change again"
         )
-    repo = gitops.open_repo(settings)
-    gitops.check_remote(repo, settings)
-    branch = gitops.current_branch(repo)
     rel = [f["path"] for f in plan["files"]]
-    paths = gitops.repo_paths(repo, project, rel)
-    gitops.ensure_clean(repo, paths)
-    previous = gitops.head_sha(repo)
+    repo, branch, paths, previous = gitops.open_workspace(settings, project, rel)
     details: dict[str, Any] = {
         "change_id": str(change["id"]),
         "entity": change["entity"],

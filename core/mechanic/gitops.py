@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import git
 
@@ -135,3 +136,23 @@ def restore(repo: git.Repo, previous: str | None, paths: list[str]) -> None:
             continue
         (root / p).parent.mkdir(parents=True, exist_ok=True)
         (root / p).write_bytes(blob.data_stream.read())
+
+
+class Workspace(NamedTuple):
+    """The repository a change writes into, checked, and where HEAD was before it."""
+
+    repo: git.Repo
+    branch: str | None
+    paths: list[str]
+    previous: str | None
+
+
+def open_workspace(settings: Settings, project_dir: Path, rel_paths: list[str]) -> Workspace:
+    """Open the deployment repository for a change touching ``rel_paths``: the remote is one
+    configured for pushing (or none), and those paths hold no uncommitted edit."""
+    repo = open_repo(settings)
+    check_remote(repo, settings)
+    branch = current_branch(repo)
+    paths = repo_paths(repo, project_dir, rel_paths)
+    ensure_clean(repo, paths)
+    return Workspace(repo, branch, paths, head_sha(repo))
