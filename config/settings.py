@@ -121,6 +121,14 @@ class Settings(BaseSettings):
     keyword_budget: int = Field(
         default=40_000, ge=100, le=10_000_000, alias="AGENTRY_KEYWORD_BUDGET"
     )
+    # The segment of packed posting blocks (core/memory/keyword_segment.py) is rebuilt when
+    # the tail of postings written since passes this share of it and the minimum.
+    keyword_tail_fraction: float = Field(
+        default=0.1, gt=0, le=10, alias="AGENTRY_KEYWORD_TAIL_FRACTION"
+    )
+    keyword_compact_min: int = Field(
+        default=50_000, ge=0, le=100_000_000, alias="AGENTRY_KEYWORD_COMPACT_MIN"
+    )
     rrf_k: int = Field(default=20, ge=1, le=10_000, alias="AGENTRY_RRF_K")
     hybrid_depth: int = Field(default=100, ge=1, le=1000, alias="AGENTRY_HYBRID_DEPTH")
     hybrid_vector_weight: float = Field(
@@ -190,9 +198,7 @@ class Settings(BaseSettings):
     webhook_allowed_hosts: str = Field(default="", alias="AGENTRY_WEBHOOK_ALLOWED_HOSTS")
     webhook_interval: float = Field(default=1.0, ge=0, le=3600, alias="AGENTRY_WEBHOOK_INTERVAL")
     webhook_timeout: float = Field(default=10.0, gt=0, le=300, alias="AGENTRY_WEBHOOK_TIMEOUT")
-    webhook_max_attempts: int = Field(
-        default=6, ge=1, le=100, alias="AGENTRY_WEBHOOK_MAX_ATTEMPTS"
-    )
+    webhook_max_attempts: int = Field(default=6, ge=1, le=100, alias="AGENTRY_WEBHOOK_MAX_ATTEMPTS")
     # First retry after this many seconds, doubling on every further failure.
     webhook_backoff: float = Field(default=2.0, gt=0, le=3600, alias="AGENTRY_WEBHOOK_BACKOFF")
 
