@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     # exact BM25 scan of every matching row. The budget bounds the postings one query reads.
     keyword_index: bool = Field(default=True, alias="AGENTRY_KEYWORD_INDEX")
     keyword_budget: int = Field(
-        default=40_000, ge=100, le=10_000_000, alias="AGENTRY_KEYWORD_BUDGET"
+        default=1_000_000, ge=100, le=100_000_000, alias="AGENTRY_KEYWORD_BUDGET"
     )
     # The segment of packed posting blocks (core/memory/keyword_segment.py) is rebuilt when
     # the tail of postings written since passes this share of it and the minimum.

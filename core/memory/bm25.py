@@ -250,6 +250,7 @@ def keyword_rows(
                 limit=limit,
                 budget=settings.keyword_budget,
                 generation=stats.segment_generation,
+                filtered=not flt.is_empty,
             )
         else:
             budget = min(settings.keyword_budget, POSTINGS_BUDGET)

@@ -184,10 +184,11 @@ def _read_round(
 
 def _bounds(
     ids: list[np.ndarray], vals: list[np.ndarray], term: list[int], fronts: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per chunk read: row id, and its bound (known part + frontiers of unread terms)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per chunk read: row id, the known part of its score, and its bound (the known
+    part plus the frontiers of the terms it was not read for)."""
     if not ids:
-        return np.empty(0, dtype=np.int64), np.empty(0)
+        return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
     all_ids = np.concatenate(ids)
     known_v = np.concatenate(vals)
     seen_v = np.repeat(fronts[term], [len(a) for a in ids])  # idf · frontier per term
@@ -203,7 +204,7 @@ def _bounds(
         rows, inv = np.unique(all_ids, return_inverse=True)
         known = np.bincount(inv, known_v)
         seen = np.bincount(inv, seen_v)
-    return rows, known + (float(fronts.sum()) - seen)
+    return rows, known, known + (float(fronts.sum()) - seen)
 
 
 def block_plan(
@@ -215,13 +216,17 @@ def block_plan(
     limit: int,
     budget: int,
     generation: int,
+    filtered: bool,
 ) -> KeywordRun:
     """Threshold-style top-k over blocks and tail; see the module docstring."""
     pg = conn.connection.driver_connection
     assert isinstance(pg, psycopg.Connection)
     for _ in range(RESTARTS):
         try:
-            return _run(conn, pg, terms, where, params, limit=limit, budget=budget, gen=generation)
+            return _run(
+                conn, pg, terms, where, params,
+                limit=limit, budget=budget, gen=generation, filtered=filtered,
+            )  # fmt: skip
         except SegmentChanged:
             generation = int(
                 conn.execute(
@@ -241,6 +246,7 @@ def _run(
     limit: int,
     budget: int,
     gen: int,
+    filtered: bool,
 ) -> KeywordRun:
     lists, want = _first(terms, limit, budget)
     rescore_sql = text(RESCORE_SQL.format(where=where))
@@ -253,18 +259,25 @@ def _run(
         _read_round(pg, terms, lists, want, gen)
         seg_f = lists.weights * np.asarray(lists.seg_front)
         tail_f = lists.weights * np.asarray(lists.tail_front)
-        s_rows, s_ub = _bounds(lists.seg_ids, lists.seg_val, lists.seg_term, seg_f)
-        t_rows, t_ub = _bounds(lists.tail_ids, lists.tail_val, lists.tail_term, tail_f)
+        s_rows, s_known, s_ub = _bounds(lists.seg_ids, lists.seg_val, lists.seg_term, seg_f)
+        t_rows, t_known, t_ub = _bounds(lists.tail_ids, lists.tail_val, lists.tail_term, tail_f)
         rows_all = np.concatenate([s_rows, t_rows])
         ub_all = np.concatenate([s_ub, t_ub])
+        known_all = np.concatenate([s_known, t_known])
         ub0 = max(float(seg_f.sum()), float(tail_f.sum()))
         if scored:
             fresh = ~np.isin(rows_all, np.fromiter(scored, dtype=np.int64, count=len(scored)))
-            rows_all, ub_all = rows_all[fresh], ub_all[fresh]
+            rows_all, ub_all, known_all = rows_all[fresh], ub_all[fresh], known_all[fresh]
         theta = _theta(scored, limit)
-        # Rescored: the best bounds, only those that can still beat the k-th score.
+        if not filtered and len(known_all) >= limit:
+            # Without a filter the k-th best known part is a floor under the k-th exact
+            # score (unless deleted rows are among them: then the check below fails and
+            # the next round rescores more), so fewer candidates need rescoring.
+            kth = float(np.partition(known_all, len(known_all) - limit)[len(known_all) - limit])
+            theta = max(theta, kth - TIE)
+        # Rescored: the best bounds, only those that can still reach the k-th score.
         live = int((ub_all >= theta).sum()) if theta > -math.inf else len(ub_all)
-        take = min(live, cap)
+        take = min(max(live, min(limit, len(ub_all))), cap)
         rest = np.ones(len(ub_all), dtype=bool)
         if take:
             top = np.argpartition(-ub_all, take - 1)[:take] if take < len(ub_all) else None

@@ -184,6 +184,7 @@ def bulk_load(
     progress: Callable[[int], None] | None = None,
     build_progress: Callable[[int, int], None] | None = None,
     keyword_progress: Callable[[str, int, int], None] | None = None,
+    keyword_segment: bool = True,
 ) -> BulkReport:
     """Load embedded chunks with binary COPY, then build or extend the HNSW index.
 
@@ -195,6 +196,8 @@ def bulk_load(
         progress: called with the number of rows copied so far, every 1000 rows.
         build_progress: called with (done, total) while the index builds.
         keyword_progress: called with (phase, done, total) while the keyword segment builds.
+        keyword_segment: rebuild the keyword segment if the load grew its tail enough
+            (False: leave the postings in the tail, as benchmarks of the postings plan do).
 
     Returns:
         Counts and timings.
@@ -233,10 +236,12 @@ def bulk_load(
         copy_seconds = time.perf_counter() - start
         if progress:
             progress(n)
-    with psycopg.connect(conninfo) as conn:
-        # The load's postings are the tail now: packed into the segment before the
-        # vacuum below, which then also clears the moved rows.
-        segment = compact_if_needed(conn, settings, progress=keyword_progress)
+    segment = None
+    if keyword_segment:
+        with psycopg.connect(conninfo) as conn:
+            # The load's postings are the tail now: packed into the segment before the
+            # vacuum below, which then also clears the moved rows.
+            segment = compact_if_needed(conn, settings, progress=keyword_progress)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         # Vacuumed before the HNSW index exists (cheap: the heap and the small
         # indexes): otherwise autovacuum wakes up for the inserts a moment later and
