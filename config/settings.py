@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(default=20, ge=1, le=10_000, alias="AGENTRY_RRF_K")
     hybrid_depth: int = Field(default=100, ge=1, le=1000, alias="AGENTRY_HYBRID_DEPTH")
+    # Hybrid's keyword half on a second pooled connection, beside the vector half.
+    hybrid_concurrent: bool = Field(default=False, alias="AGENTRY_HYBRID_CONCURRENT")
     hybrid_vector_weight: float = Field(
         default=1.0, ge=0, le=100, alias="AGENTRY_HYBRID_VECTOR_WEIGHT"
     )

@@ -38,7 +38,7 @@ def test_text_scale_report(test_settings: Settings, tmp_path: Path) -> None:
     assert report["rows"] == 3000 and report["load"]["postings"] > 3000
     # Tiny lists: the postings are read whole, so the top-10 is the exact one.
     assert report["keyword_recall_of_exact_top10"]["all"] == 1.0
-    assert set(report["modes"]) == {"keyword", "vector", "hybrid"}
+    assert set(report["modes"]) == {"keyword", "vector", "hybrid", "hybrid_concurrent"}
     for mode in report["modes"].values():
         assert mode["clients_4"]["qps"] > 0 and mode["clients_1"]["queries"] == 4
     compared = report["keyword_plans_compared"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, text
@@ -237,3 +238,33 @@ def test_housekeeping_compacts_a_grown_tail(db: Database, test_settings: Setting
         assert _count(conn, "SELECT count(*) FROM search_postings") > 0
     with db.engine.begin() as conn:
         conn.execute(text("DELETE FROM search_index"))
+
+
+@pytest.mark.usefixtures("segment")
+def test_concurrent_hybrid_halves(db: Database, test_settings: Settings) -> None:
+    from core.memory.search import hybrid_hits
+
+    vector = [1.0] + [0.0] * (test_settings.embedding_dims - 1)
+    everything = SearchFilter()
+
+    def key(hits: list[Any]) -> list[tuple[Any, int]]:
+        return [(h.entity_id, h.chunk) for h in hits]
+
+    with db.engine.connect() as conn:
+        for query in QUERIES:
+            alone = hybrid_hits(
+                conn, query, vector, everything, k=10, settings=test_settings, concurrent=False
+            )
+            both = hybrid_hits(
+                conn, query, vector, everything, k=10, settings=test_settings, concurrent=True
+            )
+            assert key(both) == key(alone) and alone
+    with db.engine.begin() as conn:
+        # A transaction that wrote: a second connection could not see the new chunk, so
+        # both halves stay on this one.
+        doc = _add(conn, "zeppelin hangar")
+        hits = hybrid_hits(
+            conn, "zeppelin", vector, everything, k=5, settings=test_settings, concurrent=True
+        )
+        assert [h.entity_id for h in hits] == [doc]
+        conn.rollback()
