@@ -40,6 +40,7 @@ class KeywordRun:
     rounds: int = 0
     postings_read: int = 0
     blocks_read: int = 0
+    rescored: int = 0
     # False only when the index plan stopped at the budget before proving its top-k.
     proven: bool = True
     fallbacks: list[KeywordPlan] = field(default_factory=list)
