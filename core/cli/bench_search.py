@@ -31,6 +31,12 @@ def bench_search(
         "--vector-type",
         help="Scale: vector, halfvec or both (compared in one run); default AGENTRY_VECTOR_TYPE.",
     ),
+    synthetic: str = typer.Option(
+        "fitted",
+        "--synthetic",
+        help="Scale: synthetic rows fitted around the real embeddings (fitted) or in an "
+        "unrelated subspace (independent, a stress case).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Measure search quality on CISI or speed/recall at scale (see README)."""
@@ -73,6 +79,7 @@ def bench_search(
                 queries=queries or 200,
                 ingest_sample=ingest_sample,
                 vector_types=kinds,
+                layout=synthetic,
                 progress=progress,
             )
     if as_json:

@@ -155,7 +155,9 @@ def open_database(
             f"no Agentry database in {pgdata} (AGENTRY_HOME={settings.home_dir}): run "
             "`agentry up` first, or point AGENTRY_HOME (or DATABASE_URL) at the one it uses"
         )
-    server = embedded.start_server(pgdata, settings.backup_path)
+    server = embedded.start_server(
+        pgdata, settings.backup_path, shared_buffers=settings.pg_shared_buffers
+    )
     name = database or settings.db_name
     if not create and not embedded.database_exists(server, name):
         raise DatabaseError(

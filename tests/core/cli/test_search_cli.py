@@ -143,6 +143,8 @@ def test_bench_search_scale_smoke(
     # One row in 20 is a real embedding: the 3 CISI documents, then DailyDialog turns.
     assert report["real_rows"] == {"cisi": 3, "dailydialog": 97}
     assert report["real_queries"] == 1
+    # 100 real texts are enough to fit the synthetic rows around them.
+    assert report["settings"]["layout"] == "fitted"
     for forced in ("filter_1pct_user_iterative", "filter_0.1pct_metadata_iterative"):
         assert report["search"][forced]["always_k"] is True
         assert report["search"][forced]["plans"][0] == "iterative"
@@ -174,6 +176,8 @@ def test_bench_search_needs_one_of_dataset_or_scale(
     assert missing.exit_code != 0 and "CISI not found" in missing.output
     assert "exactly one of" in runner.invoke(app, ["bench", "search"]).output
     assert "only cisi" in runner.invoke(app, ["bench", "search", "--dataset", "msmarco"]).output
+    layout = runner.invoke(app, ["bench", "search", "--scale", "1000", "--synthetic", "uniform"])
+    assert layout.exit_code != 0 and "--synthetic" in layout.output and "uniform" in layout.output
 
 
 def test_up_refuses_a_mismatched_embedding_model(
