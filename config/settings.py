@@ -121,10 +121,20 @@ class Settings(BaseSettings):
     # exact BM25 scan of every matching row. The budget bounds the postings one query reads.
     keyword_index: bool = Field(default=True, alias="AGENTRY_KEYWORD_INDEX")
     keyword_budget: int = Field(
-        default=40_000, ge=100, le=10_000_000, alias="AGENTRY_KEYWORD_BUDGET"
+        default=1_000_000, ge=100, le=100_000_000, alias="AGENTRY_KEYWORD_BUDGET"
+    )
+    # The segment of packed posting blocks (core/memory/keyword_segment.py) is rebuilt when
+    # the tail of postings written since passes this share of it and the minimum.
+    keyword_tail_fraction: float = Field(
+        default=0.1, gt=0, le=10, alias="AGENTRY_KEYWORD_TAIL_FRACTION"
+    )
+    keyword_compact_min: int = Field(
+        default=50_000, ge=0, le=100_000_000, alias="AGENTRY_KEYWORD_COMPACT_MIN"
     )
     rrf_k: int = Field(default=20, ge=1, le=10_000, alias="AGENTRY_RRF_K")
     hybrid_depth: int = Field(default=100, ge=1, le=1000, alias="AGENTRY_HYBRID_DEPTH")
+    # Hybrid's keyword half on a second pooled connection, beside the vector half.
+    hybrid_concurrent: bool = Field(default=False, alias="AGENTRY_HYBRID_CONCURRENT")
     hybrid_vector_weight: float = Field(
         default=1.0, ge=0, le=100, alias="AGENTRY_HYBRID_VECTOR_WEIGHT"
     )

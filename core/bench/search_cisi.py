@@ -77,7 +77,7 @@ def run_cisi(
             threads=bsettings.embed_threads,
             progress=(lambda done, total: progress("embed", done, total)) if progress else None,
         )
-        maintain(db.engine)  # keyword postings weighted with CISI's own average length
+        maintain(db.engine, bsettings)  # keyword postings weighted with CISI's own average length
         ingest = time.perf_counter() - start
         report["chunks"] = embedded
         report["ingest_seconds"] = round(ingest, 2)

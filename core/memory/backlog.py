@@ -204,7 +204,7 @@ def run_backlog(
                 progress(f"index {source.entity_type}", done, total)
         report.indexed[source.entity_type] = done
     # Postings for rows that predate them (or all, after the average length drifted).
-    maintain(engine, progress=progress)
+    maintain(engine, settings, progress=progress)
     report.embedded = drain_pending(
         engine,
         embedder,

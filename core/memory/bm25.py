@@ -1,4 +1,4 @@
-"""BM25 keyword ranking: top-k from impact-ordered postings, or an exact scan.
+"""BM25 keyword ranking: top-k from impact-ordered blocks or postings, or an exact scan.
 
 Score of a chunk for a query = Σ over the query's distinct lexemes t in the chunk of
 ``idf(t) · impact(tf, dl)``, with ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))`` and
@@ -11,16 +11,22 @@ other rows.
 
 Plans (:class:`KeywordPlan`):
 
-* ``postings`` — the common case. Each query term's postings are read strongest first
-  (a backward scan of the primary key), ``lim`` per term. A chunk not read for any
-  term scores at most ``ub0 = Σ idf · frontier`` (the last impact read, 0 once a term
-  is exhausted); a chunk read for some terms at most its known part plus the frontiers
-  of the others. The best candidates by that bound are rescored exactly from their
-  ``tsvector`` under the filter; when the k-th exact score reaches both bounds the
-  top-k is exact, otherwise the term lists are read twice as deep. Cost follows the
-  postings read, not the rows that match. ``AGENTRY_KEYWORD_BUDGET`` caps the postings
-  one query reads: past it the best rescored candidates are returned (measured
-  agreement with the exact top-10 in ``agentry bench search --scale N --text``).
+* ``blocks`` — the common case once the index has a segment (every bulk load,
+  ``agentry index`` and the embedding worker build one, core/memory/keyword_segment.py):
+  the same bounds as ``postings`` over packed blocks plus the tail of postings written
+  since, summed in numpy (core/memory/bm25_blocks.py); AGENTRY_KEYWORD_BUDGET caps the
+  postings it reads.
+* ``postings`` — an index without a segment (small, or never compacted). Each query
+  term's postings are read strongest first (a backward scan of the primary key),
+  ``lim`` per term. A chunk not read for any term scores at most
+  ``ub0 = Σ idf · frontier`` (the last impact read, 0 once a term is exhausted); a
+  chunk read for some terms at most its known part plus the frontiers of the others.
+  The best candidates by that bound are rescored exactly from their ``tsvector`` under
+  the filter; when the k-th exact score reaches both bounds the top-k is exact,
+  otherwise the term lists are read deeper. Cost follows the postings read, not the
+  rows that match; at most min(AGENTRY_KEYWORD_BUDGET, POSTINGS_BUDGET) per query: past
+  it the best rescored candidates are returned (measured agreement with the exact
+  top-10 in ``agentry bench search --scale N --text``).
 * ``exact`` — every matching row scored with the collection statistics (web-search
   syntax, AGENTRY_KEYWORD_INDEX=false, or an index path that came back short).
 * ``scope`` — filters matching at most AGENTRY_SEARCH_EXACT_THRESHOLD rows: those rows
@@ -33,33 +39,31 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from config import Settings
+from core.memory.bm25_blocks import block_plan
+from core.memory.bm25_types import (
+    ROW_COLUMNS,
+    SCORE_EXPR,
+    TIE,
+    WEIGHTS_CTE,
+    KeywordPlan,
+    KeywordRun,
+    Stats,
+    Terms,
+)
 from core.memory.filters import SearchFilter
 from core.models.search import TEXT_SEARCH_CONFIG
 
-ROW_COLUMNS = (
-    "s.id, s.entity_type, s.entity_id, s.chunk, s.content, s.metadata, s.created_at, "
-    "s.embedding IS NULL AS pending"
-)
-# One expression scores every plan, so exact and index answers are bit-identical.
-SCORE_EXPR = (
-    "(SELECT COALESCE(sum(q.w * search_bm25_impact(COALESCE(array_length(u.positions, 1), 1), "
-    "length(s.tsv), CAST(:avgdl AS float8))), 0) FROM unnest(s.tsv) u "
-    "JOIN q ON q.term = u.lexeme)"
-)
-WEIGHTS_CTE = (
-    "q AS (SELECT * FROM unnest(CAST(:terms AS text[]), CAST(:weights AS float8[])) AS q(term, w))"
-)
+__all__ = ["KeywordPlan", "KeywordRun", "Stats", "Terms", "keyword_rows", "query_terms"]
+
 STATS_SQL = text(
     "SELECT s.avgdl, s.backfilled >= s.backfill_upto AS ready, s.chunks + COALESCE("
-    "(SELECT sum(delta) FROM search_term_deltas WHERE term_id = 0), 0) AS chunks "
-    "FROM search_keyword_stats s WHERE s.id = 1"
+    "(SELECT sum(delta) FROM search_term_deltas WHERE term_id = 0), 0) AS chunks, "
+    "s.segment_generation, s.segment_postings FROM search_keyword_stats s WHERE s.id = 1"
 )
 TERMS_SQL = text(
     "SELECT t.id, t.term, t.df + COALESCE((SELECT sum(d.delta) FROM search_term_deltas d "
@@ -143,43 +147,11 @@ FROM info LEFT JOIN LATERAL (
 LIM0 = 256
 EXHAUST = 16_384
 GROWTH = 4
-TIE = 1e-9
+# SQL pays ~3 µs a posting (numpy ~0.01): the postings plan, which only serves an index
+# without a segment yet, keeps the budget it was measured with.
+POSTINGS_BUDGET = 40_000
 NEGATION = re.compile(r"(?:^|\s)-\w")
 COUNT_SQL = "SELECT count(*) FROM (SELECT 1 FROM search_index WHERE {where} LIMIT :cap) s"
-
-
-class KeywordPlan(StrEnum):
-    postings = "postings"
-    exact = "exact"
-    scope = "scope"
-
-
-@dataclass
-class KeywordRun:
-    """What a keyword query did (tests, benchmarks, diagnostics)."""
-
-    plan: KeywordPlan
-    rows: list[Any]
-    rounds: int = 0
-    postings_read: int = 0
-    # False only when the index plan stopped at the budget before proving its top-k.
-    proven: bool = True
-    fallbacks: list[KeywordPlan] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Stats:
-    avgdl: float
-    ready: bool
-    chunks: int
-
-
-@dataclass(frozen=True)
-class Terms:
-    ids: list[int]
-    terms: list[str]
-    weights: list[float]
-    dfs: list[int]
 
 
 def idf(df: int, n: int) -> float:
@@ -193,7 +165,13 @@ def is_websearch(query: str) -> bool:
 
 def read_stats(conn: Connection) -> Stats:
     row = conn.execute(STATS_SQL).one()
-    return Stats(float(row.avgdl), bool(row.ready), int(row.chunks))
+    return Stats(
+        float(row.avgdl),
+        bool(row.ready),
+        int(row.chunks),
+        int(row.segment_generation),
+        int(row.segment_postings),
+    )
 
 
 def query_terms(conn: Connection, query: str, chunks: int) -> Terms:
@@ -248,7 +226,10 @@ def keyword_rows(
                 plan = KeywordPlan.scope
         if plan is None:
             exact = websearch or not settings.keyword_index
-            plan = KeywordPlan.exact if exact else KeywordPlan.postings
+            indexed = KeywordPlan.blocks if stats.segment_postings else KeywordPlan.postings
+            plan = KeywordPlan.exact if exact else indexed
+    if plan is KeywordPlan.postings and stats.segment_postings:
+        plan = KeywordPlan.blocks  # search_postings is only the tail once a segment exists
     base = {**params, "q": query, "websearch": websearch, "limit": limit, "avgdl": stats.avgdl}
     if plan is KeywordPlan.scope:
         if scope_n is None:
@@ -259,11 +240,24 @@ def keyword_rows(
     if not terms.ids:
         return KeywordRun(plan, [])
     weighted = {**base, "terms": terms.terms, "weights": terms.weights}
-    if plan is KeywordPlan.postings and not websearch:
-        run = _index_plan(conn, terms, where, weighted, limit=limit, budget=settings.keyword_budget)
+    if plan in (KeywordPlan.postings, KeywordPlan.blocks) and not websearch:
+        if plan is KeywordPlan.blocks:
+            run = block_plan(
+                conn,
+                terms,
+                where,
+                weighted,
+                limit=limit,
+                budget=settings.keyword_budget,
+                generation=stats.segment_generation,
+                filtered=not flt.is_empty,
+            )
+        else:
+            budget = min(settings.keyword_budget, POSTINGS_BUDGET)
+            run = _index_plan(conn, terms, where, weighted, limit=limit, budget=budget)
         if len(run.rows) >= limit or run.proven:
             return run
-        fallbacks = [KeywordPlan.postings]
+        fallbacks: list[KeywordPlan] = [plan]
     else:
         fallbacks = []
     rows = list(conn.execute(text(EXACT_SQL.format(where=where)), weighted))

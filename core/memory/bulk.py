@@ -31,6 +31,7 @@ from psycopg.types import TypeInfo
 from psycopg.types.json import Jsonb
 
 from config import Settings
+from core.memory.keyword_segment import compact_if_needed
 from core.memory.storage import opclass
 from core.models.search import HNSW_INDEX_NAME
 
@@ -96,6 +97,8 @@ class BulkReport:
     index_seconds: float
     rebuilt_index: bool
     index_bytes: int
+    # Keyword segment rebuilt after the load (core/memory/keyword_segment.py); 0 if not needed.
+    keyword_segment_seconds: float = 0.0
 
 
 def build_sql(
@@ -180,6 +183,8 @@ def bulk_load(
     expected: int | None = None,
     progress: Callable[[int], None] | None = None,
     build_progress: Callable[[int, int], None] | None = None,
+    keyword_progress: Callable[[str, int, int], None] | None = None,
+    keyword_segment: bool = True,
 ) -> BulkReport:
     """Load embedded chunks with binary COPY, then build or extend the HNSW index.
 
@@ -190,6 +195,9 @@ def bulk_load(
         expected: how many rows are coming (decides drop-and-rebuild vs extend).
         progress: called with the number of rows copied so far, every 1000 rows.
         build_progress: called with (done, total) while the index builds.
+        keyword_progress: called with (phase, done, total) while the keyword segment builds.
+        keyword_segment: rebuild the keyword segment if the load grew its tail enough
+            (False: leave the postings in the tail, as benchmarks of the postings plan do).
 
     Returns:
         Counts and timings.
@@ -228,6 +236,12 @@ def bulk_load(
         copy_seconds = time.perf_counter() - start
         if progress:
             progress(n)
+    segment = None
+    if keyword_segment:
+        with psycopg.connect(conninfo) as conn:
+            # The load's postings are the tail now: packed into the segment before the
+            # vacuum below, which then also clears the moved rows.
+            segment = compact_if_needed(conn, settings, progress=keyword_progress)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         # Vacuumed before the HNSW index exists (cheap: the heap and the small
         # indexes): otherwise autovacuum wakes up for the inserts a moment later and
@@ -244,4 +258,11 @@ def bulk_load(
     index_seconds = build_index(conninfo, settings, progress=build_progress) if rebuild else 0.0
     with psycopg.connect(conninfo) as conn:
         size = conn.execute(INDEX_SIZE_SQL, (HNSW_INDEX_NAME,)).fetchone()[0]  # type: ignore[index]
-    return BulkReport(n, copy_seconds, index_seconds, rebuild, int(size or 0))
+    return BulkReport(
+        n,
+        copy_seconds,
+        index_seconds,
+        rebuild,
+        int(size or 0),
+        segment.seconds if segment else 0.0,
+    )

@@ -16,6 +16,8 @@ transactions of its own:
   posting is rewritten (reset, then backfill). Rewriting on every insert is what the
   split between stored impacts and query-time IDF avoids; this happens only when the
   kind of text indexed changes (measured avgdl: chat turns ~8 lexemes, CISI abstracts ~70).
+* :func:`maintain` ends with a segment rebuild when the tail needs one
+  (core/memory/keyword_segment.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, text
+
+from config import Settings
+from core.memory.keyword_segment import compact
 
 Progress = Callable[[str, int, int], None]
 AVGDL_DRIFT = 0.25
@@ -76,12 +81,12 @@ ADVANCE_SQL = text(
     "CASE WHEN CAST(:last AS bigint) IS NULL THEN backfill_upto ELSE :last END WHERE id = 1"
 )
 RESET_SQL = (
-    text("TRUNCATE search_postings, search_term_deltas"),
+    text("TRUNCATE search_postings, search_term_deltas, search_posting_blocks"),
     text("UPDATE search_terms SET df = 0 WHERE df <> 0"),
     text(
         "UPDATE search_keyword_stats SET avgdl = :avgdl, chunks = 0, total_length = 0, "
-        "backfilled = 0, backfill_upto = (SELECT COALESCE(max(id), 0) FROM search_index) "
-        "WHERE id = 1"
+        "segment_generation = segment_generation + 1, segment_postings = 0, backfilled = 0, "
+        "backfill_upto = (SELECT COALESCE(max(id), 0) FROM search_index) WHERE id = 1"
     ),
 )
 
@@ -166,7 +171,9 @@ def reweigh_if_drifted(engine: Engine, *, progress: Progress | None = None) -> b
     return True
 
 
-def maintain(engine: Engine, *, progress: Progress | None = None) -> None:
-    """Everything ``agentry index`` does for the keyword index: fold, re-weigh, backfill."""
+def maintain(engine: Engine, settings: Settings, *, progress: Progress | None = None) -> None:
+    """Everything ``agentry index`` does for the keyword index: fold, re-weigh, backfill,
+    and rebuild the segment when its tail has grown past its share."""
     if not reweigh_if_drifted(engine, progress=progress):
         backfill(engine, progress=progress)
+    compact(engine, settings, progress=progress)

@@ -8,11 +8,13 @@ each mode gave them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from config import Settings, get_settings
 from core.db.extensions import installed_version
@@ -28,6 +30,10 @@ MAX_K = 100
 SNIPPET_CHARS = 300
 
 COUNT_SQL = "SELECT count(*) FROM (SELECT 1 FROM search_index WHERE {where} LIMIT :cap) s"
+# NULL while the transaction has written nothing (no transaction id assigned yet).
+WRITES_SQL = text("SELECT pg_current_xact_id_if_assigned()")
+# Keyword halves of concurrent hybrid queries; each takes its own pooled connection.
+_HALVES = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agentry-hybrid")
 TOTAL_ESTIMATE_SQL = text(
     "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'search_index'::regclass"
 )
@@ -265,6 +271,11 @@ def fuse(
     return out
 
 
+def _on_own_connection(engine: Engine, call: Callable[[Connection], list[Hit]]) -> list[Hit]:
+    with engine.connect() as conn:
+        return call(conn)
+
+
 def validate(query: str, mode: str, k: int) -> None:
     """Raise :class:`ValidationFailed` naming the bad parameter."""
     if not query.strip():
@@ -337,15 +348,37 @@ def search(
 
 
 def hybrid_hits(
-    conn: Connection, query: str, vector: Any, flt: SearchFilter, *, k: int, settings: Settings
+    conn: Connection,
+    query: str,
+    vector: Any,
+    flt: SearchFilter,
+    *,
+    k: int,
+    settings: Settings,
+    concurrent: bool | None = None,
 ) -> list[Hit]:
-    """RRF of the vector and keyword top AGENTRY_HYBRID_DEPTH for an embedded query."""
+    """RRF of the vector and keyword top AGENTRY_HYBRID_DEPTH for an embedded query.
+
+    With AGENTRY_HYBRID_CONCURRENT (or ``concurrent``) the keyword half runs on a second
+    pooled connection while the vector half runs on ``conn`` — only when the caller's
+    transaction has written nothing, since the other connection could not see it.
+    """
     depth = max(k, settings.hybrid_depth)
-    ranked = {
-        "vector": vector_search(conn, vector, flt, k=depth, settings=settings),
+
+    def keyword_half(c: Connection) -> list[Hit]:
         # One chunk per candidate, as the vector side: ranks past the depth add
         # little to the fusion, and the keyword side costs in proportion to its limit.
-        "keyword": keyword_hits(conn, query, flt, k=depth, settings=settings, chunks_per_hit=1),
-    }
+        return keyword_hits(c, query, flt, k=depth, settings=settings, chunks_per_hit=1)
+
+    wanted = settings.hybrid_concurrent if concurrent is None else concurrent
+    if wanted and conn.execute(WRITES_SQL).scalar() is None:
+        future = _HALVES.submit(_on_own_connection, conn.engine, keyword_half)
+        vector_hits = vector_search(conn, vector, flt, k=depth, settings=settings)
+        ranked = {"vector": vector_hits, "keyword": future.result()}
+    else:
+        ranked = {
+            "vector": vector_search(conn, vector, flt, k=depth, settings=settings),
+            "keyword": keyword_half(conn),
+        }
     weights = {"vector": settings.hybrid_vector_weight, "keyword": settings.hybrid_keyword_weight}
     return fuse(ranked, k=k, rrf_k=settings.rrf_k, weights=weights)

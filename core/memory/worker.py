@@ -23,6 +23,7 @@ from core.errors import EmbeddingMismatchError
 from core.memory.embeddings import get_embedder
 from core.memory.indexer import embed_pending, has_pending
 from core.memory.keyword_index import fold_deltas, reweigh_if_drifted, state
+from core.memory.keyword_segment import compact
 from core.observability.metrics import EMBEDDED
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class EmbeddingWorker:
         # One wake-up per thread, so no thread can consume another's.
         self._wakes = [threading.Event() for _ in range(settings.embed_threads)]
         self._count_lock = threading.Lock()
+        self._compaction_checked = False  # once at start, then after polls that folded writes
         self._threads = [
             threading.Thread(
                 target=self._run, args=(wake,), name=f"agentry-embedder-{i}", daemon=True
@@ -79,12 +81,23 @@ class EmbeddingWorker:
         return n
 
     def housekeeping(self) -> None:
-        """Fold keyword df deltas; re-weigh a small index whose average length drifted."""
-        fold_deltas(self.engine)
+        """Fold keyword df deltas; re-weigh a small index whose average length drifted;
+        rebuild the keyword segment when writes since the last poll grew its tail enough."""
+        folded = fold_deltas(self.engine)
         with self.engine.connect() as conn:
             small = state(conn).chunks <= REWEIGH_IN_WORKER_MAX
         if small:
             reweigh_if_drifted(self.engine)
+        if folded or not self._compaction_checked:
+            self._compaction_checked = True
+            report = compact(self.engine, self.settings)
+            if report is not None:
+                log.info(
+                    "keyword segment rebuilt: %d postings, %d blocks in %.1f s",
+                    report.postings,
+                    report.blocks,
+                    report.seconds,
+                )
 
     def _run(self, wake: threading.Event) -> None:
         backoff = self.settings.embed_interval

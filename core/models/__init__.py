@@ -13,6 +13,7 @@ from core.models.crons import Cron, WebhookDelivery
 from core.models.keyword import (
     SearchKeywordStats,
     SearchPosting,
+    SearchPostingBlock,
     SearchTerm,
     SearchTermDelta,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "SearchIndex",
     "SearchKeywordStats",
     "SearchPosting",
+    "SearchPostingBlock",
     "SearchTerm",
     "SearchTermDelta",
     "ServerConfig",

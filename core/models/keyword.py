@@ -6,6 +6,9 @@ by that weight so top-k can stop early (core/memory/bm25.py). Triggers on
 ``search_index`` keep both in step, and write document-frequency changes to
 ``search_term_deltas`` (insert-only, so concurrent writers never wait on a hot
 vocabulary row) which are folded into ``search_terms.df`` now and then.
+``search_posting_blocks`` (revision 0019) is the compacted segment: the postings moved
+out of ``search_postings`` into packed, impact-ordered blocks (core/memory/keyword_segment.py);
+``search_postings`` keeps the tail written since.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     Text,
 )
@@ -70,5 +74,23 @@ class SearchKeywordStats(Base):
     # Rows with id <= backfill_upto predate the postings; backfilled is the cursor.
     backfill_upto: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     backfilled: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # Bumped by every segment rebuild; postings in search_posting_blocks.
+    segment_generation: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    segment_postings: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
 
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class SearchPostingBlock(Base):
+    """Up to BLOCK postings of one term, strongest first; ``blocks`` is the term's count."""
+
+    __tablename__ = "search_posting_blocks"
+
+    term_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blocks: Mapped[int] = mapped_column(Integer, nullable=False)
+    max_impact: Mapped[float] = mapped_column(REAL, nullable=False)
+    min_impact: Mapped[float] = mapped_column(REAL, nullable=False)
+    # Little-endian int64 row ids and float32 impacts, the same order (STORAGE EXTERNAL).
+    row_ids: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    impacts: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

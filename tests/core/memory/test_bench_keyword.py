@@ -38,10 +38,17 @@ def test_text_scale_report(test_settings: Settings, tmp_path: Path) -> None:
     assert report["rows"] == 3000 and report["load"]["postings"] > 3000
     # Tiny lists: the postings are read whole, so the top-10 is the exact one.
     assert report["keyword_recall_of_exact_top10"]["all"] == 1.0
-    assert set(report["modes"]) == {"keyword", "vector", "hybrid"}
+    assert set(report["modes"]) == {"keyword", "vector", "hybrid", "hybrid_concurrent"}
     for mode in report["modes"].values():
         assert mode["clients_4"]["qps"] > 0 and mode["clients_1"]["queries"] == 4
-    assert report["keyword_vs_exact_scan"]["exact_scan_baseline"]["p50_ms"] > 0
+    compared = report["keyword_plans_compared"]
+    assert compared["exact_scan_baseline"]["p50_ms"] > 0
+    # Both index plans measured on the same load: the postings before the segment, the
+    # blocks after it (every posting moved into the segment).
+    assert compared["postings_plan_recall_of_exact_top10"] == 1.0
+    assert compared["blocks_plan_blocks_read_mean"] > 0
+    assert report["load"]["keyword_segment"]["postings"] == report["load"]["postings"]
+    assert report["keyword_plans"] == {"blocks": 4}
     assert report["goals"]["filtered_always_k"] is True
     assert set(report["filtered"]) == {
         "user_10pct",

@@ -1,0 +1,64 @@
+"""What every keyword plan shares: the row columns, the one scoring expression, results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+ROW_COLUMNS = (
+    "s.id, s.entity_type, s.entity_id, s.chunk, s.content, s.metadata, s.created_at, "
+    "s.embedding IS NULL AS pending"
+)
+# One expression scores every plan, so exact and index answers are bit-identical.
+SCORE_EXPR = (
+    "(SELECT COALESCE(sum(q.w * search_bm25_impact(COALESCE(array_length(u.positions, 1), 1), "
+    "length(s.tsv), CAST(:avgdl AS float8))), 0) FROM unnest(s.tsv) u "
+    "JOIN q ON q.term = u.lexeme)"
+)
+WEIGHTS_CTE = (
+    "q AS (SELECT * FROM unnest(CAST(:terms AS text[]), CAST(:weights AS float8[])) AS q(term, w))"
+)
+# Bounds and scores add the same float4 weights in different orders: a tie may differ in
+# the last bits, and copies of one text tie exactly.
+TIE = 1e-9
+
+
+class KeywordPlan(StrEnum):
+    postings = "postings"
+    blocks = "blocks"
+    exact = "exact"
+    scope = "scope"
+
+
+@dataclass
+class KeywordRun:
+    """What a keyword query did (tests, benchmarks, diagnostics)."""
+
+    plan: KeywordPlan
+    rows: list[Any]
+    rounds: int = 0
+    postings_read: int = 0
+    blocks_read: int = 0
+    rescored: int = 0
+    # False only when the index plan stopped at the budget before proving its top-k.
+    proven: bool = True
+    fallbacks: list[KeywordPlan] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Stats:
+    avgdl: float
+    ready: bool
+    chunks: int
+    # 0 until the first segment rebuild (core/memory/keyword_segment.py).
+    segment_generation: int = 0
+    segment_postings: int = 0
+
+
+@dataclass(frozen=True)
+class Terms:
+    ids: list[int]
+    terms: list[str]
+    weights: list[float]
+    dfs: list[int]
