@@ -81,7 +81,9 @@ class SearchIndex(Base):
             HNSW_INDEX_NAME,
             "embedding",
             postgresql_using="hnsw",
-            postgresql_with={"m": 16, "ef_construction": 64},
+            # Descriptive only: migration 0001 and every rebuild (core/memory/bulk.py)
+            # build with AGENTRY_HNSW_M / AGENTRY_HNSW_EF_CONSTRUCTION (24 / 128).
+            postgresql_with={"m": 24, "ef_construction": 128},
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
     )
