@@ -116,8 +116,9 @@ def write_tuning(pgdata: Path, shared_buffers: str) -> None:
     A file of our own, rewritten at each start, keeps the user's postgresql.conf and
     ALTER SYSTEM (postgresql.auto.conf, read later, so it wins) untouched.
     """
-    buffers = auto_shared_buffers() if shared_buffers == "auto" else shared_buffers
-    cache_mb = max(_memory_bytes() // 2 // 2**20, 256)  # the planner's guess of cached pages
+    total = _memory_bytes()
+    buffers = auto_shared_buffers(total) if shared_buffers == "auto" else shared_buffers
+    cache_mb = max(total // 2 // 2**20, 256)  # the planner's guess of cached pages
     (pgdata / TUNING_FILE).write_text(
         "# Written by Agentry at each start (AGENTRY_PG_SHARED_BUFFERS); edits are lost.\n"
         f"shared_buffers = '{buffers}'\n"
