@@ -118,10 +118,15 @@ class Settings(BaseSettings):
         default=10_000, ge=0, le=10_000_000, alias="AGENTRY_SEARCH_EXACT_THRESHOLD"
     )
     # Keyword top-k through the impact-ordered postings (core/memory/bm25.py); off: the
-    # exact BM25 scan of every matching row. The budget bounds the postings one query reads.
+    # exact BM25 scan of every matching row. The budget bounds the postings one query reads
+    # (past it, the best known parts are rescored: measured agreement in the README); the
+    # hybrid budget is its keyword half's, which feeds ranks to the fusion.
     keyword_index: bool = Field(default=True, alias="AGENTRY_KEYWORD_INDEX")
     keyword_budget: int = Field(
-        default=1_000_000, ge=100, le=100_000_000, alias="AGENTRY_KEYWORD_BUDGET"
+        default=100_000, ge=100, le=100_000_000, alias="AGENTRY_KEYWORD_BUDGET"
+    )
+    hybrid_keyword_budget: int = Field(
+        default=50_000, ge=100, le=100_000_000, alias="AGENTRY_HYBRID_KEYWORD_BUDGET"
     )
     # The segment of packed posting blocks (core/memory/keyword_segment.py) is rebuilt when
     # the tail of postings written since passes this share of it and the minimum.

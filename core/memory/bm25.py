@@ -63,7 +63,9 @@ __all__ = ["KeywordPlan", "KeywordRun", "Stats", "Terms", "keyword_rows", "query
 STATS_SQL = text(
     "SELECT s.avgdl, s.backfilled >= s.backfill_upto AS ready, s.chunks + COALESCE("
     "(SELECT sum(delta) FROM search_term_deltas WHERE term_id = 0), 0) AS chunks, "
-    "s.segment_generation, s.segment_postings FROM search_keyword_stats s WHERE s.id = 1"
+    "s.segment_generation, s.segment_postings, "
+    "COALESCE((SELECT max(id) FROM search_index), 0) AS max_row_id "
+    "FROM search_keyword_stats s WHERE s.id = 1"
 )
 TERMS_SQL = text(
     "SELECT t.id, t.term, t.df + COALESCE((SELECT sum(d.delta) FROM search_term_deltas d "
@@ -171,6 +173,7 @@ def read_stats(conn: Connection) -> Stats:
         int(row.chunks),
         int(row.segment_generation),
         int(row.segment_postings),
+        int(row.max_row_id),
     )
 
 
@@ -194,6 +197,7 @@ def keyword_rows(
     limit: int,
     settings: Settings,
     force: KeywordPlan | None = None,
+    budget: int | None = None,
 ) -> KeywordRun:
     """The ``limit`` best chunks for ``query`` under ``flt`` by BM25, best first.
 
@@ -206,10 +210,12 @@ def keyword_rows(
         limit: rows wanted.
         settings: AGENTRY_KEYWORD_INDEX, _BUDGET and the exact-scan threshold.
         force: run this plan (tests, benchmarks).
+        budget: postings the index plans may read; default AGENTRY_KEYWORD_BUDGET.
 
     Returns:
         The plan used and the rows (with ``score``).
     """
+    budget = settings.keyword_budget if budget is None else budget
     where, params = flt.where()
     stats = read_stats(conn)
     websearch = is_websearch(query)
@@ -248,13 +254,15 @@ def keyword_rows(
                 where,
                 weighted,
                 limit=limit,
-                budget=settings.keyword_budget,
+                budget=budget,
                 generation=stats.segment_generation,
                 filtered=not flt.is_empty,
+                max_row_id=stats.max_row_id,
             )
         else:
-            budget = min(settings.keyword_budget, POSTINGS_BUDGET)
-            run = _index_plan(conn, terms, where, weighted, limit=limit, budget=budget)
+            run = _index_plan(
+                conn, terms, where, weighted, limit=limit, budget=min(budget, POSTINGS_BUDGET)
+            )
         if len(run.rows) >= limit or run.proven:
             return run
         fallbacks: list[KeywordPlan] = [plan]

@@ -4,7 +4,9 @@ The same threshold algorithm as the postings plan (core/memory/bm25.py), with th
 per-posting work moved out of SQL. Each round is one statement, so blocks and tail are
 read under one snapshot: per query term the next blocks of its segment list
 (core/memory/keyword_segment.py, strongest first) and the strongest ``tlim`` postings of
-its tail in ``search_postings``. numpy adds them up per chunk. A chunk is either in the
+its tail in ``search_postings``. The segment's postings are added into per-query sums
+(core/memory/bm25_sums.py) as they arrive; the tail, small, is summed again each round
+from what it returned. A chunk is either in the
 segment or in the tail, so each store has its own frontiers: a segment chunk not read
 for term t has at most ``idf(t) · (min impact of t's last block read)`` from it (0 once
 the list is read whole), a tail chunk at most the last tail impact read; a chunk read
@@ -12,21 +14,25 @@ for no term at most the larger of the two sums. The best candidates by bound are
 rescored exactly from their tsvector under the filter (SCORE_EXPR, as every plan), so
 the scores are bit-identical to the exact scan's; when the k-th exact score reaches
 every bound left the top-k is proven, otherwise the lists holding most of the bound are
-read GROWTH times deeper and more candidates are rescored, within
-AGENTRY_KEYWORD_BUDGET postings. A rebuild between two rounds (the generation moved)
-starts the query over.
+read GROWTH times deeper and more candidates are rescored, within the budget
+(AGENTRY_KEYWORD_BUDGET, or hybrid's). A query that spends it settles: the rows with the
+best known parts are rescored and the best returned, proven only if the bounds left
+allow it. A rebuild between two rounds (the generation moved) starts the query over.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import psycopg
 from sqlalchemy import Connection, text
 
+from core.memory.bm25_sums import SparseSums, Sums, query_sums, sparse_bounds
 from core.memory.bm25_types import (
     ROW_COLUMNS,
     SCORE_EXPR,
@@ -60,9 +66,16 @@ UNION ALL
 SELECT 2, NULL, NULL, segment_generation, NULL, NULL, NULL, NULL, NULL
 FROM search_keyword_stats WHERE id = 1
 """
+# Candidates are rescored to (id, score) only: the columns of a row (content, metadata)
+# cost more to send and decode than its score, and only the top `limit` are returned.
 RESCORE_SQL = (
-    f"WITH {WEIGHTS_CTE} SELECT {ROW_COLUMNS}, {SCORE_EXPR} AS score FROM search_index s "
+    f"WITH {WEIGHTS_CTE} SELECT s.id, {SCORE_EXPR} AS score FROM search_index s "
     "WHERE s.id = ANY(CAST(:ids AS bigint[])) AND {where}"
+)
+ROWS_SQL = text(
+    f"SELECT {ROW_COLUMNS}, x.score FROM unnest(CAST(:ids AS bigint[]), "
+    "CAST(:scores AS float8[])) WITH ORDINALITY AS x(id, score, pos) "
+    "JOIN search_index s ON s.id = x.id ORDER BY x.pos"
 )
 # Rare terms are read whole in the first round up to EXHAUST postings in all; the others
 # start with FIRST_BLOCKS blocks and TAIL0 tail postings; each later round reads GROWTH
@@ -71,8 +84,11 @@ EXHAUST = 65_536
 FIRST_BLOCKS = 1
 TAIL0 = 256
 GROWTH = 4
-DENSE_SPAN = 1 << 22  # row-id spans up to this are summed by bincount, wider by unique
 RESTARTS = 3
+LONG = 8  # open lists this many times the budget left: it is read in the first round
+# Rows rescored per row wanted when the budget is spent before the top-k is proven.
+SETTLE = 3
+SETTLE_MAX = 128  # rows rescored per row wanted at most, when a filter lets few pass
 
 
 class SegmentChanged(Exception):
@@ -81,7 +97,8 @@ class SegmentChanged(Exception):
 
 @dataclass
 class _Lists:
-    """What has been read so far, per query term."""
+    """What has been read so far, per query term (the segment's postings are summed
+    into :mod:`core.memory.bm25_sums` as they arrive; the tail is re-read each round)."""
 
     weights: np.ndarray
     depth: list[int]  # segment blocks read
@@ -90,12 +107,10 @@ class _Lists:
     tail_lim: list[int]
     tail_front: list[float]
     tail_done: list[bool]
-    seg_ids: list[np.ndarray] = field(default_factory=list)
-    seg_val: list[np.ndarray] = field(default_factory=list)
-    seg_term: list[int] = field(default_factory=list)
     tail_ids: list[np.ndarray] = field(default_factory=list)
     tail_val: list[np.ndarray] = field(default_factory=list)
     tail_term: list[int] = field(default_factory=list)
+    seg_read: int = 0
     blocks_read: int = 0
 
     def seg_done(self, i: int) -> bool:
@@ -106,7 +121,7 @@ class _Lists:
         return self.seg_done(i) and self.tail_done[i]
 
     def read(self) -> int:
-        return sum(len(a) for a in self.seg_ids) + sum(len(a) for a in self.tail_ids)
+        return self.seg_read + sum(len(a) for a in self.tail_ids)
 
 
 def _first(terms: Terms, limit: int, budget: int) -> tuple[_Lists, list[int]]:
@@ -121,6 +136,16 @@ def _first(terms: Terms, limit: int, budget: int) -> tuple[_Lists, list[int]]:
         want[i] = max(want[i], -(-terms.dfs[i] // BLOCK))
         tail[i] = max(tail[i], terms.dfs[i] + 1)  # one more than exist: seen to be exhausted
         room -= terms.dfs[i]
+    first = sum(min(terms.dfs[i], want[i] * BLOCK) for i in range(n))
+    left = [i for i in range(n) if terms.dfs[i] > want[i] * BLOCK]
+    if left and sum(terms.dfs[i] for i in left) > LONG * (budget - first) > 0:
+        # Long lists, more than the budget could read GROWTH rounds over: the budget is
+        # spent in this round, shared by the open lists (the rarest first), so the
+        # query settles after one read instead of several.
+        more = (budget - first) // BLOCK
+        for i in sorted(left, key=lambda i: terms.dfs[i]):
+            share = max(0, min(more // max(len(left), 1), -(-terms.dfs[i] // BLOCK) - want[i]))
+            want[i] += share
     lists = _Lists(
         weights=np.asarray(terms.weights, dtype=np.float64),
         depth=[0] * n,
@@ -134,7 +159,12 @@ def _first(terms: Terms, limit: int, budget: int) -> tuple[_Lists, list[int]]:
 
 
 def _read_round(
-    pg: psycopg.Connection, terms: Terms, lists: _Lists, want: list[int], generation: int
+    pg: psycopg.Connection,
+    terms: Terms,
+    lists: _Lists,
+    sums: Sums | SparseSums,
+    want: list[int],
+    generation: int,
 ) -> None:
     """Read segment blocks [depth, want) and the tail's first tail_lim postings per term."""
     index = {t: i for i, t in enumerate(terms.ids)}
@@ -142,6 +172,7 @@ def _read_round(
     last: dict[int, tuple[int, float]] = {}
     tail_got = [0] * len(terms.ids)
     lists.tail_ids, lists.tail_val, lists.tail_term = [], [], []
+    seg: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     with pg.cursor(binary=True) as cur:
         cur.execute(ROUND_SQL, params)
         for kind, tid, block, n, min_imp, row_ids, imps, t_ids, t_imps in cur:
@@ -152,11 +183,9 @@ def _read_round(
             i = index[int(tid)]
             if kind == 0:
                 lists.blocks[i] = int(n)
-                ids = np.frombuffer(row_ids, dtype="<i8")
-                val = np.frombuffer(imps, dtype="<f4").astype(np.float64) * lists.weights[i]
-                lists.seg_ids.append(ids)
-                lists.seg_val.append(val)
-                lists.seg_term.append(i)
+                got = seg.setdefault(i, ([], []))
+                got[0].append(np.frombuffer(row_ids, dtype="<i8"))
+                got[1].append(np.frombuffer(imps, dtype="<f4"))
                 lists.blocks_read += 1
                 if int(block) >= last.get(i, (-1, 0.0))[0]:
                     last[i] = (int(block), float(min_imp))
@@ -168,6 +197,12 @@ def _read_round(
                 lists.tail_term.append(i)
                 tail_got[i] = len(ids)
                 lists.tail_front[i] = float(t_imps[-1]) if t_imps else 0.0
+    for i, (id_parts, imp_parts) in seg.items():
+        # One term's blocks hold each row once: added in one step.
+        ids = np.concatenate(id_parts)
+        vals = np.multiply(np.concatenate(imp_parts), lists.weights[i], dtype=np.float64)
+        sums.add_segment(ids, vals, i)
+        lists.seg_read += len(ids)
     for i in range(len(terms.ids)):
         if lists.blocks[i] is None and lists.depth[i] == 0:
             lists.blocks[i] = 0  # no segment blocks at all: the term came after the rebuild
@@ -182,31 +217,6 @@ def _read_round(
             lists.tail_front[i] = 0.0
 
 
-def _bounds(
-    ids: list[np.ndarray], vals: list[np.ndarray], term: list[int], fronts: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per chunk read: row id, the known part of its score, and its bound (the known
-    part plus the frontiers of the terms it was not read for)."""
-    if not ids:
-        return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
-    all_ids = np.concatenate(ids)
-    known_v = np.concatenate(vals)
-    seen_v = np.repeat(fronts[term], [len(a) for a in ids])  # idf · frontier per term
-    lo = int(all_ids.min())
-    span = int(all_ids.max()) - lo + 1
-    if span <= max(DENSE_SPAN, 8 * len(all_ids)):
-        idx = all_ids - lo
-        known = np.bincount(idx, known_v, minlength=span)
-        seen = np.bincount(idx, seen_v, minlength=span)
-        nz = np.flatnonzero(known)  # every weight is > 0: read once, nonzero
-        rows, known, seen = nz + lo, known[nz], seen[nz]
-    else:
-        rows, inv = np.unique(all_ids, return_inverse=True)
-        known = np.bincount(inv, known_v)
-        seen = np.bincount(inv, seen_v)
-    return rows, known, known + (float(fronts.sum()) - seen)
-
-
 def block_plan(
     conn: Connection,
     terms: Terms,
@@ -217,16 +227,24 @@ def block_plan(
     budget: int,
     generation: int,
     filtered: bool,
+    max_row_id: int,
 ) -> KeywordRun:
     """Threshold-style top-k over blocks and tail; see the module docstring."""
     pg = conn.connection.driver_connection
     assert isinstance(pg, psycopg.Connection)
     for _ in range(RESTARTS):
         try:
-            return _run(
-                conn, pg, terms, where, params,
-                limit=limit, budget=budget, gen=generation, filtered=filtered,
-            )  # fmt: skip
+            with query_sums(max_row_id) as sums:
+                run = _run(
+                    conn, pg, terms, where, params, sums,
+                    limit=limit, budget=budget, gen=generation, filtered=filtered,
+                )  # fmt: skip
+            best: list[tuple[int, float]] = run.rows  # _run leaves (id, score) pairs
+            if best:
+                ids, scores = zip(*best, strict=True)
+                found = conn.execute(ROWS_SQL, {"ids": list(ids), "scores": list(scores)})
+                run.rows = list(found)
+            return run
         except SegmentChanged:
             generation = int(
                 conn.execute(
@@ -242,6 +260,7 @@ def _run(
     terms: Terms,
     where: str,
     params: dict[str, Any],
+    sums: Sums | SparseSums,
     *,
     limit: int,
     budget: int,
@@ -250,51 +269,80 @@ def _run(
 ) -> KeywordRun:
     lists, want = _first(terms, limit, budget)
     rescore_sql = text(RESCORE_SQL.format(where=where))
-    scored: dict[int, Any] = {}  # rescored rows; None: deleted or outside the filter
+    scored: dict[int, float | None] = {}  # rescored; None: deleted or outside the filter
     cap = max(4 * limit, 64)
+    settle = max(int(SETTLE * limit), limit + 16)
     rounds = 0
     n = len(terms.ids)
     while True:
         rounds += 1
-        _read_round(pg, terms, lists, want, gen)
+        _read_round(pg, terms, lists, sums, want, gen)
         seg_f = lists.weights * np.asarray(lists.seg_front)
         tail_f = lists.weights * np.asarray(lists.tail_front)
-        s_rows, s_known, s_ub = _bounds(lists.seg_ids, lists.seg_val, lists.seg_term, seg_f)
-        t_rows, t_known, t_ub = _bounds(lists.tail_ids, lists.tail_val, lists.tail_term, tail_f)
-        rows_all = np.concatenate([s_rows, t_rows])
-        ub_all = np.concatenate([s_ub, t_ub])
+        t_rows, t_known, t_ub = sparse_bounds(
+            lists.tail_ids, lists.tail_val, lists.tail_term, tail_f
+        )
+        if len(t_rows):
+            keep = sums.fresh(t_rows)
+            t_rows, t_known, t_ub = t_rows[keep], t_known[keep], t_ub[keep]
+        s_rows, s_known = sums.fresh_rows(seg_f)
         known_all = np.concatenate([s_known, t_known])
         ub0 = max(float(seg_f.sum()), float(tail_f.sum()))
-        if scored:
-            fresh = ~np.isin(rows_all, np.fromiter(scored, dtype=np.int64, count=len(scored)))
-            rows_all, ub_all, known_all = rows_all[fresh], ub_all[fresh], known_all[fresh]
+        if lists.read() >= budget and not all(lists.exhausted(i) for i in range(n)):
+            # Nothing more may be read: settle on the best known parts, without the
+            # bounds of every candidate (only those that could beat the result).
+            return _settle(
+                conn, rescore_sql, params, sums, scored,
+                np.concatenate([s_rows, t_rows]), known_all,
+                partial(_joined_bounds, sums, t_ub),
+                KeywordRun(KeywordPlan.blocks, [], rounds, lists.read(), lists.blocks_read),
+                ub0=ub0, limit=limit, take=settle,
+            )  # fmt: skip
         theta = _theta(scored, limit)
+        kth = _kths(known_all, limit, min(cap, len(known_all)))
         if not filtered and len(known_all) >= limit:
             # Without a filter the k-th best known part is a floor under the k-th exact
             # score (unless deleted rows are among them: then the check below fails and
             # the next round rescores more), so fewer candidates need rescoring.
-            kth = float(np.partition(known_all, len(known_all) - limit)[len(known_all) - limit])
-            theta = max(theta, kth - TIE)
+            theta = max(theta, kth[limit] - TIE)
+        # Exact bounds are needed where they can reach theta; without one, for the `cap`
+        # best (a bound is at least the known part: those are among the cap best known).
+        floor = theta if theta > -math.inf else kth[min(cap, len(known_all))]
+        s_ub = sums.bounds(floor)
+        rows_all = np.concatenate([s_rows, t_rows])
+        ub_all = np.concatenate([s_ub, t_ub])
         # Rescored: the best bounds, only those that can still reach the k-th score.
         live = int((ub_all >= theta).sum()) if theta > -math.inf else len(ub_all)
         take = min(max(live, min(limit, len(ub_all))), cap)
-        open_lists = not all(lists.exhausted(i) for i in range(n)) and lists.read() < budget
+        if take > live and theta > -math.inf:
+            # Fewer than `limit` can reach theta: the best bounds below it are wanted too.
+            s_ub = sums.bounds(_kths(known_all, take)[take])
+            ub_all = np.concatenate([s_ub, t_ub])
+        exhausted = all(lists.exhausted(i) for i in range(n))
+        open_lists = not exhausted and lists.read() < budget
+        by = ub_all
         if live > cap and open_lists and (scored or not filtered):
             # Too many candidates for one round of rescoring (tens of microseconds each):
-            # read deeper first, which tightens their bounds for a fraction of that.
-            take = 0
+            # read deeper first, which tightens their bounds for a fraction of that. The
+            # best known parts are rescored once, for an exact k-th score that rules
+            # candidates out for good.
+            take = 0 if len(scored) >= limit else min(limit, len(ub_all))
+            by = known_all
         rest = np.ones(len(ub_all), dtype=bool)
         if take:
-            top = np.argpartition(-ub_all, take - 1)[:take] if take < len(ub_all) else None
+            top = np.argpartition(-by, take - 1)[:take] if take < len(ub_all) else None
             picked = (rows_all if top is None else rows_all[top]).tolist()
             if top is not None:
                 rest[top] = False
             else:
                 rest[:] = False
             found = conn.execute(rescore_sql, {**params, "ids": picked})
+            sums.mark_rescored(np.asarray(picked, dtype=np.int64))
             scored.update(dict.fromkeys(picked))
-            scored.update({int(r.id): r for r in found})
+            scored.update({int(i): float(v) for i, v in found})
         theta = _theta(scored, limit)
+        if theta > -math.inf:
+            sums.rule_out(s_ub >= theta)
         next_ub = float(ub_all[rest].max()) if rest.any() else -math.inf
         read = lists.read()
         result = _best(scored, limit)
@@ -309,7 +357,11 @@ def _run(
             return run  # every posting of every term read and rescored
         run.proven = False
         if read >= budget:
-            return run
+            left = ub_all[rest]
+            return _settle(
+                conn, rescore_sql, params, sums, scored, rows_all[rest], known_all[rest],
+                partial(_known_bounds, left), run, ub0=ub0, limit=limit, take=settle,
+            )  # fmt: skip
         want = list(lists.depth)
         deeper = False
         waiting = int((ub_all[rest] >= theta).sum())
@@ -340,15 +392,83 @@ def _run(
             return run
 
 
-def _best(scored: dict[int, Any], limit: int) -> list[Any]:
-    rows = [r for r in scored.values() if r is not None]
-    rows.sort(key=lambda r: (-float(r.score), int(r.id)))
+def _joined_bounds(sums: Sums | SparseSums, tail_ub: np.ndarray, theta: float) -> np.ndarray:
+    return np.concatenate([sums.bounds(theta), tail_ub])
+
+
+def _known_bounds(ub: np.ndarray, theta: float) -> np.ndarray:
+    return ub
+
+
+def _settle(
+    conn: Connection,
+    rescore_sql: Any,
+    params: dict[str, Any],
+    sums: Sums | SparseSums,
+    scored: dict[int, float | None],
+    rows: np.ndarray,
+    known: np.ndarray,
+    bounds: Callable[[float], np.ndarray],
+    run: KeywordRun,
+    *,
+    ub0: float,
+    limit: int,
+    take: int,
+) -> KeywordRun:
+    """The budget is spent: the ``take`` rows with the best known parts are rescored
+    (every list was read strongest first, so the known part is most of the score of the
+    rows that matter), and the best returned — proven when the bounds left allow it.
+
+    ``bounds(theta)``: bounds of ``rows``, exact at least where they reach ``theta``.
+    """
+    rest = np.ones(len(rows), dtype=bool)
+    spent = 0
+    while True:
+        take = min(int(rest.sum()), take)
+        if not take:
+            break
+        left = np.where(rest, -known, np.inf)
+        top = np.argpartition(left, take - 1)[:take]  # the best known parts left
+        rest[top] = False
+        picked = rows[top]
+        found = conn.execute(rescore_sql, {**params, "ids": picked.tolist()})
+        sums.mark_rescored(picked)
+        scored.update(dict.fromkeys(picked.tolist()))
+        scored.update({int(i): float(v) for i, v in found})
+        spent += take
+        # Under a filter most candidates may not pass it: more are rescored (GROWTH
+        # times as many each time) until `limit` do, rather than a full exact scan.
+        if len(_best(scored, limit)) >= limit or spent >= SETTLE_MAX * limit:
+            break
+        take *= GROWTH
+    theta = _theta(scored, limit)
+    run.rows = _best(scored, limit)
+    run.rescored = len(scored)
+    run.proven = False
+    if ub0 < theta:
+        ub = bounds(theta)[rest]
+        run.proven = not len(ub) or float(ub.max()) < theta
+    return run
+
+
+def _kths(values: np.ndarray, *ks: int) -> dict[int, float]:
+    """The k-th largest of ``values`` for each k (-inf when there are fewer), in one pass."""
+    n = len(values)
+    valid = sorted({n - k for k in ks if 0 < k <= n})
+    part = np.partition(values, valid) if valid else values
+    return {k: float(part[n - k]) if 0 < k <= n else -math.inf for k in ks}
+
+
+def _best(scored: dict[int, float | None], limit: int) -> list[tuple[int, float]]:
+    """The ``limit`` best (id, score) rescored, in the exact scan's order."""
+    rows = [(i, v) for i, v in scored.items() if v is not None]
+    rows.sort(key=lambda r: (-r[1], r[0]))
     return rows[:limit]
 
 
-def _theta(scored: dict[int, Any], limit: int) -> float:
+def _theta(scored: dict[int, float | None], limit: int) -> float:
     """What a chunk must stay below to be left out: the k-th exact score, less the float
     noise between bounds and scores. A chunk that ties the k-th may have a lower id and
     come first in the exact order (score, then id), so ties are read and rescored too."""
     best = _best(scored, limit)
-    return float(best[limit - 1].score) - TIE if len(best) >= limit else -math.inf
+    return best[limit - 1][1] - TIE if len(best) >= limit else -math.inf

@@ -54,6 +54,7 @@ class Stats:
     # 0 until the first segment rebuild (core/memory/keyword_segment.py).
     segment_generation: int = 0
     segment_postings: int = 0
+    max_row_id: int = 0  # sizes the blocks plan's per-row sums (core/memory/bm25_sums.py)
 
 
 @dataclass(frozen=True)

@@ -194,14 +194,16 @@ def keyword_hits(
     k: int,
     settings: Settings | None = None,
     chunks_per_hit: int = 3,
+    budget: int | None = None,
 ) -> list[Hit]:
     """BM25 over the full-text index under ``flt`` (core/memory/bm25.py); score = BM25.
 
     ``chunks_per_hit`` chunks are ranked per wanted document (a document's other chunks
     are dropped), so k documents come back even when the best chunks share documents.
+    ``budget``: postings the index may read (default AGENTRY_KEYWORD_BUDGET).
     """
     settings = settings or get_settings()
-    run = keyword_rows(conn, query, flt, limit=chunks_per_hit * k, settings=settings)
+    run = keyword_rows(conn, query, flt, limit=chunks_per_hit * k, settings=settings, budget=budget)
     return _to_hits(run.rows, "keyword", lambda r: r.score)[:k]
 
 
@@ -368,7 +370,10 @@ def hybrid_hits(
     def keyword_half(c: Connection) -> list[Hit]:
         # One chunk per candidate, as the vector side: ranks past the depth add
         # little to the fusion, and the keyword side costs in proportion to its limit.
-        return keyword_hits(c, query, flt, k=depth, settings=settings, chunks_per_hit=1)
+        return keyword_hits(
+            c, query, flt, k=depth, settings=settings, chunks_per_hit=1,
+            budget=settings.hybrid_keyword_budget,
+        )  # fmt: skip
 
     wanted = settings.hybrid_concurrent if concurrent is None else concurrent
     if wanted and conn.execute(WRITES_SQL).scalar() is None:

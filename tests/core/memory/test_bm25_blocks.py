@@ -87,6 +87,37 @@ def test_blocks_rank_like_exact_bm25(db: Database, test_settings: Settings) -> N
 
 
 @pytest.mark.usefixtures("segment")
+def test_a_spent_budget_settles_on_the_best_known_parts(
+    db: Database, test_settings: Settings
+) -> None:
+    # A budget of a few blocks cannot prove the top-k of the long query: the query
+    # settles on rescored rows (exact scores, the exact order among them), is marked
+    # unproven, and comes back full; an ample budget proves the same query.
+    query, limit = QUERIES[4], 10
+    with db.engine.connect() as conn:
+        exact = keyword_rows(
+            conn, query, SearchFilter(), limit=500, settings=test_settings,
+            force=KeywordPlan.exact,
+        )  # fmt: skip
+        truth = {int(r.id): float(r.score) for r in exact.rows}
+        spent = keyword_rows(
+            conn, query, SearchFilter(), limit=limit, settings=test_settings, budget=64
+        )
+        assert spent.plan is KeywordPlan.blocks and not spent.proven
+        assert spent.postings_read < 64 + 8 * SMALL_BLOCK  # stopped near the budget
+        assert len(spent.rows) == limit
+        scores = [(int(r.id), float(r.score)) for r in spent.rows]
+        assert all(truth[i] == v for i, v in scores)  # rescored exactly
+        assert scores == sorted(scores, key=lambda r: (-r[1], r[0]))
+        assert spent.rescored >= limit
+        ample = keyword_rows(
+            conn, query, SearchFilter(), limit=limit, settings=test_settings, budget=10**7
+        )
+        assert ample.proven
+        assert [int(r.id) for r in ample.rows] == [int(r.id) for r in exact.rows[:limit]]
+
+
+@pytest.mark.usefixtures("segment")
 def test_writes_past_the_snapshot_and_a_rebuild(db: Database, test_settings: Settings) -> None:
     with db.engine.connect() as conn:
         before_gen = read_stats(conn).segment_generation
@@ -268,3 +299,60 @@ def test_concurrent_hybrid_halves(db: Database, test_settings: Settings) -> None
         )
         assert [h.entity_id for h in hits] == [doc]
         conn.rollback()
+
+
+@pytest.mark.usefixtures("segment")
+def test_hybrid_keyword_half_reads_within_its_own_budget(
+    db: Database, test_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # AGENTRY_HYBRID_KEYWORD_BUDGET, not AGENTRY_KEYWORD_BUDGET, bounds what hybrid's
+    # keyword half reads: with a few blocks' worth it settles unproven and still ranks.
+    from core.memory import search
+
+    runs: list[KeywordRun] = []
+    real = search.keyword_rows
+
+    def recording(*args: Any, **kwargs: Any) -> KeywordRun:
+        runs.append(real(*args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(search, "keyword_rows", recording)
+    vector = [1.0] + [0.0] * (test_settings.embedding_dims - 1)
+    tight = test_settings.model_copy(update={"hybrid_keyword_budget": 64, "hybrid_depth": 10})
+    with db.engine.connect() as conn:
+        hits = search.hybrid_hits(
+            conn, QUERIES[4], vector, SearchFilter(), k=10, settings=tight, concurrent=False
+        )
+        assert len(hits) == 10
+        assert runs[-1].plan is KeywordPlan.blocks and not runs[-1].proven
+        assert runs[-1].postings_read < 64 + 8 * SMALL_BLOCK
+        search.keyword_hits(conn, QUERIES[4], SearchFilter(), k=10, settings=tight)
+        assert runs[-1].proven  # keyword mode keeps AGENTRY_KEYWORD_BUDGET
+
+
+def test_a_spent_budget_under_a_filter_rescores_until_enough_pass(
+    db: Database, test_settings: Settings
+) -> None:
+    # A tenth of the chunks are one user's: settling rescores more candidates (GROWTH
+    # times as many each time) until `limit` of them pass, instead of the exact scan.
+    owner, _ = create_test_user(db, f"settle-{uuid.uuid4().hex[:6]}@kw.org")
+    rng = random.Random(31)
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM search_index"))
+        for i in range(400):
+            _add(conn, _text(rng), user_id=owner.id if i % 10 == 0 else None)
+    compact(db.engine, test_settings, force=True, block=SMALL_BLOCK)
+    mine = SearchFilter(user_id=owner.id)
+    through_index = test_settings.model_copy(update={"search_exact_threshold": 0})
+    query = QUERIES[4]
+    with db.engine.connect() as conn:
+        exact = keyword_rows(
+            conn, query, mine, limit=100, settings=through_index, force=KeywordPlan.exact
+        )
+        truth = {int(r.id): float(r.score) for r in exact.rows}
+        run = keyword_rows(conn, query, mine, limit=5, settings=through_index, budget=64)
+        assert run.plan is KeywordPlan.blocks and not run.fallbacks and not run.proven
+        assert len(run.rows) == 5 and run.rescored > 3 * 5  # more than one settling round
+        assert all(truth[int(r.id)] == float(r.score) for r in run.rows)  # the user's own
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM search_index"))
