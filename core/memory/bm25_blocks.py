@@ -23,7 +23,6 @@ allow it. A rebuild between two rounds (the generation moved) starts the query o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -32,6 +31,15 @@ import numpy as np
 import psycopg
 from sqlalchemy import Connection, text
 
+from core.memory.bm25_settle import (
+    SETTLE,
+    best,
+    joined_bounds,
+    known_bounds,
+    kths,
+    settle,
+    theta_of,
+)
 from core.memory.bm25_sums import SparseSums, Sums, query_sums, sparse_bounds
 from core.memory.bm25_types import (
     ROW_COLUMNS,
@@ -86,9 +94,6 @@ TAIL0 = 256
 GROWTH = 4
 RESTARTS = 3
 LONG = 8  # open lists this many times the budget left: it is read in the first round
-# Rows rescored per row wanted when the budget is spent before the top-k is proven.
-SETTLE = 3
-SETTLE_MAX = 128  # rows rescored per row wanted at most, when a filter lets few pass
 
 
 class SegmentChanged(Exception):
@@ -239,9 +244,9 @@ def block_plan(
                     conn, pg, terms, where, params, sums,
                     limit=limit, budget=budget, gen=generation, filtered=filtered,
                 )  # fmt: skip
-            best: list[tuple[int, float]] = run.rows  # _run leaves (id, score) pairs
-            if best:
-                ids, scores = zip(*best, strict=True)
+            pairs: list[tuple[int, float]] = run.rows  # _run leaves (id, score) pairs
+            if pairs:
+                ids, scores = zip(*pairs, strict=True)
                 found = conn.execute(ROWS_SQL, {"ids": list(ids), "scores": list(scores)})
                 run.rows = list(found)
             return run
@@ -271,7 +276,7 @@ def _run(
     rescore_sql = text(RESCORE_SQL.format(where=where))
     scored: dict[int, float | None] = {}  # rescored; None: deleted or outside the filter
     cap = max(4 * limit, 64)
-    settle = max(int(SETTLE * limit), limit + 16)
+    settle_rows = max(int(SETTLE * limit), limit + 16)
     rounds = 0
     n = len(terms.ids)
     while True:
@@ -291,15 +296,15 @@ def _run(
         if lists.read() >= budget and not all(lists.exhausted(i) for i in range(n)):
             # Nothing more may be read: settle on the best known parts, without the
             # bounds of every candidate (only those that could beat the result).
-            return _settle(
+            return settle(
                 conn, rescore_sql, params, sums, scored,
                 np.concatenate([s_rows, t_rows]), known_all,
-                partial(_joined_bounds, sums, t_ub),
+                partial(joined_bounds, sums, t_ub),
                 KeywordRun(KeywordPlan.blocks, [], rounds, lists.read(), lists.blocks_read),
-                ub0=ub0, limit=limit, take=settle,
+                ub0=ub0, limit=limit, take=settle_rows,
             )  # fmt: skip
-        theta = _theta(scored, limit)
-        kth = _kths(known_all, limit, min(cap, len(known_all)))
+        theta = theta_of(scored, limit)
+        kth = kths(known_all, limit, min(cap, len(known_all)))
         if not filtered and len(known_all) >= limit:
             # Without a filter the k-th best known part is a floor under the k-th exact
             # score (unless deleted rows are among them: then the check below fails and
@@ -316,7 +321,7 @@ def _run(
         take = min(max(live, min(limit, len(ub_all))), cap)
         if take > live and theta > -math.inf:
             # Fewer than `limit` can reach theta: the best bounds below it are wanted too.
-            s_ub = sums.bounds(_kths(known_all, take)[take])
+            s_ub = sums.bounds(kths(known_all, take)[take])
             ub_all = np.concatenate([s_ub, t_ub])
         exhausted = all(lists.exhausted(i) for i in range(n))
         open_lists = not exhausted and lists.read() < budget
@@ -340,12 +345,12 @@ def _run(
             sums.mark_rescored(np.asarray(picked, dtype=np.int64))
             scored.update(dict.fromkeys(picked))
             scored.update({int(i): float(v) for i, v in found})
-        theta = _theta(scored, limit)
+        theta = theta_of(scored, limit)
         if theta > -math.inf:
             sums.rule_out(s_ub >= theta)
         next_ub = float(ub_all[rest].max()) if rest.any() else -math.inf
         read = lists.read()
-        result = _best(scored, limit)
+        result = best(scored, limit)
         done = all(lists.exhausted(i) for i in range(n))
 
         run = KeywordRun(
@@ -358,9 +363,9 @@ def _run(
         run.proven = False
         if read >= budget:
             left = ub_all[rest]
-            return _settle(
+            return settle(
                 conn, rescore_sql, params, sums, scored, rows_all[rest], known_all[rest],
-                partial(_known_bounds, left), run, ub0=ub0, limit=limit, take=settle,
+                partial(known_bounds, left), run, ub0=ub0, limit=limit, take=settle_rows,
             )  # fmt: skip
         want = list(lists.depth)
         deeper = False
@@ -390,85 +395,3 @@ def _run(
             deeper = True
         if not deeper:
             return run
-
-
-def _joined_bounds(sums: Sums | SparseSums, tail_ub: np.ndarray, theta: float) -> np.ndarray:
-    return np.concatenate([sums.bounds(theta), tail_ub])
-
-
-def _known_bounds(ub: np.ndarray, theta: float) -> np.ndarray:
-    return ub
-
-
-def _settle(
-    conn: Connection,
-    rescore_sql: Any,
-    params: dict[str, Any],
-    sums: Sums | SparseSums,
-    scored: dict[int, float | None],
-    rows: np.ndarray,
-    known: np.ndarray,
-    bounds: Callable[[float], np.ndarray],
-    run: KeywordRun,
-    *,
-    ub0: float,
-    limit: int,
-    take: int,
-) -> KeywordRun:
-    """The budget is spent: the ``take`` rows with the best known parts are rescored
-    (every list was read strongest first, so the known part is most of the score of the
-    rows that matter), and the best returned — proven when the bounds left allow it.
-
-    ``bounds(theta)``: bounds of ``rows``, exact at least where they reach ``theta``.
-    """
-    rest = np.ones(len(rows), dtype=bool)
-    spent = 0
-    while True:
-        take = min(int(rest.sum()), take)
-        if not take:
-            break
-        left = np.where(rest, -known, np.inf)
-        top = np.argpartition(left, take - 1)[:take]  # the best known parts left
-        rest[top] = False
-        picked = rows[top]
-        found = conn.execute(rescore_sql, {**params, "ids": picked.tolist()})
-        sums.mark_rescored(picked)
-        scored.update(dict.fromkeys(picked.tolist()))
-        scored.update({int(i): float(v) for i, v in found})
-        spent += take
-        # Under a filter most candidates may not pass it: more are rescored (GROWTH
-        # times as many each time) until `limit` do, rather than a full exact scan.
-        if len(_best(scored, limit)) >= limit or spent >= SETTLE_MAX * limit:
-            break
-        take *= GROWTH
-    theta = _theta(scored, limit)
-    run.rows = _best(scored, limit)
-    run.rescored = len(scored)
-    run.proven = False
-    if ub0 < theta:
-        ub = bounds(theta)[rest]
-        run.proven = not len(ub) or float(ub.max()) < theta
-    return run
-
-
-def _kths(values: np.ndarray, *ks: int) -> dict[int, float]:
-    """The k-th largest of ``values`` for each k (-inf when there are fewer), in one pass."""
-    n = len(values)
-    valid = sorted({n - k for k in ks if 0 < k <= n})
-    part = np.partition(values, valid) if valid else values
-    return {k: float(part[n - k]) if 0 < k <= n else -math.inf for k in ks}
-
-
-def _best(scored: dict[int, float | None], limit: int) -> list[tuple[int, float]]:
-    """The ``limit`` best (id, score) rescored, in the exact scan's order."""
-    rows = [(i, v) for i, v in scored.items() if v is not None]
-    rows.sort(key=lambda r: (-r[1], r[0]))
-    return rows[:limit]
-
-
-def _theta(scored: dict[int, float | None], limit: int) -> float:
-    """What a chunk must stay below to be left out: the k-th exact score, less the float
-    noise between bounds and scores. A chunk that ties the k-th may have a lower id and
-    come first in the exact order (score, then id), so ties are read and rescored too."""
-    best = _best(scored, limit)
-    return best[limit - 1][1] - TIE if len(best) >= limit else -math.inf
