@@ -37,6 +37,7 @@ from core.memory.bm25_settle import (
     joined_bounds,
     known_bounds,
     kths,
+    rescore,
     settle,
     theta_of,
 )
@@ -335,16 +336,9 @@ def _run(
             by = known_all
         rest = np.ones(len(ub_all), dtype=bool)
         if take:
-            top = np.argpartition(-by, take - 1)[:take] if take < len(ub_all) else None
-            picked = (rows_all if top is None else rows_all[top]).tolist()
-            if top is not None:
-                rest[top] = False
-            else:
-                rest[:] = False
-            found = conn.execute(rescore_sql, {**params, "ids": picked})
-            sums.mark_rescored(np.asarray(picked, dtype=np.int64))
-            scored.update(dict.fromkeys(picked))
-            scored.update({int(i): float(v) for i, v in found})
+            top = np.argpartition(-by, take - 1)[:take]
+            rest[top] = False
+            rescore(conn, rescore_sql, params, sums, scored, rows_all[top])
         theta = theta_of(scored, limit)
         if theta > -math.inf:
             sums.rule_out(s_ub >= theta)

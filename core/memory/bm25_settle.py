@@ -13,7 +13,9 @@ from sqlalchemy import Connection
 from core.memory.bm25_sums import SparseSums, Sums
 from core.memory.bm25_types import TIE, KeywordRun
 
-__all__ = ["SETTLE", "best", "joined_bounds", "known_bounds", "kths", "settle", "theta_of"]
+__all__ = [
+    "SETTLE", "best", "joined_bounds", "known_bounds", "kths", "rescore", "settle", "theta_of",
+]  # fmt: skip
 
 # Rows rescored per row wanted when the budget is spent before the top-k is proven.
 SETTLE = 3
@@ -30,6 +32,23 @@ def joined_bounds(sums: Sums | SparseSums, tail_ub: np.ndarray, theta: float) ->
 def known_bounds(ub: np.ndarray, theta: float) -> np.ndarray:
     """Bounds already computed in the round (exact where they reach any later theta)."""
     return ub
+
+
+def rescore(
+    conn: Connection,
+    rescore_sql: Any,
+    params: dict[str, Any],
+    sums: Sums | SparseSums,
+    scored: dict[int, float | None],
+    picked: np.ndarray,
+) -> None:
+    """Score ``picked`` exactly under the filter into ``scored`` (None: deleted or
+    outside the filter) and mark them, so no round offers them again."""
+    ids = picked.tolist()
+    found = conn.execute(rescore_sql, {**params, "ids": ids})
+    sums.mark_rescored(picked)
+    scored.update(dict.fromkeys(ids))
+    scored.update({int(i): float(v) for i, v in found})
 
 
 def settle(
@@ -62,11 +81,7 @@ def settle(
         left = np.where(rest, -known, np.inf)
         top = np.argpartition(left, take - 1)[:take]  # the best known parts left
         rest[top] = False
-        picked = rows[top]
-        found = conn.execute(rescore_sql, {**params, "ids": picked.tolist()})
-        sums.mark_rescored(picked)
-        scored.update(dict.fromkeys(picked.tolist()))
-        scored.update({int(i): float(v) for i, v in found})
+        rescore(conn, rescore_sql, params, sums, scored, rows[top])
         spent += take
         # Under a filter most candidates may not pass it: more are rescored (GROWTH
         # times as many each time) until `limit` do, rather than a full exact scan.
