@@ -120,7 +120,8 @@ class Settings(BaseSettings):
     # Keyword top-k through the impact-ordered postings (core/memory/bm25.py); off: the
     # exact BM25 scan of every matching row. The budget bounds the postings one query reads
     # (past it, the best known parts are rescored: measured agreement in the README); the
-    # hybrid budget is its keyword half's, which feeds ranks to the fusion.
+    # hybrid budget is its keyword half's, read once and ranked by the parts read
+    # (core/memory/bm25_ranks.py): it feeds ranks to the fusion.
     keyword_index: bool = Field(default=True, alias="AGENTRY_KEYWORD_INDEX")
     keyword_budget: int = Field(
         default=100_000, ge=100, le=100_000_000, alias="AGENTRY_KEYWORD_BUDGET"

@@ -45,6 +45,7 @@ from sqlalchemy import Connection, text
 
 from config import Settings
 from core.memory.bm25_blocks import block_plan
+from core.memory.bm25_ranks import ranked_plan
 from core.memory.bm25_types import (
     ROW_COLUMNS,
     SCORE_EXPR,
@@ -60,17 +61,26 @@ from core.models.search import TEXT_SEARCH_CONFIG
 
 __all__ = ["KeywordPlan", "KeywordRun", "Stats", "Terms", "keyword_rows", "query_terms"]
 
-STATS_SQL = text(
-    "SELECT s.avgdl, s.backfilled >= s.backfill_upto AS ready, s.chunks + COALESCE("
+STATS_COLUMNS = (
+    "s.avgdl, s.backfilled >= s.backfill_upto AS ready, s.chunks + COALESCE("
     "(SELECT sum(delta) FROM search_term_deltas WHERE term_id = 0), 0) AS chunks, "
     "s.segment_generation, s.segment_postings, "
-    "COALESCE((SELECT max(id) FROM search_index), 0) AS max_row_id "
-    "FROM search_keyword_stats s WHERE s.id = 1"
+    "COALESCE((SELECT max(id) FROM search_index), 0) AS max_row_id"
 )
-TERMS_SQL = text(
+STATS_SQL = text(f"SELECT {STATS_COLUMNS} FROM search_keyword_stats s WHERE s.id = 1")
+TERMS_SELECT = (
     "SELECT t.id, t.term, t.df + COALESCE((SELECT sum(d.delta) FROM search_term_deltas d "
     "WHERE d.term_id = t.id), 0) AS df FROM search_terms t WHERE t.term IN "
-    f"(SELECT lexeme FROM unnest(to_tsvector('{TEXT_SEARCH_CONFIG}', :q))) ORDER BY t.id"
+    f"(SELECT lexeme FROM unnest(to_tsvector('{TEXT_SEARCH_CONFIG}', :q)))"
+)
+TERMS_SQL = text(f"{TERMS_SELECT} ORDER BY t.id")
+# Statistics and the query's terms in one statement: a statement costs a query about as
+# much as a thousand postings summed, and every keyword query needs both.
+QUERY_SQL = text(
+    f"SELECT {STATS_COLUMNS}, q.ids, q.terms, q.dfs FROM search_keyword_stats s "
+    "CROSS JOIN LATERAL (SELECT array_agg(t.id ORDER BY t.id) AS ids, "
+    "array_agg(t.term ORDER BY t.id) AS terms, array_agg(t.df ORDER BY t.id) AS dfs "
+    f"FROM ({TERMS_SELECT}) t) q WHERE s.id = 1"
 )
 TSQUERY = (
     f"(CASE WHEN :websearch THEN websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :q) "
@@ -166,7 +176,24 @@ def is_websearch(query: str) -> bool:
 
 
 def read_stats(conn: Connection) -> Stats:
-    row = conn.execute(STATS_SQL).one()
+    return _stats(conn.execute(STATS_SQL).one())
+
+
+def query_terms(conn: Connection, query: str, chunks: int) -> Terms:
+    """The query's lexemes that occur in the index, with their collection IDF."""
+    rows = [(int(r.id), str(r.term), int(r.df)) for r in conn.execute(TERMS_SQL, {"q": query})]
+    return _terms(rows, chunks)
+
+
+def read_query(conn: Connection, query: str) -> tuple[Stats, Terms]:
+    """:func:`read_stats` and :func:`query_terms` in one statement."""
+    row = conn.execute(QUERY_SQL, {"q": query}).one()
+    stats = _stats(row)
+    found = zip(row.ids or [], row.terms or [], row.dfs or [], strict=True)
+    return stats, _terms([(int(i), str(t), int(d)) for i, t, d in found], stats.chunks)
+
+
+def _stats(row: Any) -> Stats:
     return Stats(
         float(row.avgdl),
         bool(row.ready),
@@ -177,15 +204,14 @@ def read_stats(conn: Connection) -> Stats:
     )
 
 
-def query_terms(conn: Connection, query: str, chunks: int) -> Terms:
-    """The query's lexemes that occur in the index, with their collection IDF."""
-    rows = [r for r in conn.execute(TERMS_SQL, {"q": query}) if r.df > 0]
-    n = max([chunks, *(int(r.df) for r in rows)])
+def _terms(rows: list[tuple[int, str, int]], chunks: int) -> Terms:
+    rows = [r for r in rows if r[2] > 0]
+    n = max([chunks, *(df for _, _, df in rows)])
     return Terms(
-        [int(r.id) for r in rows],
-        [str(r.term) for r in rows],
-        [idf(int(r.df), n) for r in rows],
-        [int(r.df) for r in rows],
+        [i for i, _, _ in rows],
+        [t for _, t, _ in rows],
+        [idf(df, n) for _, _, df in rows],
+        [df for _, _, df in rows],
     )
 
 
@@ -198,6 +224,7 @@ def keyword_rows(
     settings: Settings,
     force: KeywordPlan | None = None,
     budget: int | None = None,
+    ranks: bool = False,
 ) -> KeywordRun:
     """The ``limit`` best chunks for ``query`` under ``flt`` by BM25, best first.
 
@@ -211,13 +238,16 @@ def keyword_rows(
         settings: AGENTRY_KEYWORD_INDEX, _BUDGET and the exact-scan threshold.
         force: run this plan (tests, benchmarks).
         budget: postings the index plans may read; default AGENTRY_KEYWORD_BUDGET.
+        ranks: an order is enough (hybrid's half): the blocks plan reads once within
+            ``budget`` and ranks by the part of each score read, with keys and no
+            content (core/memory/bm25_ranks.py); the other plans are unchanged.
 
     Returns:
         The plan used and the rows (with ``score``).
     """
     budget = settings.keyword_budget if budget is None else budget
     where, params = flt.where()
-    stats = read_stats(conn)
+    stats, terms = read_query(conn, query)
     websearch = is_websearch(query)
     plan = force
     scope_n: int | None = None
@@ -242,11 +272,17 @@ def keyword_rows(
             scope_n = _scope_size(conn, flt, stats)
         rows = list(conn.execute(text(SCOPE_SQL.format(where=where)), {**base, "n": scope_n}))
         return KeywordRun(plan, rows)
-    terms = query_terms(conn, query, stats.chunks)
     if not terms.ids:
         return KeywordRun(plan, [])
     weighted = {**base, "terms": terms.terms, "weights": terms.weights}
     if plan in (KeywordPlan.postings, KeywordPlan.blocks) and not websearch:
+        if plan is KeywordPlan.blocks and ranks:
+            run = ranked_plan(
+                conn, terms, where, weighted, limit=limit, budget=budget,
+                generation=stats.segment_generation, max_row_id=stats.max_row_id,
+            )  # fmt: skip
+            if len(run.rows) >= limit or run.proven:
+                return run
         if plan is KeywordPlan.blocks:
             run = block_plan(
                 conn,

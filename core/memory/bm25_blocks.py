@@ -75,6 +75,8 @@ UNION ALL
 SELECT 2, NULL, NULL, segment_generation, NULL, NULL, NULL, NULL, NULL
 FROM search_keyword_stats WHERE id = 1
 """
+# The segment a query restarts on after a rebuild committed between two of its rounds.
+GENERATION_SQL = text("SELECT segment_generation FROM search_keyword_stats WHERE id = 1")
 # Candidates are rescored to (id, score) only: the columns of a row (content, metadata)
 # cost more to send and decode than its score, and only the top `limit` are returned.
 RESCORE_SQL = (
@@ -102,7 +104,7 @@ class SegmentChanged(Exception):
 
 
 @dataclass
-class _Lists:
+class Lists:
     """What has been read so far, per query term (the segment's postings are summed
     into :mod:`core.memory.bm25_sums` as they arrive; the tail is re-read each round)."""
 
@@ -130,8 +132,11 @@ class _Lists:
         return self.seg_read + sum(len(a) for a in self.tail_ids)
 
 
-def _first(terms: Terms, limit: int, budget: int) -> tuple[_Lists, list[int]]:
-    """Lists before the first round, and the segment blocks it reads per term."""
+def first_lists(
+    terms: Terms, limit: int, budget: int, *, spend: bool = False
+) -> tuple[Lists, list[int]]:
+    """Lists before the first round, and the segment blocks it reads per term
+    (``spend``: all of ``budget``, for a query read once, core/memory/bm25_ranks.py)."""
     n = len(terms.ids)
     want = [FIRST_BLOCKS] * n
     tail = [max(4 * limit, TAIL0)] * n
@@ -144,15 +149,17 @@ def _first(terms: Terms, limit: int, budget: int) -> tuple[_Lists, list[int]]:
         room -= terms.dfs[i]
     first = sum(min(terms.dfs[i], want[i] * BLOCK) for i in range(n))
     left = [i for i in range(n) if terms.dfs[i] > want[i] * BLOCK]
-    if left and sum(terms.dfs[i] for i in left) > LONG * (budget - first) > 0:
+    long = sum(terms.dfs[i] for i in left) > LONG * (budget - first)
+    if left and (spend or long) and budget > first:
         # Long lists, more than the budget could read GROWTH rounds over: the budget is
-        # spent in this round, shared by the open lists (the rarest first), so the
-        # query settles after one read instead of several.
+        # spent in this round, shared by the open lists (the rarest first, what a short
+        # one leaves going to the longer), so the query settles after one read.
         more = (budget - first) // BLOCK
-        for i in sorted(left, key=lambda i: terms.dfs[i]):
-            share = max(0, min(more // max(len(left), 1), -(-terms.dfs[i] // BLOCK) - want[i]))
+        for j, i in enumerate(sorted(left, key=lambda i: terms.dfs[i])):
+            share = max(0, min(more // (len(left) - j), -(-terms.dfs[i] // BLOCK) - want[i]))
             want[i] += share
-    lists = _Lists(
+            more -= share
+    lists = Lists(
         weights=np.asarray(terms.weights, dtype=np.float64),
         depth=[0] * n,
         blocks=[None] * n,
@@ -164,10 +171,10 @@ def _first(terms: Terms, limit: int, budget: int) -> tuple[_Lists, list[int]]:
     return lists, want
 
 
-def _read_round(
+def read_round(
     pg: psycopg.Connection,
     terms: Terms,
-    lists: _Lists,
+    lists: Lists,
     sums: Sums | SparseSums,
     want: list[int],
     generation: int,
@@ -252,11 +259,7 @@ def block_plan(
                 run.rows = list(found)
             return run
         except SegmentChanged:
-            generation = int(
-                conn.execute(
-                    text("SELECT segment_generation FROM search_keyword_stats WHERE id = 1")
-                ).scalar_one()
-            )
+            generation = int(conn.execute(GENERATION_SQL).scalar_one())
     return KeywordRun(KeywordPlan.blocks, [], proven=False)
 
 
@@ -273,7 +276,7 @@ def _run(
     gen: int,
     filtered: bool,
 ) -> KeywordRun:
-    lists, want = _first(terms, limit, budget)
+    lists, want = first_lists(terms, limit, budget)
     rescore_sql = text(RESCORE_SQL.format(where=where))
     scored: dict[int, float | None] = {}  # rescored; None: deleted or outside the filter
     cap = max(4 * limit, 64)
@@ -282,7 +285,7 @@ def _run(
     n = len(terms.ids)
     while True:
         rounds += 1
-        _read_round(pg, terms, lists, sums, want, gen)
+        read_round(pg, terms, lists, sums, want, gen)
         seg_f = lists.weights * np.asarray(lists.seg_front)
         tail_f = lists.weights * np.asarray(lists.tail_front)
         t_rows, t_known, t_ub = sparse_bounds(

@@ -2,19 +2,17 @@
 
 :func:`search` is the entry point for the API, the CLI and the agents' memory
 tool. Hits are documents (the best chunk of each), best first, with the rank
-each mode gave them.
+each mode gave them. Hybrid's fusion is in core/memory/hybrid.py.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, text
 
 from config import Settings, get_settings
 from core.db.extensions import installed_version
@@ -23,17 +21,19 @@ from core.memory.bm25 import keyword_rows
 from core.memory.embeddings import Embedder, get_embedder
 from core.memory.filters import SearchFilter
 from core.memory.indexer import vector_literal
-from core.memory.strategy import PlanKind, VectorPlan, choose_plan, next_plan
+from core.memory.strategy import (
+    ROW_COLUMNS,
+    PlanKind,
+    VectorPlan,
+    choose_plan,
+    next_plan,
+)
 
 MODES = ("vector", "keyword", "hybrid", "recall")
 MAX_K = 100
 SNIPPET_CHARS = 300
 
 COUNT_SQL = "SELECT count(*) FROM (SELECT 1 FROM search_index WHERE {where} LIMIT :cap) s"
-# NULL while the transaction has written nothing (no transaction id assigned yet).
-WRITES_SQL = text("SELECT pg_current_xact_id_if_assigned()")
-# Keyword halves of concurrent hybrid queries; each takes its own pooled connection.
-_HALVES = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agentry-hybrid")
 TOTAL_ESTIMATE_SQL = text(
     "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'search_index'::regclass"
 )
@@ -51,6 +51,8 @@ class Hit:
     created_at: datetime | None = None
     # Not embedded yet (the worker has not reached it): no vector rank is possible.
     pending: bool = False
+    # The index row (chunk) it came from: hybrid reads the columns after fusing.
+    row_id: int | None = None
 
 
 @dataclass
@@ -72,9 +74,13 @@ def _pgvector_version(conn: Connection) -> tuple[int, ...] | None:
 
 
 def _to_hits(rows: list[Any], mode: str, score: Any) -> list[Hit]:
-    """Best chunk per document, in order, with this mode's 1-based rank."""
+    """Best chunk per document, in order, with this mode's 1-based rank (rows of key
+    columns only give hits without snippet, metadata and date: see :func:`_fill`)."""
     hits: list[Hit] = []
     seen: set[tuple[str, uuid.UUID]] = set()
+    # Asked once per list: a missing column costs SQLAlchemy an exception on every row.
+    full = bool(rows) and hasattr(rows[0], "content")
+    pending = bool(rows) and hasattr(rows[0], "pending")
     for r in rows:
         key = (r.entity_type, r.entity_id)
         if key in seen:
@@ -84,13 +90,14 @@ def _to_hits(rows: list[Any], mode: str, score: Any) -> list[Hit]:
             Hit(
                 r.entity_type,
                 r.entity_id,
-                r.content[:SNIPPET_CHARS],
+                r.content[:SNIPPET_CHARS] if full else "",
                 float(score(r)),
-                r.metadata,
+                r.metadata if full else {},
                 {mode: len(hits) + 1},
                 r.chunk,
-                r.created_at,
-                bool(getattr(r, "pending", False)),
+                r.created_at if full else None,
+                bool(r.pending) if pending else False,
+                r.id,
             )
         )
     return hits
@@ -104,6 +111,7 @@ def run_vector_query(
     limit: int,
     settings: Settings,
     force: PlanKind | None = None,
+    columns: str = ROW_COLUMNS,
 ) -> VectorRun:
     """Nearest index rows (chunks) to ``vector`` under ``flt``; never short.
 
@@ -117,6 +125,7 @@ def run_vector_query(
         limit: rows wanted.
         settings: ef_search and the exact-scan threshold.
         force: use this plan kind (benchmarks: ``hnsw`` vs ``exact``).
+        columns: the row columns returned (KEY_COLUMNS: hybrid's half).
 
     Returns:
         The plans tried and the rows (best first).
@@ -156,7 +165,8 @@ def run_vector_query(
         plans.append(plan)
         for stmt in plan.settings_sql():
             conn.execute(text(stmt))
-        rows = list(conn.execute(text(plan.query_sql(where, settings.vector_type)), qparams))
+        sql = plan.query_sql(where, settings.vector_type, columns)
+        rows = list(conn.execute(text(sql), qparams))
         if len(rows) >= limit or plan.kind is PlanKind.exact or force is not None:
             return VectorRun(plans, rows)
         if candidates is None:
@@ -174,11 +184,14 @@ def vector_search(
     k: int,
     settings: Settings,
     force: PlanKind | None = None,
+    columns: str = ROW_COLUMNS,
 ) -> list[Hit]:
     """The ``k`` nearest documents (cosine); score = cosine similarity."""
     limit = k
     while True:
-        run = run_vector_query(conn, vector, flt, limit=limit, settings=settings, force=force)
+        run = run_vector_query(
+            conn, vector, flt, limit=limit, settings=settings, force=force, columns=columns
+        )
         hits = _to_hits(run.rows, "vector", lambda r: 1.0 - float(r.distance))
         # Several chunks of one document count once: fetch deeper until k documents.
         if len(hits) >= k or len(run.rows) < limit or limit >= 10 * MAX_K:
@@ -195,15 +208,18 @@ def keyword_hits(
     settings: Settings | None = None,
     chunks_per_hit: int = 3,
     budget: int | None = None,
+    ranks: bool = False,
 ) -> list[Hit]:
     """BM25 over the full-text index under ``flt`` (core/memory/bm25.py); score = BM25.
 
     ``chunks_per_hit`` chunks are ranked per wanted document (a document's other chunks
     are dropped), so k documents come back even when the best chunks share documents.
     ``budget``: postings the index may read (default AGENTRY_KEYWORD_BUDGET).
+    ``ranks``: an order is enough (hybrid's half; see keyword_rows).
     """
     settings = settings or get_settings()
-    run = keyword_rows(conn, query, flt, limit=chunks_per_hit * k, settings=settings, budget=budget)
+    limit = chunks_per_hit * k
+    run = keyword_rows(conn, query, flt, limit=limit, settings=settings, budget=budget, ranks=ranks)
     return _to_hits(run.rows, "keyword", lambda r: r.score)[:k]
 
 
@@ -259,6 +275,7 @@ def fuse(
                     {},
                     hit.chunk,
                     hit.created_at,
+                    row_id=hit.row_id,
                 )
             fused[key].ranks[mode] = rank
             scores[key] = scores.get(key, 0.0) + weights.get(mode, 1.0) / (rrf_k + rank)
@@ -271,11 +288,6 @@ def fuse(
         hit.score = scores[key]
         out.append(hit)
     return out
-
-
-def _on_own_connection(engine: Engine, call: Callable[[Connection], list[Hit]]) -> list[Hit]:
-    with engine.connect() as conn:
-        return call(conn)
 
 
 def validate(query: str, mode: str, k: int) -> None:
@@ -346,44 +358,6 @@ def search(
     vector = embedder.embed_query(query)
     if mode == "vector":
         return vector_search(conn, vector, flt, k=k, settings=settings)
+    from core.memory.hybrid import hybrid_hits  # it builds on this module
+
     return hybrid_hits(conn, query, vector, flt, k=k, settings=settings)
-
-
-def hybrid_hits(
-    conn: Connection,
-    query: str,
-    vector: Any,
-    flt: SearchFilter,
-    *,
-    k: int,
-    settings: Settings,
-    concurrent: bool | None = None,
-) -> list[Hit]:
-    """RRF of the vector and keyword top AGENTRY_HYBRID_DEPTH for an embedded query.
-
-    With AGENTRY_HYBRID_CONCURRENT (or ``concurrent``) the keyword half runs on a second
-    pooled connection while the vector half runs on ``conn`` — only when the caller's
-    transaction has written nothing, since the other connection could not see it.
-    """
-    depth = max(k, settings.hybrid_depth)
-
-    def keyword_half(c: Connection) -> list[Hit]:
-        # One chunk per candidate, as the vector side: ranks past the depth add
-        # little to the fusion, and the keyword side costs in proportion to its limit.
-        return keyword_hits(
-            c, query, flt, k=depth, settings=settings, chunks_per_hit=1,
-            budget=settings.hybrid_keyword_budget,
-        )  # fmt: skip
-
-    wanted = settings.hybrid_concurrent if concurrent is None else concurrent
-    if wanted and conn.execute(WRITES_SQL).scalar() is None:
-        future = _HALVES.submit(_on_own_connection, conn.engine, keyword_half)
-        vector_hits = vector_search(conn, vector, flt, k=depth, settings=settings)
-        ranked = {"vector": vector_hits, "keyword": future.result()}
-    else:
-        ranked = {
-            "vector": vector_search(conn, vector, flt, k=depth, settings=settings),
-            "keyword": keyword_half(conn),
-        }
-    weights = {"vector": settings.hybrid_vector_weight, "keyword": settings.hybrid_keyword_weight}
-    return fuse(ranked, k=k, rrf_k=settings.rrf_k, weights=weights)

@@ -27,6 +27,10 @@ from enum import StrEnum
 from core.db.extensions import supports_iterative_scan
 
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+ROW_COLUMNS = "id, entity_type, entity_id, chunk, content, metadata, created_at"
+# What hybrid's fusion needs of a row (core/memory/search.py): the columns of the few rows
+# it returns are read once, after fusing, instead of for every row of both halves.
+KEY_COLUMNS = "id, entity_type, entity_id, chunk"
 
 
 class PlanKind(StrEnum):
@@ -50,18 +54,17 @@ class VectorPlan:
             stmts.append("SET LOCAL hnsw.iterative_scan = relaxed_order")
         return stmts
 
-    def query_sql(self, where: str, kind: str = "vector") -> str:
+    def query_sql(self, where: str, kind: str = "vector", columns: str = ROW_COLUMNS) -> str:
         """The query; binds ``:q`` (vector text) and ``:limit`` plus the filter's params.
+
+        ``columns``: :data:`ROW_COLUMNS`, or :data:`KEY_COLUMNS` for hybrid's half.
 
         ``kind`` is the column's type (AGENTRY_VECTOR_TYPE): the query vector is cast to
         it, so the distance operator is the one the HNSW index's operator class serves.
         """
         if kind not in ("vector", "halfvec"):
             raise ValueError(f"unknown vector type {kind!r}")
-        cols = (
-            "id, entity_type, entity_id, chunk, content, metadata, created_at, "
-            f"embedding <=> CAST(:q AS {kind}) AS distance"
-        )
+        cols = f"{columns}, embedding <=> CAST(:q AS {kind}) AS distance"
         if self.kind is PlanKind.exact:
             # MATERIALIZED keeps the planner from walking the HNSW index: the filter
             # is applied first (its own indexes), then every candidate is scored.

@@ -49,6 +49,8 @@ def test_text_scale_report(test_settings: Settings, tmp_path: Path) -> None:
     assert compared["blocks_plan_blocks_read_mean"] > 0
     assert report["load"]["keyword_segment"]["postings"] == report["load"]["postings"]
     assert report["keyword_plans"] == {"blocks": 4}
+    # Hybrid's keyword half reads these lists whole within its budget too: same top-10.
+    assert report["hybrid_top10_overlap_with_whole_lists"] == 1.0
     assert report["goals"]["filtered_always_k"] is True
     assert set(report["filtered"]) == {
         "user_10pct",

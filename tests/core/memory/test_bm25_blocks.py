@@ -273,7 +273,7 @@ def test_housekeeping_compacts_a_grown_tail(db: Database, test_settings: Setting
 
 @pytest.mark.usefixtures("segment")
 def test_concurrent_hybrid_halves(db: Database, test_settings: Settings) -> None:
-    from core.memory.search import hybrid_hits
+    from core.memory.hybrid import hybrid_hits
 
     vector = [1.0] + [0.0] * (test_settings.embedding_dims - 1)
     everything = SearchFilter()
@@ -307,7 +307,7 @@ def test_hybrid_keyword_half_reads_within_its_own_budget(
 ) -> None:
     # AGENTRY_HYBRID_KEYWORD_BUDGET, not AGENTRY_KEYWORD_BUDGET, bounds what hybrid's
     # keyword half reads: with a few blocks' worth it settles unproven and still ranks.
-    from core.memory import search
+    from core.memory import hybrid, search
 
     runs: list[KeywordRun] = []
     real = search.keyword_rows
@@ -320,7 +320,7 @@ def test_hybrid_keyword_half_reads_within_its_own_budget(
     vector = [1.0] + [0.0] * (test_settings.embedding_dims - 1)
     tight = test_settings.model_copy(update={"hybrid_keyword_budget": 64, "hybrid_depth": 10})
     with db.engine.connect() as conn:
-        hits = search.hybrid_hits(
+        hits = hybrid.hybrid_hits(
             conn, QUERIES[4], vector, SearchFilter(), k=10, settings=tight, concurrent=False
         )
         assert len(hits) == 10

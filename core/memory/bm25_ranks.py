@@ -1,0 +1,160 @@
+"""Keyword ranks for hybrid search: one budgeted read of the blocks, ranked by what it read.
+
+Hybrid search fuses ranks, not scores (core/memory/search.py), so its keyword half needs
+a good order of the best chunks, not proven BM25 scores. Impact-ordered lists give one
+for a fixed budget of postings ("anytime" ranking over impact-ordered indexes, as JASS
+does — Lin & Trotman, ICTIR 2015): every term's list is read strongest first, so what is
+left unread of a chunk's score is bounded by the term's frontier, and the part read is
+most of the score wherever the score is high. So this half reads once — the rarest terms
+whole, the others sharing what is left of AGENTRY_HYBRID_KEYWORD_BUDGET (the blocks
+plan's first round, core/memory/bm25_blocks.py) — ranks chunks by the part read, and asks
+PostgreSQL only which of the best pass the filter and still exist: a primary-key probe
+per row instead of rescoring its ``tsvector`` (tens of microseconds each, most of the
+blocks plan's time at a million chunks).
+
+When every list was read whole (any collection whose matches fit the budget: CISI's,
+a user's own) the parts are whole scores and the order is the exact BM25 order, up to
+the float noise between float4 impacts and the SQL score (near ties may swap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+from sqlalchemy import Connection, text
+
+from core.memory.bm25_blocks import (
+    GENERATION_SQL,
+    RESTARTS,
+    Lists,
+    SegmentChanged,
+    first_lists,
+    read_round,
+)
+from core.memory.bm25_settle import GROWTH, SETTLE_MAX
+from core.memory.bm25_sums import query_sums, sparse_bounds
+from core.memory.bm25_types import KeywordPlan, KeywordRun, Terms
+
+# Which of the best-ranked chunks exist and pass the filter: what the fusion needs of them.
+KEYS_SQL = (
+    "SELECT s.id, s.entity_type, s.entity_id, s.chunk, s.embedding IS NULL AS pending "
+    "FROM search_index s WHERE s.id = ANY(CAST(:ids AS bigint[])) AND {where}"
+)
+
+
+@dataclass(frozen=True)
+class RankedRow:
+    """A chunk ranked by the part of its BM25 score read (``score``, a lower bound)."""
+
+    id: int
+    entity_type: str
+    entity_id: Any
+    chunk: int
+    pending: bool
+    score: float
+
+
+def ranked_plan(
+    conn: Connection,
+    terms: Terms,
+    where: str,
+    params: dict[str, Any],
+    *,
+    limit: int,
+    budget: int,
+    generation: int,
+    max_row_id: int,
+) -> KeywordRun:
+    """The ``limit`` best chunks by the part of their score read within ``budget``.
+
+    ``proven`` is True only when every list was read whole (the order is then exact);
+    rows are :class:`RankedRow` (keys and score, no content).
+    """
+    pg = conn.connection.driver_connection
+    assert isinstance(pg, psycopg.Connection)
+    for _ in range(RESTARTS):
+        try:
+            with query_sums(max_row_id) as sums:
+                lists, want = first_lists(terms, limit, budget, spend=True)
+                rounds = 1
+                read_round(pg, terms, lists, sums, want, generation)
+                while (more := _more(lists, budget)) is not None:
+                    rounds += 1
+                    read_round(pg, terms, lists, sums, more, generation)
+                t_rows, t_known, _ = sparse_bounds(
+                    lists.tail_ids, lists.tail_val, lists.tail_term,
+                    np.zeros(len(terms.ids)),
+                )  # fmt: skip
+                s_rows, s_known = sums.fresh_rows(np.zeros(len(terms.ids)))
+                rows = np.concatenate([s_rows, t_rows])
+                known = np.concatenate([s_known, t_known])
+            whole = all(lists.exhausted(i) for i in range(len(terms.ids)))
+            keys_sql = text(KEYS_SQL.format(where=where))
+            found, complete = _passing(conn, keys_sql, params, rows, known, limit)
+            return KeywordRun(
+                KeywordPlan.blocks, found, rounds, lists.read(), lists.blocks_read,
+                proven=whole and (len(found) >= limit or complete),
+            )  # fmt: skip
+        except SegmentChanged:
+            generation = int(conn.execute(GENERATION_SQL).scalar_one())
+    return KeywordRun(KeywordPlan.blocks, [], proven=False)
+
+
+def _more(lists: Lists, budget: int) -> list[int] | None:
+    """Blocks to read next, or None: every list is whole or the budget is (about) spent.
+    The first read spends the budget when the segment's blocks are BLOCK postings; this
+    only tops it up when its guess from document frequencies fell well short (smaller
+    blocks): the rest shared by the open lists, the shortest first. A read short by a
+    few partly filled last blocks is not worth another statement."""
+    n = len(lists.depth)
+    if 2 * lists.read() >= budget or all(lists.exhausted(i) for i in range(n)):
+        return None
+    per_block = max(1, lists.seg_read // max(lists.blocks_read, 1))
+    room = max(1, (budget - lists.read()) // per_block)
+    want = list(lists.depth)
+    seg_open = sorted(
+        (i for i in range(n) if not lists.seg_done(i)),
+        key=lambda i: (lists.blocks[i] or 0) - lists.depth[i],
+    )
+    for j, i in enumerate(seg_open):
+        share = max(1, min(room // (len(seg_open) - j), (lists.blocks[i] or 0) - lists.depth[i]))
+        want[i] += share
+        room -= share
+    for i in range(n):
+        if not lists.tail_done[i]:
+            lists.tail_lim[i] *= GROWTH
+    return want
+
+
+def _passing(
+    conn: Connection,
+    keys_sql: Any,
+    params: dict[str, Any],
+    rows: np.ndarray,
+    known: np.ndarray,
+    limit: int,
+) -> tuple[list[RankedRow], bool]:
+    """The best ``limit`` of ``rows`` by ``known`` that pass the filter, best first (ties
+    by id, as the exact scan), and whether every row was asked about. Under a filter
+    most may not pass: more are asked for, GROWTH times as many each time, up to
+    SETTLE_MAX per row wanted. Each batch is every row between two known values, so
+    rows that tie at a batch's edge are asked about once."""
+    out: list[RankedRow] = []
+    n, asked, take, high = len(rows), 0, limit + limit // 4 + 8, np.inf
+    while len(out) < limit and asked < min(n, SETTLE_MAX * limit):
+        upto = min(n, asked + take)
+        low = np.partition(known, n - upto)[n - upto]  # the upto-th best known part
+        batch = np.flatnonzero((known >= low) & (known < high))
+        batch = batch[np.lexsort((rows[batch], -known[batch]))]
+        ids = rows[batch].tolist()
+        got = {r.id: r for r in conn.execute(keys_sql, {**params, "ids": ids})}
+        for i, v in zip(ids, known[batch].tolist(), strict=True):
+            r = got.get(i)
+            if r is not None:
+                out.append(RankedRow(i, r.entity_type, r.entity_id, r.chunk, r.pending, v))
+        asked += len(batch)
+        high, take = low, take * GROWTH
+    return out[:limit], asked >= n

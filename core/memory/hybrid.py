@@ -1,0 +1,97 @@
+"""Hybrid search: reciprocal rank fusion of the vector and keyword halves.
+
+Both halves return key columns only (id, document, chunk): the fusion needs ranks, and
+the snippet, metadata and date of the ``k`` hits it returns are read once, after it
+(:func:`_fill`). The keyword half ranks by the part of each BM25 score read within
+AGENTRY_HYBRID_KEYWORD_BUDGET (core/memory/bm25_ranks.py) instead of proving scores; the
+vector half is the vector search of core/memory/search.py at AGENTRY_HYBRID_DEPTH.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from config import Settings
+from core.memory.filters import SearchFilter
+from core.memory.search import SNIPPET_CHARS, Hit, fuse, keyword_hits, vector_search
+from core.memory.strategy import KEY_COLUMNS
+
+# NULL while the transaction has written nothing (no transaction id assigned yet).
+WRITES_SQL = text("SELECT pg_current_xact_id_if_assigned()")
+FILL_SQL = text(
+    "SELECT id, content, metadata, created_at FROM search_index "
+    "WHERE id = ANY(CAST(:ids AS bigint[]))"
+)
+# Keyword halves of concurrent hybrid queries; each takes its own pooled connection.
+_HALVES = ThreadPoolExecutor(max_workers=8, thread_name_prefix="agentry-hybrid")
+
+
+def hybrid_hits(
+    conn: Connection,
+    query: str,
+    vector: Any,
+    flt: SearchFilter,
+    *,
+    k: int,
+    settings: Settings,
+    concurrent: bool | None = None,
+) -> list[Hit]:
+    """RRF of the vector and keyword top AGENTRY_HYBRID_DEPTH for an embedded query
+    (what each half returns: the module docstring), the ``k`` best filled in.
+
+    With AGENTRY_HYBRID_CONCURRENT (or ``concurrent``) the keyword half runs on a second
+    pooled connection while the vector half runs on ``conn`` — only when the caller's
+    transaction has written nothing, since the other connection could not see it.
+    """
+    depth = max(k, settings.hybrid_depth)
+
+    def keyword_half(c: Connection) -> list[Hit]:
+        # One chunk per candidate, as the vector side: ranks past the depth add
+        # little to the fusion, and the keyword side costs in proportion to its limit.
+        return keyword_hits(
+            c, query, flt, k=depth, settings=settings, chunks_per_hit=1,
+            budget=settings.hybrid_keyword_budget, ranks=True,
+        )  # fmt: skip
+
+    def vector_half() -> list[Hit]:
+        return vector_search(conn, vector, flt, k=depth, settings=settings, columns=KEY_COLUMNS)
+
+    wanted = settings.hybrid_concurrent if concurrent is None else concurrent
+    if wanted and conn.execute(WRITES_SQL).scalar() is None:
+        future = _HALVES.submit(_on_own_connection, conn.engine, keyword_half)
+        vector_hits = vector_half()
+        ranked = {"vector": vector_hits, "keyword": future.result()}
+    else:
+        ranked = {"vector": vector_half(), "keyword": keyword_half(conn)}
+    weights = {"vector": settings.hybrid_vector_weight, "keyword": settings.hybrid_keyword_weight}
+    fused = fuse(ranked, k=2 * depth, rrf_k=settings.rrf_k, weights=weights)
+    return _fill(conn, fused, k)
+
+
+def _fill(conn: Connection, fused: list[Hit], k: int) -> list[Hit]:
+    """The first ``k`` fused hits with their snippet, metadata and date, read in one
+    statement. A row the keyword half saw on its own connection may be gone from this
+    snapshot: it is dropped and the next hit takes its place."""
+    out: list[Hit] = []
+    start = 0
+    while len(out) < k and start < len(fused):
+        batch = fused[start : start + k - len(out)]
+        start += len(batch)
+        found = {r.id: r for r in conn.execute(FILL_SQL, {"ids": [h.row_id for h in batch]})}
+        for hit in batch:
+            row = found.get(hit.row_id)
+            if row is not None:
+                hit.snippet = row.content[:SNIPPET_CHARS]
+                hit.metadata = row.metadata
+                hit.created_at = row.created_at
+                out.append(hit)
+    return out
+
+
+def _on_own_connection(engine: Engine, call: Callable[[Connection], list[Hit]]) -> list[Hit]:
+    with engine.connect() as conn:
+        return call(conn)
