@@ -151,9 +151,10 @@ def first_lists(
     left = [i for i in range(n) if terms.dfs[i] > want[i] * BLOCK]
     long = sum(terms.dfs[i] for i in left) > LONG * (budget - first)
     if left and (spend or long) and budget > first:
-        # Long lists, more than the budget could read GROWTH rounds over: the budget is
-        # spent in this round, shared by the open lists (the rarest first, what a short
-        # one leaves going to the longer), so the query settles after one read.
+        # Long lists, more than the budget could read GROWTH rounds over (or a query
+        # read once): the budget is spent in this round, shared by the open lists (the
+        # rarest first, what a short one leaves going to the longer), so the query
+        # settles after one read.
         more = (budget - first) // BLOCK
         for j, i in enumerate(sorted(left, key=lambda i: terms.dfs[i])):
             share = max(0, min(more // (len(left) - j), -(-terms.dfs[i] // BLOCK) - want[i]))

@@ -75,7 +75,8 @@ def _pgvector_version(conn: Connection) -> tuple[int, ...] | None:
 
 def _to_hits(rows: list[Any], mode: str, score: Any) -> list[Hit]:
     """Best chunk per document, in order, with this mode's 1-based rank (rows of key
-    columns only give hits without snippet, metadata and date: see :func:`_fill`)."""
+    columns only give hits without snippet, metadata and date, which hybrid fills in
+    after fusing: core/memory/hybrid.py)."""
     hits: list[Hit] = []
     seen: set[tuple[str, uuid.UUID]] = set()
     # Asked once per list: a missing column costs SQLAlchemy an exception on every row.
