@@ -23,6 +23,7 @@ allow it. A rebuild between two rounds (the generation moved) starts the query o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -244,21 +245,33 @@ def block_plan(
     max_row_id: int,
 ) -> KeywordRun:
     """Threshold-style top-k over blocks and tail; see the module docstring."""
+
+    def attempt(pg: psycopg.Connection, gen: int) -> KeywordRun:
+        with query_sums(max_row_id) as sums:
+            run = _run(
+                conn, pg, terms, where, params, sums,
+                limit=limit, budget=budget, gen=gen, filtered=filtered,
+            )  # fmt: skip
+        pairs: list[tuple[int, float]] = run.rows  # _run leaves (id, score) pairs
+        if pairs:
+            ids, scores = zip(*pairs, strict=True)
+            found = conn.execute(ROWS_SQL, {"ids": list(ids), "scores": list(scores)})
+            run.rows = list(found)
+        return run
+
+    return restarting(conn, generation, attempt)
+
+
+def restarting(
+    conn: Connection, generation: int, attempt: Callable[[psycopg.Connection, int], KeywordRun]
+) -> KeywordRun:
+    """``attempt(pg, generation)``, run again on the new generation when a rebuild
+    committed between two of its rounds (RESTARTS times at most, then no rows)."""
     pg = conn.connection.driver_connection
     assert isinstance(pg, psycopg.Connection)
     for _ in range(RESTARTS):
         try:
-            with query_sums(max_row_id) as sums:
-                run = _run(
-                    conn, pg, terms, where, params, sums,
-                    limit=limit, budget=budget, gen=generation, filtered=filtered,
-                )  # fmt: skip
-            pairs: list[tuple[int, float]] = run.rows  # _run leaves (id, score) pairs
-            if pairs:
-                ids, scores = zip(*pairs, strict=True)
-                found = conn.execute(ROWS_SQL, {"ids": list(ids), "scores": list(scores)})
-                run.rows = list(found)
-            return run
+            return attempt(pg, generation)
         except SegmentChanged:
             generation = int(conn.execute(GENERATION_SQL).scalar_one())
     return KeywordRun(KeywordPlan.blocks, [], proven=False)

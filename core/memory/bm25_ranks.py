@@ -26,14 +26,7 @@ import numpy as np
 import psycopg
 from sqlalchemy import Connection, text
 
-from core.memory.bm25_blocks import (
-    GENERATION_SQL,
-    RESTARTS,
-    Lists,
-    SegmentChanged,
-    first_lists,
-    read_round,
-)
+from core.memory.bm25_blocks import Lists, first_lists, read_round, restarting
 from core.memory.bm25_settle import GROWTH, SETTLE_MAX
 from core.memory.bm25_sums import query_sums, sparse_bounds
 from core.memory.bm25_types import KeywordPlan, KeywordRun, Terms
@@ -73,34 +66,31 @@ def ranked_plan(
     ``proven`` is True only when every list was read whole (the order is then exact);
     rows are :class:`RankedRow` (keys and score, no content).
     """
-    pg = conn.connection.driver_connection
-    assert isinstance(pg, psycopg.Connection)
-    for _ in range(RESTARTS):
-        try:
-            with query_sums(max_row_id) as sums:
-                lists, want = first_lists(terms, limit, budget, spend=True)
-                rounds = 1
-                read_round(pg, terms, lists, sums, want, generation)
-                while (more := _more(lists, budget)) is not None:
-                    rounds += 1
-                    read_round(pg, terms, lists, sums, more, generation)
-                t_rows, t_known, _ = sparse_bounds(
-                    lists.tail_ids, lists.tail_val, lists.tail_term,
-                    np.zeros(len(terms.ids)),
-                )  # fmt: skip
-                s_rows, s_known = sums.fresh_rows(np.zeros(len(terms.ids)))
-                rows = np.concatenate([s_rows, t_rows])
-                known = np.concatenate([s_known, t_known])
-            whole = all(lists.exhausted(i) for i in range(len(terms.ids)))
-            keys_sql = text(KEYS_SQL.format(where=where))
-            found, complete = _passing(conn, keys_sql, params, rows, known, limit)
-            return KeywordRun(
-                KeywordPlan.blocks, found, rounds, lists.read(), lists.blocks_read,
-                proven=whole and (len(found) >= limit or complete),
-            )  # fmt: skip
-        except SegmentChanged:
-            generation = int(conn.execute(GENERATION_SQL).scalar_one())
-    return KeywordRun(KeywordPlan.blocks, [], proven=False)
+
+    def attempt(pg: psycopg.Connection, gen: int) -> KeywordRun:
+        with query_sums(max_row_id) as sums:
+            lists, want = first_lists(terms, limit, budget, spend=True)
+            rounds = 1
+            read_round(pg, terms, lists, sums, want, gen)
+            while (more := _more(lists, budget)) is not None:
+                rounds += 1
+                read_round(pg, terms, lists, sums, more, gen)
+            zero = np.zeros(len(terms.ids))
+            t_rows, t_known, _ = sparse_bounds(
+                lists.tail_ids, lists.tail_val, lists.tail_term, zero
+            )
+            s_rows, s_known = sums.fresh_rows(zero)
+            rows = np.concatenate([s_rows, t_rows])
+            known = np.concatenate([s_known, t_known])
+        whole = all(lists.exhausted(i) for i in range(len(terms.ids)))
+        keys_sql = text(KEYS_SQL.format(where=where))
+        found, complete = _passing(conn, keys_sql, params, rows, known, limit)
+        return KeywordRun(
+            KeywordPlan.blocks, found, rounds, lists.read(), lists.blocks_read,
+            proven=whole and (len(found) >= limit or complete),
+        )  # fmt: skip
+
+    return restarting(conn, generation, attempt)
 
 
 def _more(lists: Lists, budget: int) -> list[int] | None:
