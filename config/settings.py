@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     hybrid_keyword_budget: int = Field(
         default=50_000, ge=100, le=100_000_000, alias="AGENTRY_HYBRID_KEYWORD_BUDGET"
     )
+    # Decoded segment blocks kept per process (core/memory/block_cache.py); 0: off.
+    keyword_block_cache_mb: int = Field(
+        default=256, ge=0, le=65_536, alias="AGENTRY_KEYWORD_BLOCK_CACHE_MB"
+    )
     # The segment of packed posting blocks (core/memory/keyword_segment.py) is rebuilt when
     # the tail of postings written since passes this share of it and the minimum.
     keyword_tail_fraction: float = Field(
@@ -138,7 +142,10 @@ class Settings(BaseSettings):
         default=50_000, ge=0, le=100_000_000, alias="AGENTRY_KEYWORD_COMPACT_MIN"
     )
     rrf_k: int = Field(default=20, ge=1, le=10_000, alias="AGENTRY_RRF_K")
-    hybrid_depth: int = Field(default=100, ge=1, le=1000, alias="AGENTRY_HYBRID_DEPTH")
+    # Candidates per mode before fusion (at least k). 50 by measurement (README, *Hybrid's
+    # halves overlap*): CISI's hybrid top-10 is the same as at 100, and a rank past 50
+    # adds at most 1/(rrf_k + 51) to a score, too little to reach a top-10.
+    hybrid_depth: int = Field(default=50, ge=1, le=1000, alias="AGENTRY_HYBRID_DEPTH")
     # Hybrid's keyword half on a second pooled connection, beside the vector half.
     hybrid_concurrent: bool = Field(default=False, alias="AGENTRY_HYBRID_CONCURRENT")
     hybrid_vector_weight: float = Field(

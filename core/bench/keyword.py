@@ -34,6 +34,7 @@ from config import Settings
 from core.bench.database import bench_database
 from core.bench.datasets import load_cisi
 from core.bench.metrics import latency_ms
+from core.memory.block_cache import block_cache
 from core.memory.bm25 import KeywordPlan, keyword_rows
 from core.memory.bulk import BulkRow, bulk_load
 from core.memory.embeddings import get_embedder
@@ -341,6 +342,22 @@ def _measure(
             )
             if progress:
                 progress(f"{name} latency", clients, 4)
+    # The timed passes above find the blocks their warm-up pass read in the process's
+    # cache (core/memory/block_cache.py); these read every block from PostgreSQL again.
+    cache = block_cache(bs)
+
+    def cold(call: Callable[[Any, int], None]) -> Callable[[Any, int], None]:
+        def run(conn: Any, i: int) -> None:
+            if cache is not None:
+                cache.clear()
+            call(conn, i)
+
+        return run
+
+    for name, call in (("keyword", keyword), ("hybrid", hybrid)):
+        modes[f"{name}_cold_block_cache"] = {
+            "clients_1": _run_clients(cold(call), db.engine, len(qtexts), 1, seconds)
+        }
     out["modes"] = modes
     p95 = {m: modes[m]["clients_1"]["p95_ms"] for m in modes}
     out["ratios"] = {
@@ -348,11 +365,14 @@ def _measure(
         "hybrid_concurrent_vs_vector_p95": round(
             p95["hybrid_concurrent"] / max(p95["vector"], 1e-9), 2
         ),
+        "hybrid_cold_block_cache_vs_vector_p95": round(
+            p95["hybrid_cold_block_cache"] / max(p95["vector"], 1e-9), 2
+        ),
     }
     out["filtered"] = _filtered(db, bs, qtexts, qvecs, users, progress)
     out["goals"] = {
         "keyword_p95_le_30ms": p95["keyword"] <= 30,
-        "hybrid_p95_le_2x_vector": min(out["ratios"].values()) <= 2,
+        "hybrid_p95_le_2x_vector": out["ratios"]["hybrid_vs_vector_p95"] <= 2,
         "recall_exact_top10_ge_0.95": out["keyword_recall_of_exact_top10"]["all"] >= 0.95,
         "filtered_always_k": all(c["always_k"] for c in out["filtered"].values()),
     }

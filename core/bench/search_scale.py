@@ -28,8 +28,8 @@ from core.bench.search_ingest import ingest_rate
 from core.db.extensions import format_version, installed_version, supports_iterative_scan
 from core.memory.bulk import BulkRow, bulk_load
 from core.memory.filters import SearchFilter
-from core.memory.search import run_vector_query
 from core.memory.strategy import PlanKind
+from core.memory.vector_query import run_vector_query
 
 Progress = Callable[[str, int, int], None]
 K = 10

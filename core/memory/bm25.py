@@ -44,6 +44,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from config import Settings
+from core.memory.block_cache import block_cache
 from core.memory.bm25_blocks import block_plan
 from core.memory.bm25_ranks import ranked_plan
 from core.memory.bm25_types import (
@@ -51,6 +52,7 @@ from core.memory.bm25_types import (
     SCORE_EXPR,
     TIE,
     WEIGHTS_CTE,
+    Beside,
     KeywordPlan,
     KeywordRun,
     Stats,
@@ -225,6 +227,7 @@ def keyword_rows(
     force: KeywordPlan | None = None,
     budget: int | None = None,
     ranks: bool = False,
+    beside: Beside | None = None,
 ) -> KeywordRun:
     """The ``limit`` best chunks for ``query`` under ``flt`` by BM25, best first.
 
@@ -241,6 +244,8 @@ def keyword_rows(
         ranks: an order is enough (hybrid's half): the blocks plan reads once within
             ``budget`` and ranks by the part of each score read, with keys and no
             content (core/memory/bm25_ranks.py); the other plans are unchanged.
+        beside: entered by the ranked plan while it adds up what it read (hybrid's
+            vector half runs then); not entered by the other plans.
 
     Returns:
         The plan used and the rows (with ``score``).
@@ -275,11 +280,13 @@ def keyword_rows(
     if not terms.ids:
         return KeywordRun(plan, [])
     weighted = {**base, "terms": terms.terms, "weights": terms.weights}
+    cache = block_cache(settings)
     if plan in (KeywordPlan.postings, KeywordPlan.blocks) and not websearch:
         if plan is KeywordPlan.blocks and ranks:
             run = ranked_plan(
                 conn, terms, where, weighted, limit=limit, budget=budget,
                 generation=stats.segment_generation, max_row_id=stats.max_row_id,
+                cache=cache, beside=beside,
             )  # fmt: skip
             if len(run.rows) >= limit or run.proven:
                 return run
@@ -294,6 +301,7 @@ def keyword_rows(
                 generation=stats.segment_generation,
                 filtered=not flt.is_empty,
                 max_row_id=stats.max_row_id,
+                cache=cache,
             )
         else:
             run = _index_plan(

@@ -7,7 +7,7 @@ does — Lin & Trotman, ICTIR 2015): every term's list is read strongest first, 
 left unread of a chunk's score is bounded by the term's frontier, and the part read is
 most of the score wherever the score is high. So this half reads once — the rarest terms
 whole, the others sharing what is left of AGENTRY_HYBRID_KEYWORD_BUDGET (the blocks
-plan's first round, core/memory/bm25_blocks.py) — ranks chunks by the part read, and asks
+plan's first round, core/memory/bm25_reads.py) — ranks chunks by the part read, and asks
 PostgreSQL only which of the best pass the filter and still exist: a primary-key probe
 per row instead of rescoring its ``tsvector`` (tens of microseconds each, most of the
 blocks plan's time at a million chunks).
@@ -19,17 +19,19 @@ the float noise between float4 impacts and the SQL score (near ties may swap).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, NamedTuple
 
 import numpy as np
 import psycopg
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
-from core.memory.bm25_blocks import Lists, first_lists, read_round, restarting
+from core.db.driver import driver_of, driver_statement
+from core.memory.block_cache import BlockCache
+from core.memory.bm25_reads import Lists, add_round, fetch_round, first_lists, restarting
 from core.memory.bm25_settle import GROWTH, SETTLE_MAX
-from core.memory.bm25_sums import query_sums, sparse_bounds
-from core.memory.bm25_types import KeywordPlan, KeywordRun, Terms
+from core.memory.bm25_sums import SparseSums, Sums, query_sums, sparse_bounds
+from core.memory.bm25_types import Beside, KeywordPlan, KeywordRun, Terms
 
 # Which of the best-ranked chunks exist and pass the filter: what the fusion needs of them.
 KEYS_SQL = (
@@ -38,8 +40,7 @@ KEYS_SQL = (
 )
 
 
-@dataclass(frozen=True)
-class RankedRow:
+class RankedRow(NamedTuple):
     """A chunk ranked by the part of its BM25 score read (``score``, a lower bound)."""
 
     id: int
@@ -60,37 +61,46 @@ def ranked_plan(
     budget: int,
     generation: int,
     max_row_id: int,
+    cache: BlockCache | None = None,
+    beside: Beside | None = None,
 ) -> KeywordRun:
     """The ``limit`` best chunks by the part of their score read within ``budget``.
 
     ``proven`` is True only when every list was read whole (the order is then exact);
-    rows are :class:`RankedRow` (keys and score, no content).
+    rows are :class:`RankedRow` (keys and score, no content). ``beside(pg)`` is
+    entered while the last read is added up (see :data:`Beside`).
     """
 
     def attempt(pg: psycopg.Connection, gen: int) -> KeywordRun:
         with query_sums(max_row_id) as sums:
             lists, want = first_lists(terms, limit, budget, spend=True)
-            rounds = 1
-            read_round(pg, terms, lists, sums, want, gen)
-            while (more := _more(lists, budget)) is not None:
+            rounds = 0
+            more: list[int] | None = want
+            while more is not None:
                 rounds += 1
-                read_round(pg, terms, lists, sums, more, gen)
-            zero = np.zeros(len(terms.ids))
-            t_rows, t_known, _ = sparse_bounds(
-                lists.tail_ids, lists.tail_val, lists.tail_term, zero
-            )
-            s_rows, s_known = sums.fresh_rows(zero)
-            rows = np.concatenate([s_rows, t_rows])
-            known = np.concatenate([s_known, t_known])
+                got = fetch_round(pg, terms, lists, more, gen, cache)
+                # Adding up the read costs about as much as a vector query: hybrid's
+                # vector half runs on the server meanwhile.
+                with beside(pg) if beside is not None else nullcontext():
+                    add_round(got, lists, sums)
+                    if (more := _more(lists, budget)) is None:
+                        rows, known = _parts(lists, sums, len(terms.ids))
         whole = all(lists.exhausted(i) for i in range(len(terms.ids)))
-        keys_sql = text(KEYS_SQL.format(where=where))
-        found, complete = _passing(conn, keys_sql, params, rows, known, limit)
+        found, complete = _passing(conn, KEYS_SQL.format(where=where), params, rows, known, limit)
         return KeywordRun(
             KeywordPlan.blocks, found, rounds, lists.read(), lists.blocks_read,
             proven=whole and (len(found) >= limit or complete),
         )  # fmt: skip
 
     return restarting(conn, generation, attempt)
+
+
+def _parts(lists: Lists, sums: Sums | SparseSums, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every row read and the part of its score read, segment and tail."""
+    zero = np.zeros(n)
+    t_rows, t_known, _ = sparse_bounds(lists.tail_ids, lists.tail_val, lists.tail_term, zero)
+    s_rows, s_known = sums.fresh_rows(zero)
+    return np.concatenate([s_rows, t_rows]), np.concatenate([s_known, t_known])
 
 
 def _more(lists: Lists, budget: int) -> list[int] | None:
@@ -121,7 +131,7 @@ def _more(lists: Lists, budget: int) -> list[int] | None:
 
 def _passing(
     conn: Connection,
-    keys_sql: Any,
+    keys_sql: str,
     params: dict[str, Any],
     rows: np.ndarray,
     known: np.ndarray,
@@ -131,7 +141,9 @@ def _passing(
     by id, as the exact scan), and whether every row was asked about. Under a filter
     most may not pass: more are asked for, GROWTH times as many each time, up to
     SETTLE_MAX per row wanted. Each batch is every row between two known values, so
-    rows that tie at a batch's edge are asked about once."""
+    rows that tie at a batch's edge are asked about once. Sent on the driver connection:
+    SQLAlchemy's rows cost more here than the statement."""
+    pg = driver_of(conn)
     out: list[RankedRow] = []
     n, asked, take, high = len(rows), 0, limit + limit // 4 + 8, np.inf
     while len(out) < limit and asked < min(n, SETTLE_MAX * limit):
@@ -140,11 +152,13 @@ def _passing(
         batch = np.flatnonzero((known >= low) & (known < high))
         batch = batch[np.lexsort((rows[batch], -known[batch]))]
         ids = rows[batch].tolist()
-        got = {r.id: r for r in conn.execute(keys_sql, {**params, "ids": ids})}
+        with pg.cursor() as cur:
+            cur.execute(*driver_statement(conn, keys_sql, {**params, "ids": ids}))
+            got = {r[0]: r for r in cur}
         for i, v in zip(ids, known[batch].tolist(), strict=True):
             r = got.get(i)
             if r is not None:
-                out.append(RankedRow(i, r.entity_type, r.entity_id, r.chunk, r.pending, v))
+                out.append(RankedRow(i, r[1], r[2], r[3], r[4], v))
         asked += len(batch)
         high, take = low, take * GROWTH
     return out[:limit], asked >= n

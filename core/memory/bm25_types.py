@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+import psycopg
 
 ROW_COLUMNS = (
     "s.id, s.entity_type, s.entity_id, s.chunk, s.content, s.metadata, s.created_at, "
@@ -22,6 +26,10 @@ WEIGHTS_CTE = (
 # Bounds and scores add the same float4 weights in different orders: a tie may differ in
 # the last bits, and copies of one text tie exactly.
 TIE = 1e-9
+# Work a caller runs on the keyword query's connection while the query adds up what it
+# read (hybrid's vector half, sent pipelined: core/memory/hybrid.py). Entered after a
+# round's statement returned; it must not leave a statement running when it exits.
+Beside = Callable[[psycopg.Connection], AbstractContextManager[None]]
 
 
 class KeywordPlan(StrEnum):

@@ -5,20 +5,38 @@ the snippet, metadata and date of the ``k`` hits it returns are read once, after
 (:func:`_fill`). The keyword half ranks by the part of each BM25 score read within
 AGENTRY_HYBRID_KEYWORD_BUDGET (core/memory/bm25_ranks.py) instead of proving scores; the
 vector half is the vector search of core/memory/search.py at AGENTRY_HYBRID_DEPTH.
+
+The halves share one connection and one transaction, and still overlap: while the
+keyword half adds up the postings it read (a millisecond or two of numpy), the vector
+half's statements run on the server, sent in psycopg's pipeline mode without waiting
+(:class:`_VectorBeside`). When the keyword half takes a plan without that step (a small
+scope, web-search syntax, a fallback), the vector half runs after it, as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Engine, text
 
 from config import Settings
+from core.db.driver import driver_statement
 from core.memory.filters import SearchFilter
-from core.memory.search import SNIPPET_CHARS, Hit, fuse, keyword_hits, vector_search
+from core.memory.search import (
+    SNIPPET_CHARS,
+    Hit,
+    fuse,
+    keyword_hits,
+    vector_documents,
+    vector_search,
+)
 from core.memory.strategy import KEY_COLUMNS
+from core.memory.vector_query import VectorQuery, VectorRun
 
 # NULL while the transaction has written nothing (no transaction id assigned yet).
 WRITES_SQL = text("SELECT pg_current_xact_id_if_assigned()")
@@ -49,12 +67,12 @@ def hybrid_hits(
     """
     depth = max(k, settings.hybrid_depth)
 
-    def keyword_half(c: Connection) -> list[Hit]:
+    def keyword_half(c: Connection, beside: _VectorBeside | None = None) -> list[Hit]:
         # One chunk per candidate, as the vector side: ranks past the depth add
         # little to the fusion, and the keyword side costs in proportion to its limit.
         return keyword_hits(
             c, query, flt, k=depth, settings=settings, chunks_per_hit=1,
-            budget=settings.hybrid_keyword_budget, ranks=True,
+            budget=settings.hybrid_keyword_budget, ranks=True, beside=beside,
         )  # fmt: skip
 
     def vector_half() -> list[Hit]:
@@ -66,7 +84,10 @@ def hybrid_hits(
         vector_hits = vector_half()
         ranked = {"vector": vector_hits, "keyword": future.result()}
     else:
-        ranked = {"vector": vector_half(), "keyword": keyword_half(conn)}
+        beside = _VectorBeside(conn, vector, flt, depth, settings)
+        keyword = keyword_half(conn, beside)
+        sent = beside.hits()
+        ranked = {"vector": vector_half() if sent is None else sent, "keyword": keyword}
     weights = {"vector": settings.hybrid_vector_weight, "keyword": settings.hybrid_keyword_weight}
     fused = fuse(ranked, k=2 * depth, rrf_k=settings.rrf_k, weights=weights)
     return _fill(conn, fused, k)
@@ -90,6 +111,47 @@ def _fill(conn: Connection, fused: list[Hit], k: int) -> list[Hit]:
                 hit.created_at = row.created_at
                 out.append(hit)
     return out
+
+
+class _VectorBeside:
+    """Hybrid's vector half, sent on the keyword half's connection while that half adds
+    up what it read (a :data:`core.memory.bm25_types.Beside`). A plan that comes back
+    short goes on statement by statement after it, as any vector query does."""
+
+    def __init__(
+        self, conn: Connection, vector: Any, flt: SearchFilter, depth: int, settings: Settings
+    ) -> None:
+        self.conn, self.vector, self.flt, self.depth, self.settings = (
+            conn, vector, flt, depth, settings,
+        )  # fmt: skip
+        self.run: VectorRun | None = None
+        self._sent = False
+
+    @contextmanager
+    def __call__(self, pg: psycopg.Connection) -> Iterator[None]:
+        if self._sent:  # a restarted keyword query: the half was sent already
+            yield
+            return
+        self._sent = True
+        query = VectorQuery.planned(
+            self.conn, self.vector, self.flt, limit=self.depth, settings=self.settings,
+            columns=KEY_COLUMNS,
+        )  # fmt: skip
+        sets, sql = query.statements()
+        statement, params = driver_statement(self.conn, sql, query.params)
+        with pg.pipeline():
+            for stmt in sets:
+                pg.execute(stmt)
+            cur = pg.cursor(row_factory=namedtuple_row)
+            cur.execute(statement, params)
+            yield
+            rows = cur.fetchall()
+        self.run = query.settle(rows) or query.run()
+
+    def hits(self) -> list[Hit] | None:
+        """The half's hits, or None when it was never sent (or must go deeper: many
+        chunks of one document, which vector_search handles)."""
+        return None if self.run is None else vector_documents(self.run, self.depth, self.depth)
 
 
 def _on_own_connection(engine: Engine, call: Callable[[Connection], list[Hit]]) -> list[Hit]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, text
 
 from config import Settings
-from core.memory.keyword_segment import compact
+from core.memory.keyword_segment import NEXT_GENERATION, compact
 
 Progress = Callable[[str, int, int], None]
 AVGDL_DRIFT = 0.25
@@ -85,7 +85,7 @@ RESET_SQL = (
     text("UPDATE search_terms SET df = 0 WHERE df <> 0"),
     text(
         "UPDATE search_keyword_stats SET avgdl = :avgdl, chunks = 0, total_length = 0, "
-        "segment_generation = segment_generation + 1, segment_postings = 0, backfilled = 0, "
+        f"segment_generation = {NEXT_GENERATION}, segment_postings = 0, backfilled = 0, "
         "backfill_upto = (SELECT COALESCE(max(id), 0) FROM search_index) WHERE id = 1"
     ),
 )

@@ -52,8 +52,15 @@ WRITE_SQL = (
     "impacts) FROM STDIN (FORMAT binary)"
 )
 WRITE_TYPES = ["int4", "int4", "int4", "float4", "float4", "bytea", "bytea"]
+# A generation no other segment had, in any database: decoded blocks are cached in the
+# process by it (core/memory/block_cache.py), and a database created again under the
+# same name must not find the old one's blocks there.
+NEXT_GENERATION = (
+    "GREATEST(segment_generation + 1, "
+    "CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS bigint))"
+)
 DONE_SQL = (
-    "UPDATE search_keyword_stats SET segment_generation = segment_generation + 1, "
+    f"UPDATE search_keyword_stats SET segment_generation = {NEXT_GENERATION}, "
     "segment_postings = %s WHERE id = 1"
 )
 VACUUM_SQL = "VACUUM (ANALYZE) search_postings, search_posting_blocks"

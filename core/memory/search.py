@@ -12,31 +12,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from config import Settings, get_settings
-from core.db.extensions import installed_version
 from core.errors import ValidationFailed
 from core.memory.bm25 import keyword_rows
+from core.memory.bm25_types import Beside
 from core.memory.embeddings import Embedder, get_embedder
 from core.memory.filters import SearchFilter
-from core.memory.indexer import vector_literal
-from core.memory.strategy import (
-    ROW_COLUMNS,
-    PlanKind,
-    VectorPlan,
-    choose_plan,
-    next_plan,
-)
+from core.memory.strategy import ROW_COLUMNS, PlanKind
+from core.memory.vector_query import VectorRun, run_vector_query
 
 MODES = ("vector", "keyword", "hybrid", "recall")
 MAX_K = 100
 SNIPPET_CHARS = 300
-
-COUNT_SQL = "SELECT count(*) FROM (SELECT 1 FROM search_index WHERE {where} LIMIT :cap) s"
-TOTAL_ESTIMATE_SQL = text(
-    "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'search_index'::regclass"
-)
 
 
 @dataclass
@@ -55,25 +44,7 @@ class Hit:
     row_id: int | None = None
 
 
-@dataclass
-class VectorRun:
-    """What a vector query did (for tests, benchmarks and diagnostics)."""
-
-    plans: list[VectorPlan]
-    rows: list[Any]
-
-
-_versions: dict[str, tuple[int, ...] | None] = {}
-
-
-def _pgvector_version(conn: Connection) -> tuple[int, ...] | None:
-    key = str(conn.engine.url)
-    if key not in _versions:
-        _versions[key] = installed_version(conn)
-    return _versions[key]
-
-
-def _to_hits(rows: list[Any], mode: str, score: Any) -> list[Hit]:
+def to_hits(rows: list[Any], mode: str, score: Any) -> list[Hit]:
     """Best chunk per document, in order, with this mode's 1-based rank (rows of key
     columns only give hits without snippet, metadata and date, which hybrid fills in
     after fusing: core/memory/hybrid.py)."""
@@ -104,79 +75,6 @@ def _to_hits(rows: list[Any], mode: str, score: Any) -> list[Hit]:
     return hits
 
 
-def run_vector_query(
-    conn: Connection,
-    vector: Any,
-    flt: SearchFilter,
-    *,
-    limit: int,
-    settings: Settings,
-    force: PlanKind | None = None,
-    columns: str = ROW_COLUMNS,
-) -> VectorRun:
-    """Nearest index rows (chunks) to ``vector`` under ``flt``; never short.
-
-    Returns ``limit`` rows whenever at least that many matching rows have vectors:
-    a short approximate result is retried with a larger ef_search and then exactly.
-
-    Args:
-        conn: a connection in a transaction (SET LOCAL applies to it).
-        vector: the query vector.
-        flt: the filter.
-        limit: rows wanted.
-        settings: ef_search and the exact-scan threshold.
-        force: use this plan kind (benchmarks: ``hnsw`` vs ``exact``).
-        columns: the row columns returned (KEY_COLUMNS: hybrid's half).
-
-    Returns:
-        The plans tried and the rows (best first).
-    """
-    where, params = flt.where()
-    cap = max(settings.search_exact_threshold, limit) + 1
-    count_sql = text(COUNT_SQL.format(where=where))
-
-    def count() -> int:
-        return int(conn.execute(count_sql, {**params, "cap": cap}).scalar_one())
-
-    # Unfiltered (admin) queries go straight to the index: counting is only needed
-    # when its answer comes back short. Filtered ones are planned by their size.
-    candidates: int | None = None
-    total = 0
-    if not flt.is_empty and force is None:
-        total = int(conn.execute(TOTAL_ESTIMATE_SQL).scalar() or 0)
-        candidates = count()
-        total = max(total, candidates)
-    if force is PlanKind.exact:
-        plan = VectorPlan(PlanKind.exact, 0)
-    elif force is not None:
-        plan = VectorPlan(force, min(1000, max(settings.hnsw_ef_search, limit)))
-    else:
-        plan = choose_plan(
-            version=_pgvector_version(conn),
-            filtered=not flt.is_empty,
-            candidates=candidates if candidates is not None else cap,
-            total=total,
-            limit=limit,
-            ef_search=settings.hnsw_ef_search,
-            exact_threshold=settings.search_exact_threshold,
-        )
-    qparams = {**params, "q": vector_literal(vector), "limit": limit}
-    plans: list[VectorPlan] = []
-    while True:
-        plans.append(plan)
-        for stmt in plan.settings_sql():
-            conn.execute(text(stmt))
-        sql = plan.query_sql(where, settings.vector_type, columns)
-        rows = list(conn.execute(text(sql), qparams))
-        if len(rows) >= limit or plan.kind is PlanKind.exact or force is not None:
-            return VectorRun(plans, rows)
-        if candidates is None:
-            candidates = count()
-        if len(rows) >= candidates:
-            return VectorRun(plans, rows)
-        plan = next_plan(plan)
-
-
 def vector_search(
     conn: Connection,
     vector: Any,
@@ -193,11 +91,19 @@ def vector_search(
         run = run_vector_query(
             conn, vector, flt, limit=limit, settings=settings, force=force, columns=columns
         )
-        hits = _to_hits(run.rows, "vector", lambda r: 1.0 - float(r.distance))
-        # Several chunks of one document count once: fetch deeper until k documents.
-        if len(hits) >= k or len(run.rows) < limit or limit >= 10 * MAX_K:
-            return hits[:k]
+        if (hits := vector_documents(run, k, limit)) is not None:
+            return hits
         limit *= 2
+
+
+def vector_documents(run: VectorRun, k: int, limit: int) -> list[Hit] | None:
+    """The ``k`` documents of a vector run that asked for ``limit`` chunks, or None when
+    several chunks of one document left fewer than ``k`` and more chunks exist: the
+    query is then asked again, deeper."""
+    hits = to_hits(run.rows, "vector", lambda r: 1.0 - float(r.distance))
+    if len(hits) >= k or len(run.rows) < limit or limit >= 10 * MAX_K:
+        return hits[:k]
+    return None
 
 
 def keyword_hits(
@@ -210,18 +116,22 @@ def keyword_hits(
     chunks_per_hit: int = 3,
     budget: int | None = None,
     ranks: bool = False,
+    beside: Beside | None = None,
 ) -> list[Hit]:
     """BM25 over the full-text index under ``flt`` (core/memory/bm25.py); score = BM25.
 
     ``chunks_per_hit`` chunks are ranked per wanted document (a document's other chunks
     are dropped), so k documents come back even when the best chunks share documents.
     ``budget``: postings the index may read (default AGENTRY_KEYWORD_BUDGET).
-    ``ranks``: an order is enough (hybrid's half; see keyword_rows).
+    ``ranks``: an order is enough (hybrid's half; see keyword_rows), as ``beside``.
     """
     settings = settings or get_settings()
     limit = chunks_per_hit * k
-    run = keyword_rows(conn, query, flt, limit=limit, settings=settings, budget=budget, ranks=ranks)
-    return _to_hits(run.rows, "keyword", lambda r: r.score)[:k]
+    run = keyword_rows(
+        conn, query, flt, limit=limit, settings=settings, budget=budget, ranks=ranks,
+        beside=beside,
+    )  # fmt: skip
+    return to_hits(run.rows, "keyword", lambda r: r.score)[:k]
 
 
 def keyword_search(
@@ -261,13 +171,17 @@ def fuse(
     be missing from hybrid results. Its keyword rank stands in for the missing vector
     rank until the vector exists.
     """
-    fused: dict[tuple[str, uuid.UUID], Hit] = {}
-    scores: dict[tuple[str, uuid.UUID], float] = {}
+    # One entry per document, [hit, score]: its key is hashed once per list it is in.
+    fused: dict[tuple[str, uuid.UUID], list[Any]] = {}
+    vector_w = weights.get("vector", 1.0)
     for mode, hits in ranked.items():
+        w = weights.get(mode, 1.0)
+        stand_in = "vector" in ranked and mode != "vector"
         for rank, hit in enumerate(hits, start=1):
             key = (hit.entity_type, hit.entity_id)
-            if key not in fused:
-                fused[key] = Hit(
+            entry = fused.get(key)
+            if entry is None:
+                copy = Hit(
                     hit.entity_type,
                     hit.entity_id,
                     hit.snippet,
@@ -278,15 +192,14 @@ def fuse(
                     hit.created_at,
                     row_id=hit.row_id,
                 )
-            fused[key].ranks[mode] = rank
-            scores[key] = scores.get(key, 0.0) + weights.get(mode, 1.0) / (rrf_k + rank)
-            if hit.pending and "vector" in ranked and mode != "vector":
-                scores[key] += weights.get("vector", 1.0) / (rrf_k + rank)
-    order = sorted(fused, key=lambda key: -scores[key])[:k]
+                entry = fused[key] = [copy, 0.0]
+            entry[0].ranks[mode] = rank
+            entry[1] += w / (rrf_k + rank)
+            if hit.pending and stand_in:
+                entry[1] += vector_w / (rrf_k + rank)
     out = []
-    for key in order:
-        hit = fused[key]
-        hit.score = scores[key]
+    for hit, score in sorted(fused.values(), key=lambda e: -e[1])[:k]:
+        hit.score = score
         out.append(hit)
     return out
 

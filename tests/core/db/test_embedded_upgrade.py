@@ -30,9 +30,9 @@ from core.mechanic.plan import plan_change
 from core.mechanic.spec import parse_spec
 from core.memory.bulk import BulkRow, bulk_load
 from core.memory.filters import SearchFilter
-from core.memory.search import run_vector_query
 from core.memory.strategy import PlanKind
 from core.memory.synthetic import clustered_vectors
+from core.memory.vector_query import run_vector_query
 from tests.conftest import create_test_user
 from tests.core.mechanic.conftest import CHARACTER, make_project, mechanic_settings
 from tests.old_pgserver import OLD_PGVECTOR, start_old, stop_old

@@ -168,7 +168,7 @@ def test_writes_past_the_snapshot_and_a_rebuild(db: Database, test_settings: Set
         live_postings,
     )
     with db.engine.connect() as conn:
-        assert read_stats(conn).segment_generation == before_gen + 1
+        assert read_stats(conn).segment_generation > before_gen
         assert _count(conn, "SELECT count(*) FROM search_postings") == 0
         for query in QUERIES:
             _same_as_exact(conn, query, SearchFilter(), 10, test_settings)

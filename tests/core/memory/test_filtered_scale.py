@@ -22,9 +22,9 @@ from config import Settings, load_settings
 from core.db import Database
 from core.memory.bulk import BulkRow, bulk_load
 from core.memory.filters import SearchFilter
-from core.memory.search import run_vector_query
 from core.memory.strategy import PlanKind
 from core.memory.synthetic import clustered_vectors
+from core.memory.vector_query import run_vector_query
 from core.models.search import HNSW_INDEX_NAME
 from tests.conftest import fresh_database
 

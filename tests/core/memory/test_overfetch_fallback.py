@@ -19,9 +19,9 @@ from core.db import open_database, prepare_database
 from core.db.embedded import ensure_database, server_url
 from core.db.extensions import installed_version, supports_iterative_scan
 from core.memory.filters import SearchFilter
-from core.memory.search import run_vector_query
 from core.memory.strategy import PlanKind
 from core.memory.synthetic import clustered_vectors
+from core.memory.vector_query import run_vector_query
 from tests.core.memory.test_filtered_scale import BUILD, K, exact_ids, ids, load_filtered
 from tests.old_pgserver import OLD_PGVECTOR, start_old, stop_old
 

@@ -16,12 +16,12 @@ from sqlalchemy import text
 
 from config import load_settings
 from core.db import Database
-from core.memory import search as search_module
+from core.memory import vector_query as vector_query_module
 from core.memory.bulk import BulkRow, bulk_load
 from core.memory.filters import SearchFilter
-from core.memory.search import run_vector_query
 from core.memory.strategy import PlanKind, VectorPlan, choose_plan, next_plan
 from core.memory.synthetic import clustered_vectors
+from core.memory.vector_query import run_vector_query
 
 PG06, PG08 = (0, 6, 0), (0, 8, 0)
 
@@ -158,7 +158,7 @@ def test_short_results_retry_up_to_an_exact_scan(
 ) -> None:
     # Pretend the planner under-estimated: start from a tiny ef_search on a 1% filter.
     monkeypatch.setattr(
-        search_module, "choose_plan", lambda **kw: VectorPlan(PlanKind.overfetch, 10)
+        vector_query_module, "choose_plan", lambda **kw: VectorPlan(PlanKind.overfetch, 10)
     )
     q = clustered_vectors(1, seed=5)[0]
     with db.engine.begin() as conn:

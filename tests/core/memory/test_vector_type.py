@@ -19,11 +19,12 @@ from core.memory.bulk import BulkRow, bulk_load
 from core.memory.embeddings import Embedder
 from core.memory.filters import SearchFilter
 from core.memory.indexer import embed_pending, index_document
-from core.memory.search import run_vector_query, search
+from core.memory.search import search
 from core.memory.service import check_memory
 from core.memory.storage import column_type
 from core.memory.strategy import PlanKind
 from core.memory.synthetic import clustered_vectors
+from core.memory.vector_query import run_vector_query
 from core.models.search import HNSW_INDEX_NAME
 from tests.conftest import fresh_database
 
