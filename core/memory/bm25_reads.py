@@ -166,9 +166,9 @@ def fetch_round(
     index = {t: i for i, t in enumerate(terms.ids)}
     seg: Fetched = {}
     last: dict[int, tuple[int, float]] = {}
-    server = server_of(pg) if cache is not None else None
+    server = server_of(pg)
     lo = list(lists.depth)
-    if cache is not None and server is not None:
+    if cache is not None:
         for i, tid in enumerate(terms.ids):
             while lo[i] < want[i]:
                 hit = cache.get((*server, generation, tid, lo[i]))
@@ -204,7 +204,7 @@ def fetch_round(
                 lists.blocks_read += 1
                 if int(block) >= last.get(i, (-1, 0.0))[0]:
                     last[i] = (int(block), float(min_imp))
-                if server is not None:
+                if cache is not None:
                     key = (*server, generation, int(tid), int(block))
                     fresh.append((key, Block(ids, vals, float(min_imp), int(n))))
             elif t_ids is not None:
