@@ -21,11 +21,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Engine, text
 
 from config import Settings
-from core.db.driver import driver_statement
 from core.memory.filters import SearchFilter
 from core.memory.search import (
     SNIPPET_CHARS,
@@ -137,13 +135,8 @@ class _VectorBeside:
             self.conn, self.vector, self.flt, limit=self.depth, settings=self.settings,
             columns=KEY_COLUMNS,
         )  # fmt: skip
-        sets, sql = query.statements()
-        statement, params = driver_statement(self.conn, sql, query.params)
         with pg.pipeline():
-            for stmt in sets:
-                pg.execute(stmt)
-            cur = pg.cursor(row_factory=namedtuple_row)
-            cur.execute(statement, params)
+            cur = query.send(pg)
             yield
             rows = cur.fetchall()
         self.run = query.settle(rows) or query.run()

@@ -2,9 +2,9 @@
 
 :class:`VectorQuery` holds what planning decided (core/memory/strategy.py) and moves to
 the next plan when one comes back short; :func:`run_vector_query` runs it statement by
-statement. Hybrid search sends its first attempt without waiting for it
-(core/memory/hybrid.py), so it is split into the statements of the current plan and
-:meth:`VectorQuery.settle` on their rows.
+statement. Hybrid search sends its first attempt pipelined, without waiting for it
+(:meth:`VectorQuery.send`, core/memory/hybrid.py), then :meth:`VectorQuery.settle` takes
+its rows.
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, text
 
 from config import Settings
+from core.db.driver import driver_statement
 from core.db.extensions import installed_version
 from core.memory.filters import SearchFilter
 from core.memory.indexer import vector_literal
@@ -131,6 +134,17 @@ class VectorQuery:
             return VectorRun(self.plans, rows)
         self.plan = next_plan(plan)
         return None
+
+    def send(self, pg: psycopg.Connection) -> psycopg.Cursor[Any]:
+        """Send the current plan's statements on ``pg``, the psycopg connection under
+        ``conn``; in pipeline mode they run while the caller goes on, and the cursor's
+        rows (for :meth:`settle`) are fetched when asked for."""
+        sets, sql = self.statements()
+        for stmt in sets:
+            pg.execute(stmt)
+        cur = pg.cursor(row_factory=namedtuple_row)
+        cur.execute(*driver_statement(self.conn, sql, self.params))
+        return cur
 
     def run(self) -> VectorRun:
         """The rest of the query, statement by statement on its connection."""
