@@ -39,14 +39,18 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, text
 
 from config import Settings
+from core.db.driver import driver_of, driver_statement
 from core.memory.block_cache import block_cache
 from core.memory.bm25_blocks import block_plan
 from core.memory.bm25_ranks import ranked_plan
+from core.memory.bm25_reads import FIRST_TAILS_COLUMNS, FIRST_TAILS_SELECT, first_tail, first_tails
 from core.memory.bm25_types import (
     ROW_COLUMNS,
     SCORE_EXPR,
@@ -76,13 +80,18 @@ TERMS_SELECT = (
     f"(SELECT lexeme FROM unnest(to_tsvector('{TEXT_SEARCH_CONFIG}', :q)))"
 )
 TERMS_SQL = text(f"{TERMS_SELECT} ORDER BY t.id")
-# Statistics and the query's terms in one statement: a statement costs a query about as
-# much as a thousand postings summed, and every keyword query needs both.
-QUERY_SQL = text(
-    f"SELECT {STATS_COLUMNS}, q.ids, q.terms, q.dfs FROM search_keyword_stats s "
-    "CROSS JOIN LATERAL (SELECT array_agg(t.id ORDER BY t.id) AS ids, "
+# Statistics, the query's terms and their first tail read in one statement: a statement
+# costs a query about as much as a thousand postings summed, every keyword query needs
+# the first two, and with the blocks cached the index plans' first round needs only the
+# third (core/memory/bm25_reads.py). Sent on the driver connection: SQLAlchemy's execute
+# and row cost more than the statement here.
+QUERY_SQL = (
+    f"WITH qt AS MATERIALIZED ({TERMS_SELECT}) "
+    f"SELECT {STATS_COLUMNS}, q.ids, q.terms, q.dfs, {FIRST_TAILS_COLUMNS} "
+    "FROM search_keyword_stats s "
+    "CROSS JOIN (SELECT array_agg(t.id ORDER BY t.id) AS ids, "
     "array_agg(t.term ORDER BY t.id) AS terms, array_agg(t.df ORDER BY t.id) AS dfs "
-    f"FROM ({TERMS_SELECT}) t) q WHERE s.id = 1"
+    f"FROM qt t) q CROSS JOIN ({FIRST_TAILS_SELECT}) tl WHERE s.id = 1"
 )
 TSQUERY = (
     f"(CASE WHEN :websearch THEN websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :q) "
@@ -187,12 +196,18 @@ def query_terms(conn: Connection, query: str, chunks: int) -> Terms:
     return _terms(rows, chunks)
 
 
-def read_query(conn: Connection, query: str) -> tuple[Stats, Terms]:
-    """:func:`read_stats` and :func:`query_terms` in one statement."""
-    row = conn.execute(QUERY_SQL, {"q": query}).one()
+def read_query(conn: Connection, query: str, limit: int = 10) -> tuple[Stats, Terms]:
+    """:func:`read_stats` and :func:`query_terms` in one statement, with the terms' first
+    tail read for a query of ``limit`` rows (``Terms.tails``)."""
+    lim = first_tail(limit)
+    with driver_of(conn).cursor(row_factory=namedtuple_row) as cur:
+        cur.execute(*driver_statement(conn, QUERY_SQL, {"q": query, "tlim": lim}))
+        row: Any = cur.fetchone()
+    assert row is not None  # search_keyword_stats has its one row from the migrations on
     stats = _stats(row)
     found = zip(row.ids or [], row.terms or [], row.dfs or [], strict=True)
-    return stats, _terms([(int(i), str(t), int(d)) for i, t, d in found], stats.chunks)
+    terms = _terms([(int(i), str(t), int(d)) for i, t, d in found], stats.chunks)
+    return stats, replace(terms, tails=first_tails(row, lim, stats.segment_generation))
 
 
 def _stats(row: Any) -> Stats:
@@ -252,7 +267,7 @@ def keyword_rows(
     """
     budget = settings.keyword_budget if budget is None else budget
     where, params = flt.where()
-    stats, terms = read_query(conn, query)
+    stats, terms = read_query(conn, query, limit)
     websearch = is_websearch(query)
     plan = force
     scope_n: int | None = None

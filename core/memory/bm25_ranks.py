@@ -20,6 +20,7 @@ the float noise between float4 impacts and the SQL score (near ties may swap).
 from __future__ import annotations
 
 from contextlib import nullcontext
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,20 +29,24 @@ from sqlalchemy import Connection
 
 from core.db.driver import driver_of, driver_statement
 from core.memory.block_cache import BlockCache
-from core.memory.bm25_reads import Lists, add_round, fetch_round, first_lists, restarting
+from core.memory.bm25_reads import Fetched, Lists, fetch_round, first_lists, restarting
 from core.memory.bm25_settle import GROWTH, SETTLE_MAX
-from core.memory.bm25_sums import SparseSums, Sums, query_sums, sparse_bounds
+from core.memory.bm25_sums import read_once, sparse_bounds
 from core.memory.bm25_types import Beside, KeywordPlan, KeywordRun, Terms
+from core.memory.strategy import SNIPPET_CHARS
 
-# Which of the best-ranked chunks exist and pass the filter: what the fusion needs of them.
+# Which of the best-ranked chunks exist and pass the filter, with what the fusion needs
+# of them and what a hit shows (hybrid reads nothing more after fusing).
 KEYS_SQL = (
-    "SELECT s.id, s.entity_type, s.entity_id, s.chunk, s.embedding IS NULL AS pending "
+    "SELECT s.id, s.entity_type, s.entity_id, s.chunk, s.embedding IS NULL AS pending, "
+    f"left(s.content, {SNIPPET_CHARS}), s.metadata, s.created_at "
     "FROM search_index s WHERE s.id = ANY(CAST(:ids AS bigint[])) AND {where}"
 )
 
 
 class RankedRow(NamedTuple):
-    """A chunk ranked by the part of its BM25 score read (``score``, a lower bound)."""
+    """A chunk ranked by the part of its BM25 score read (``score``, a lower bound);
+    ``content`` is its snippet."""
 
     id: int
     entity_type: str
@@ -49,6 +54,9 @@ class RankedRow(NamedTuple):
     chunk: int
     pending: bool
     score: float
+    content: str
+    metadata: dict[str, Any]
+    created_at: datetime
 
 
 def ranked_plan(
@@ -72,21 +80,23 @@ def ranked_plan(
     """
 
     def attempt(pg: psycopg.Connection, gen: int) -> KeywordRun:
-        with query_sums(max_row_id) as sums:
-            lists, want = first_lists(terms, limit, budget, spend=True)
-            rounds = 0
-            more: list[int] | None = want
-            while more is not None:
-                rounds += 1
-                got = fetch_round(pg, terms, lists, more, gen, cache)
-                # Adding up the read costs about as much as a vector query: hybrid's
-                # vector half runs on the server meanwhile.
-                with beside(pg) if beside is not None else nullcontext():
-                    add_round(got, lists, sums)
-                    if (more := _more(lists, budget)) is None:
-                        rows, known = _parts(lists, sums, len(terms.ids))
+        lists, want = first_lists(terms, limit, budget, spend=True)
+        rounds = 0
+        read: list[Fetched] = []
+        more: list[int] | None = want
+        while more is not None:
+            rounds += 1
+            read.append(fetch_round(pg, terms, lists, more, gen, cache))
+            # Adding up the read costs about as much as a vector query: hybrid's vector
+            # half runs on the server meanwhile, and the probe of the best rows is sent
+            # behind it, so both come back in one wait.
+            with beside(pg) if beside is not None else nullcontext():
+                lists.seg_read += sum(len(a) for ids, _ in read[-1].values() for a in ids)
+                if (more := _more(lists, budget)) is None:
+                    rows, known = _parts(lists, read, max_row_id)
+                    keys_sql = KEYS_SQL.format(where=where)
+                    found, complete = _passing(conn, keys_sql, params, rows, known, limit)
         whole = all(lists.exhausted(i) for i in range(len(terms.ids)))
-        found, complete = _passing(conn, KEYS_SQL.format(where=where), params, rows, known, limit)
         return KeywordRun(
             KeywordPlan.blocks, found, rounds, lists.read(), lists.blocks_read,
             proven=whole and (len(found) >= limit or complete),
@@ -95,11 +105,22 @@ def ranked_plan(
     return restarting(conn, generation, attempt)
 
 
-def _parts(lists: Lists, sums: Sums | SparseSums, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every row read and the part of its score read, segment and tail."""
-    zero = np.zeros(n)
+def _parts(lists: Lists, read: list[Fetched], max_row_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every row read and the part of its score read, segment and tail (a row written
+    since the segment was built may be in both: two entries, as in the blocks plan)."""
+    ids: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    for got in read:
+        for i, (id_parts, imp_parts) in got.items():
+            ids += id_parts
+            vals += [np.multiply(a, lists.weights[i], dtype=np.float64) for a in imp_parts]
+    s_rows, s_known = read_once(
+        np.concatenate(ids) if ids else np.empty(0, dtype=np.int64),
+        np.concatenate(vals) if vals else np.empty(0),
+        max_row_id,
+    )
+    zero = np.zeros(len(lists.weights))
     t_rows, t_known, _ = sparse_bounds(lists.tail_ids, lists.tail_val, lists.tail_term, zero)
-    s_rows, s_known = sums.fresh_rows(zero)
     return np.concatenate([s_rows, t_rows]), np.concatenate([s_known, t_known])
 
 
@@ -158,7 +179,7 @@ def _passing(
         for i, v in zip(ids, known[batch].tolist(), strict=True):
             r = got.get(i)
             if r is not None:
-                out.append(RankedRow(i, r[1], r[2], r[3], r[4], v))
+                out.append(RankedRow(i, r[1], r[2], r[3], r[4], v, r[5], r[6], r[7]))
         asked += len(batch)
         high, take = low, take * GROWTH
     return out[:limit], asked >= n

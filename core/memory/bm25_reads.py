@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -22,7 +23,7 @@ from sqlalchemy import Connection, text
 from core.db.driver import driver_of
 from core.memory.block_cache import Block, BlockCache, Key, server_of
 from core.memory.bm25_sums import SparseSums, Sums
-from core.memory.bm25_types import KeywordPlan, KeywordRun, Terms
+from core.memory.bm25_types import FirstTails, KeywordPlan, KeywordRun, Terms
 from core.memory.keyword_segment import BLOCK
 
 ROUND_SQL = """
@@ -47,6 +48,18 @@ UNION ALL
 SELECT 2, NULL, NULL, segment_generation, NULL, NULL, NULL, NULL, NULL
 FROM search_keyword_stats WHERE id = 1
 """
+# Each term's strongest tail postings, flattened in term order, for the statement that
+# finds the query's terms (``qt``: core/memory/bm25.py QUERY_SQL); see FirstTails.
+FIRST_TAILS_SELECT = """
+SELECT array_agg(p.term_id ORDER BY p.term_id, p.impact DESC, p.row_id DESC) AS terms,
+       array_agg(p.row_id ORDER BY p.term_id, p.impact DESC, p.row_id DESC) AS ids,
+       array_agg(p.impact ORDER BY p.term_id, p.impact DESC, p.row_id DESC) AS imps
+FROM qt t CROSS JOIN LATERAL (
+    SELECT p.term_id, p.row_id, p.impact FROM search_postings p WHERE p.term_id = t.id
+    ORDER BY p.impact DESC, p.row_id DESC LIMIT :tlim
+) p
+"""
+FIRST_TAILS_COLUMNS = "tl.terms AS tail_terms, tl.ids AS tail_ids, tl.imps AS tail_imps"
 # The segment a query restarts on after a rebuild committed between two of its rounds.
 GENERATION_SQL = text("SELECT segment_generation FROM search_keyword_stats WHERE id = 1")
 # Rare terms are read whole in the first round up to EXHAUST postings in all; the others
@@ -92,6 +105,22 @@ class Lists:
         return self.seg_read + sum(len(a) for a in self.tail_ids)
 
 
+def first_tail(limit: int) -> int:
+    """Tail postings the first round reads per term (rare terms: all of them)."""
+    return max(4 * limit, TAIL0)
+
+
+def first_tails(row: Any, lim: int, generation: int) -> FirstTails:
+    """The tails of QUERY_SQL's row (FIRST_TAILS_COLUMNS) by term."""
+    term = np.asarray(row.tail_terms or [], dtype=np.int64)
+    ids = np.asarray(row.tail_ids or [], dtype=np.int64)
+    imps = np.asarray(row.tail_imps or [], dtype=np.float64)
+    cuts = np.flatnonzero(np.diff(term)) + 1
+    parts = zip(np.split(term, cuts), np.split(ids, cuts), np.split(imps, cuts), strict=True)
+    by_term = {int(t[0]): (i, v) for t, i, v in parts if len(t)}
+    return FirstTails(lim, generation, by_term)
+
+
 def first_lists(
     terms: Terms, limit: int, budget: int, *, spend: bool = False
 ) -> tuple[Lists, list[int]]:
@@ -99,7 +128,7 @@ def first_lists(
     (``spend``: all of ``budget``, for a query read once, core/memory/bm25_ranks.py)."""
     n = len(terms.ids)
     want = [FIRST_BLOCKS] * n
-    tail = [max(4 * limit, TAIL0)] * n
+    tail = [first_tail(limit)] * n
     room = min(EXHAUST, budget)
     for i in sorted(range(n), key=lambda i: terms.dfs[i]):
         if terms.dfs[i] > room:
@@ -162,8 +191,11 @@ def fetch_round(
     lists' depths and frontiers move here, their ``seg_read`` there.
 
     Blocks in ``cache`` under ``generation`` are taken from it: the statement asks for
-    the blocks past each term's cached run (and still checks the generation)."""
+    the blocks past each term's cached run (and still checks the generation). A first
+    round whose blocks are all cached and whose tails came with the terms
+    (``Terms.tails``, same generation: one snapshot) sends no statement."""
     index = {t: i for i, t in enumerate(terms.ids)}
+    first = all(b is None for b in lists.blocks)
     seg: Fetched = {}
     last: dict[int, tuple[int, float]] = {}
     server = server_of(pg)
@@ -181,9 +213,78 @@ def fetch_round(
                 lists.blocks_read += 1
                 last[i] = (lo[i], hit.min_impact)
                 lo[i] += 1
-    params = {"tids": terms.ids, "lo": lo, "hi": want, "tlim": lists.tail_lim}
     tail_got = [0] * len(terms.ids)
     lists.tail_ids, lists.tail_val, lists.tail_term = [], [], []
+    tails = terms.tails
+    if first and tails is not None and _settled_by(tails, terms, lists, lo, want, generation):
+        for i, tid in enumerate(terms.ids):
+            ids, imps = tails.by_term.get(tid, (_NO_IDS, _NO_IMPS))
+            _tail(lists, i, ids[: lists.tail_lim[i]], imps[: lists.tail_lim[i]], tail_got)
+    else:
+        _statement(pg, terms, lists, seg, last, lo, want, generation, cache, tail_got, index)
+    for i in range(len(terms.ids)):
+        if lists.blocks[i] is None and lists.depth[i] == 0:
+            lists.blocks[i] = 0  # no segment blocks at all: the term came after the rebuild
+        if i in last:
+            lists.depth[i] = last[i][0] + 1
+        if lists.seg_done(i):
+            lists.seg_front[i] = 0.0
+        elif i in last:
+            lists.seg_front[i] = last[i][1]
+        lists.tail_done[i] = tail_got[i] < lists.tail_lim[i]
+        if lists.tail_done[i]:
+            lists.tail_front[i] = 0.0
+    return seg
+
+
+_NO_IDS = np.empty(0, dtype=np.int64)
+_NO_IMPS = np.empty(0)
+
+
+def _settled_by(
+    tails: FirstTails, terms: Terms, lists: Lists, lo: list[int], want: list[int], gen: int
+) -> bool:
+    """Whether the cached blocks and the tails read with the terms are the whole round:
+    every wanted block cached (or past the term's last), every tail read deep enough."""
+    if tails.generation != gen:
+        return False
+    for i, tid in enumerate(terms.ids):
+        n = lists.blocks[i]
+        if lo[i] < want[i] and (n is None or lo[i] < n):
+            return False
+        got = len(tails.by_term.get(tid, (_NO_IDS, _NO_IMPS))[0])
+        if got >= tails.lim and lists.tail_lim[i] > tails.lim:
+            return False  # a rare term read whole may have more tail than was read
+    return True
+
+
+def _tail(lists: Lists, i: int, ids: np.ndarray, imps: np.ndarray, tail_got: list[int]) -> None:
+    """Term ``i``'s tail postings read this round (strongest first)."""
+    if not len(ids):
+        return
+    lists.tail_ids.append(ids)
+    lists.tail_val.append(imps * lists.weights[i])
+    lists.tail_term.append(i)
+    tail_got[i] = len(ids)
+    lists.tail_front[i] = float(imps[-1])
+
+
+def _statement(
+    pg: psycopg.Connection,
+    terms: Terms,
+    lists: Lists,
+    seg: Fetched,
+    last: dict[int, tuple[int, float]],
+    lo: list[int],
+    want: list[int],
+    generation: int,
+    cache: BlockCache | None,
+    tail_got: list[int],
+    index: dict[int, int],
+) -> None:
+    """ROUND_SQL for the blocks [lo, want) and the tails, adding to ``seg`` and ``last``."""
+    server = server_of(pg)
+    params = {"tids": terms.ids, "lo": lo, "hi": want, "tlim": lists.tail_lim}
     fresh: list[tuple[Key, Block]] = []
     confirmed = False
     with pg.cursor(binary=True) as cur:
@@ -209,28 +310,10 @@ def fetch_round(
                     fresh.append((key, Block(ids, vals, float(min_imp), int(n))))
             elif t_ids is not None:
                 ids = np.asarray(t_ids, dtype=np.int64)
-                val = np.asarray(t_imps, dtype=np.float64) * lists.weights[i]
-                lists.tail_ids.append(ids)
-                lists.tail_val.append(val)
-                lists.tail_term.append(i)
-                tail_got[i] = len(ids)
-                lists.tail_front[i] = float(t_imps[-1]) if t_imps else 0.0
+                _tail(lists, i, ids, np.asarray(t_imps, dtype=np.float64), tail_got)
     if cache is not None and confirmed:  # the rows arrive in any order: kept once all did
         for key, got_block in fresh:
             cache.put(key, got_block)
-    for i in range(len(terms.ids)):
-        if lists.blocks[i] is None and lists.depth[i] == 0:
-            lists.blocks[i] = 0  # no segment blocks at all: the term came after the rebuild
-        if i in last:
-            lists.depth[i] = last[i][0] + 1
-        if lists.seg_done(i):
-            lists.seg_front[i] = 0.0
-        elif i in last:
-            lists.seg_front[i] = last[i][1]
-        lists.tail_done[i] = tail_got[i] < lists.tail_lim[i]
-        if lists.tail_done[i]:
-            lists.tail_front[i] = 0.0
-    return seg
 
 
 def add_round(seg: Fetched, lists: Lists, sums: Sums | SparseSums) -> None:

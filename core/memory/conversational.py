@@ -33,7 +33,8 @@ from config import Settings
 from core.memory.embeddings import Embedder, get_embedder
 from core.memory.filters import SearchFilter
 from core.memory.indexer import remove_document
-from core.memory.search import SNIPPET_CHARS, Hit, fuse, keyword_hits, validate, vector_search
+from core.memory.search import Hit, fuse, keyword_hits, validate, vector_search
+from core.memory.strategy import SNIPPET_CHARS
 
 CONTEXT_TURNS = 2  # neighbours either side in the context view
 MAX_VIEW_CHARS = 2000  # the embedder reads 256 tokens; BM25 needs no more either

@@ -1,16 +1,21 @@
 """Hybrid search: reciprocal rank fusion of the vector and keyword halves.
 
-Both halves return key columns only (id, document, chunk): the fusion needs ranks, and
-the snippet, metadata and date of the ``k`` hits it returns are read once, after it
-(:func:`_fill`). The keyword half ranks by the part of each BM25 score read within
+The keyword half ranks by the part of each BM25 score read within
 AGENTRY_HYBRID_KEYWORD_BUDGET (core/memory/bm25_ranks.py) instead of proving scores; the
 vector half is the vector search of core/memory/search.py at AGENTRY_HYBRID_DEPTH.
 
 The halves share one connection and one transaction, and still overlap: while the
 keyword half adds up the postings it read (a millisecond or two of numpy), the vector
 half's statements run on the server, sent in psycopg's pipeline mode without waiting
-(:class:`_VectorBeside`). When the keyword half takes a plan without that step (a small
-scope, web-search syntax, a fallback), the vector half runs after it, as before.
+(:class:`_VectorBeside`); the keyword half's probe of its best rows follows them in the
+pipeline. When the keyword half takes a plan without that step (a small scope,
+web-search syntax, a fallback), the vector half runs after it, as before. Both halves
+return their rows with the snippet, metadata and date (HIT_COLUMNS; the snippet is cut
+on the server), so nothing is read after fusing.
+
+With AGENTRY_HYBRID_CONCURRENT the keyword half runs on a second connection, under
+another snapshot: the halves then return key columns only, and the ``k`` hits are read
+once after fusing, on the caller's connection (:func:`_fill`).
 """
 
 from __future__ import annotations
@@ -25,15 +30,8 @@ from sqlalchemy import Connection, Engine, text
 
 from config import Settings
 from core.memory.filters import SearchFilter
-from core.memory.search import (
-    SNIPPET_CHARS,
-    Hit,
-    fuse,
-    keyword_hits,
-    vector_documents,
-    vector_search,
-)
-from core.memory.strategy import KEY_COLUMNS
+from core.memory.search import Hit, fuse, keyword_hits, vector_documents, vector_search
+from core.memory.strategy import HIT_COLUMNS, KEY_COLUMNS, SNIPPET_CHARS
 from core.memory.vector_query import VectorQuery, VectorRun
 
 # NULL while the transaction has written nothing (no transaction id assigned yet).
@@ -73,22 +71,21 @@ def hybrid_hits(
             budget=settings.hybrid_keyword_budget, ranks=True, beside=beside,
         )  # fmt: skip
 
-    def vector_half() -> list[Hit]:
-        return vector_search(conn, vector, flt, k=depth, settings=settings, columns=KEY_COLUMNS)
+    def vector_half(columns: str) -> list[Hit]:
+        return vector_search(conn, vector, flt, k=depth, settings=settings, columns=columns)
 
+    weights = {"vector": settings.hybrid_vector_weight, "keyword": settings.hybrid_keyword_weight}
     wanted = settings.hybrid_concurrent if concurrent is None else concurrent
     if wanted and conn.execute(WRITES_SQL).scalar() is None:
         future = _HALVES.submit(_on_own_connection, conn.engine, keyword_half)
-        vector_hits = vector_half()
+        vector_hits = vector_half(KEY_COLUMNS)
         ranked = {"vector": vector_hits, "keyword": future.result()}
-    else:
-        beside = _VectorBeside(conn, vector, flt, depth, settings)
-        keyword = keyword_half(conn, beside)
-        sent = beside.hits()
-        ranked = {"vector": vector_half() if sent is None else sent, "keyword": keyword}
-    weights = {"vector": settings.hybrid_vector_weight, "keyword": settings.hybrid_keyword_weight}
-    fused = fuse(ranked, k=2 * depth, rrf_k=settings.rrf_k, weights=weights)
-    return _fill(conn, fused, k)
+        return _fill(conn, fuse(ranked, k=2 * depth, rrf_k=settings.rrf_k, weights=weights), k)
+    beside = _VectorBeside(conn, vector, flt, depth, settings)
+    keyword = keyword_half(conn, beside)
+    sent = beside.hits()
+    ranked = {"vector": vector_half(HIT_COLUMNS) if sent is None else sent, "keyword": keyword}
+    return fuse(ranked, k=k, rrf_k=settings.rrf_k, weights=weights)
 
 
 def _fill(conn: Connection, fused: list[Hit], k: int) -> list[Hit]:
@@ -133,7 +130,7 @@ class _VectorBeside:
         self._sent = True
         query = VectorQuery.planned(
             self.conn, self.vector, self.flt, limit=self.depth, settings=self.settings,
-            columns=KEY_COLUMNS,
+            columns=HIT_COLUMNS,
         )  # fmt: skip
         with pg.pipeline():
             cur = query.send(pg)

@@ -20,12 +20,11 @@ from core.memory.bm25 import keyword_rows
 from core.memory.bm25_types import Beside
 from core.memory.embeddings import Embedder, get_embedder
 from core.memory.filters import SearchFilter
-from core.memory.strategy import ROW_COLUMNS, PlanKind
+from core.memory.strategy import ROW_COLUMNS, SNIPPET_CHARS, PlanKind
 from core.memory.vector_query import VectorRun, run_vector_query
 
 MODES = ("vector", "keyword", "hybrid", "recall")
 MAX_K = 100
-SNIPPET_CHARS = 300
 
 
 @dataclass

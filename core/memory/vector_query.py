@@ -179,7 +179,7 @@ def run_vector_query(
         limit: rows wanted.
         settings: ef_search and the exact-scan threshold.
         force: use this plan kind (benchmarks: ``hnsw`` vs ``exact``).
-        columns: the row columns returned (KEY_COLUMNS: hybrid's half).
+        columns: the row columns returned (HIT_COLUMNS, KEY_COLUMNS: hybrid's half).
 
     Returns:
         The plans tried and the rows (best first).

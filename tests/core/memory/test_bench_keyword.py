@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
 
 from config import Settings
-from core.bench.keyword import run_text_scale, variations
+from core.bench.keyword import _interleaved, run_text_scale, variations
+from core.db import Database
 from tests.core.cli.test_search_cli import TINY_CISI
 
 TURNS = [
@@ -65,3 +70,25 @@ def test_text_scale_report(test_settings: Settings, tmp_path: Path) -> None:
         "entity_type_0.1pct",
         "metadata_0.1pct",
     }
+
+
+def test_modes_take_turns_query_by_query(db: Database) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def mode(name: str) -> Callable[[Any, int], None]:
+        def call(conn: Any, i: int) -> None:
+            conn.execute(text("SELECT 1"))
+            seen.append((name, i))
+
+        return call
+
+    report = _interleaved({m: mode(m) for m in ("a", "b", "c")}, db.engine, 6)
+    warm, timed = seen[:18], seen[18:]
+    assert warm == [(m, i) for m in "abc" for i in range(6)]  # one untimed pass each
+    for m in "abc":
+        assert sorted(i for name, i in timed if name == m) == list(range(6))
+        assert report[m]["queries"] == 6 and report[m]["p95_ms"] > 0
+    turns = [timed[3 * i : 3 * i + 3] for i in range(6)]
+    assert [t[0][0] for t in turns] == ["a", "b", "c", "a", "b", "c"]  # who goes first turns
+    # Each mode on its own query: none runs what the one before it just read.
+    assert all(len({q for _, q in t}) == 3 for t in turns)

@@ -112,3 +112,21 @@ def test_terms_past_the_mask_bits_only_loosen_bounds() -> None:
             assert u >= bound[r] - 1e-9
             loose += u > bound[r] + 1e-9
         assert loose  # rows read for the last terms keep those fronts in their bound
+
+
+@pytest.mark.parametrize("top", [4000, bm25_sums.DENSE_MAX])
+def test_postings_read_once_sum_per_row_and_leave_the_index_zeroed(top: int) -> None:
+    rng = random.Random(11)
+    postings = _postings(rng, terms=6, rows=250, top=5000)
+    known, _ = _reference(postings, np.zeros(6))
+    ids = np.concatenate([np.fromiter(got, dtype=np.int64) for _, got in postings])
+    vals = np.concatenate([np.array(list(got.values())) for _, got in postings])
+    # max_row_id below some ids read: the last rows were deleted after the segment.
+    rows, sums = bm25_sums.read_once(ids, vals, top - 3000 if top == 4000 else top)
+    assert sorted(rows.tolist()) == sorted(known) and len(rows) == len(set(rows.tolist()))
+    for r, v in zip(rows.tolist(), sums.tolist(), strict=True):
+        assert v == pytest.approx(known[r], rel=1e-12)
+    with query_sums(5000) as pooled:  # the borrowed index went back all zeros
+        assert isinstance(pooled, Sums) and not pooled.pos.any()
+    empty_rows, empty_sums = bm25_sums.read_once(np.empty(0, dtype=np.int64), np.empty(0), top)
+    assert len(empty_rows) == len(empty_sums) == 0

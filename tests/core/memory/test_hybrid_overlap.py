@@ -18,6 +18,7 @@ from sqlalchemy import Connection, event, text
 from config import Settings
 from core.db import Database, open_database
 from core.db.embedded import ensure_database, socket_dir
+from core.memory import bm25_reads
 from core.memory.block_cache import block_cache
 from core.memory.bm25 import KeywordPlan, keyword_rows
 from core.memory.filters import SearchFilter
@@ -25,7 +26,6 @@ from core.memory.hybrid import hybrid_hits
 from core.memory.indexer import vector_literal
 from core.memory.keyword_segment import compact
 from core.memory.search import Hit, fuse, keyword_hits, vector_search
-from core.memory.strategy import KEY_COLUMNS
 from core.memory.synthetic import clustered_vectors
 from tests.conftest import TEMPLATE_DB, create_test_user
 from tests.core.memory.test_bm25 import QUERIES, _add, _text
@@ -69,9 +69,7 @@ def _one_after_the_other(
 ) -> list[Hit]:
     depth = max(k, settings.hybrid_depth)
     ranked = {
-        "vector": vector_search(
-            conn, vector, flt, k=depth, settings=settings, columns=KEY_COLUMNS
-        ),
+        "vector": vector_search(conn, vector, flt, k=depth, settings=settings),
         "keyword": keyword_hits(
             conn, query, flt, k=depth, settings=settings, chunks_per_hit=1,
             budget=settings.hybrid_keyword_budget, ranks=True,
@@ -81,23 +79,43 @@ def _one_after_the_other(
     return fuse(ranked, k=2 * depth, rrf_k=settings.rrf_k, weights=weights)[:k]
 
 
-def _key(hits: list[Hit]) -> list[tuple[uuid.UUID, int, dict[str, int]]]:
-    return [(h.entity_id, h.chunk, h.ranks) for h in hits]
+def _key(hits: list[Hit]) -> list[tuple[Any, ...]]:
+    """What a hit shows: the snippet, metadata and date came with the halves' rows."""
+    return [(h.entity_id, h.chunk, h.ranks, h.snippet, h.metadata, h.created_at) for h in hits]
 
 
 class _VectorStatements:
-    """Counts the vector statements SQLAlchemy sends (a pipelined one goes around it)."""
+    """Counts the vector statements SQLAlchemy sends (a pipelined one goes around it),
+    and the statements reading content (a read after fusing would)."""
 
     def __init__(self, db: Database) -> None:
-        self.count = 0
+        self.count = self.content = 0
         event.listen(db.engine, "before_cursor_execute", self._seen)
         self._db = db
 
     def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.count += "<=>" in statement
+        self.content += "content" in statement
 
     def close(self) -> None:
         event.remove(self._db.engine, "before_cursor_execute", self._seen)
+
+
+def _keyword_runs(
+    db: Database, settings: Settings, queries: list[str], budget: int = 300
+) -> list[list[tuple[int, float]]]:
+    """(id, score) of the blocks plan and of the ranked plan, per query."""
+    out = []
+    with db.engine.connect() as conn:
+        for query in queries:
+            for ranks in (False, True):
+                run = keyword_rows(
+                    conn, query, SearchFilter(), limit=10, settings=settings,
+                    budget=budget, ranks=ranks,
+                )  # fmt: skip
+                assert run.plan is KeywordPlan.blocks and run.blocks_read > 0
+                out.append([(int(r.id), round(float(r.score), 9)) for r in run.rows])
+    return out
 
 
 def test_the_vector_half_runs_beside_the_keyword_half(
@@ -113,11 +131,12 @@ def test_the_vector_half_runs_beside_the_keyword_half(
             for flt in (SearchFilter(), SearchFilter(user_id=user)):
                 for i, query in enumerate(QUERIES):
                     vector = vectors[7 * i]
-                    seen.count = 0
+                    seen.count = seen.content = 0
                     hits = hybrid_hits(
                         conn, query, vector, flt, k=10, settings=settings, concurrent=False
                     )
                     assert seen.count == 0  # the vector half went through the pipeline
+                    assert seen.content == 0  # and nothing was read after fusing
                     assert len(hits) == 10 and all(h.snippet for h in hits)
                     assert _key(hits) == _key(
                         _one_after_the_other(conn, query, vector, flt, 10, settings)
@@ -170,25 +189,12 @@ def test_cached_blocks_answer_as_the_statement_did(
     assert block_cache(off) is None
     cache.clear()
 
-    def runs(settings: Settings) -> list[list[tuple[int, float]]]:
-        out = []
-        with db.engine.connect() as conn:
-            for query in QUERIES:
-                for ranks in (False, True):
-                    run = keyword_rows(
-                        conn, query, SearchFilter(), limit=10, settings=settings,
-                        budget=300, ranks=ranks,
-                    )  # fmt: skip
-                    assert run.plan is KeywordPlan.blocks and run.blocks_read > 0
-                    out.append([(int(r.id), round(float(r.score), 9)) for r in run.rows])
-        return out
-
-    cold = runs(test_settings)
+    cold = _keyword_runs(db, test_settings, QUERIES)
     assert cache.misses > 0 and len(cache) > 0 and cache.size_bytes > 0
     cache.hits = cache.misses = 0
-    warm = runs(test_settings)
+    warm = _keyword_runs(db, test_settings, QUERIES)
     assert cache.hits > 0
-    assert warm == cold == runs(off)
+    assert warm == cold == _keyword_runs(db, off, QUERIES)
 
 
 def test_a_database_made_again_under_its_name_finds_none_of_the_old_blocks(
@@ -243,3 +249,52 @@ def _drop(server: Any, name: str) -> None:
         host=socket_dir(server), user=SUPERUSER, dbname="postgres", autocommit=True
     ) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_cached_first_round_takes_its_tails_from_the_terms_statement(
+    db: Database,
+    test_settings: Settings,
+    owner: tuple[uuid.UUID, list[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = block_cache(test_settings)
+    assert cache is not None
+    cache.clear()
+    off = test_settings.model_copy(update={"keyword_block_cache_mb": 0})
+    first_rounds: list[str] = []  # the query of each first round that sent ROUND_SQL
+    real = bm25_reads._statement
+
+    def counted(pg: Any, terms: Any, lists: Any, *rest: Any) -> None:
+        if all(d == 0 for d in lists.depth):
+            first_rounds.append(" ".join(terms.terms))
+        real(pg, terms, lists, *rest)
+
+    monkeypatch.setattr(bm25_reads, "_statement", counted)
+
+    def runs(settings: Settings, queries: list[str], budget: int = 300) -> list[Any]:
+        return _keyword_runs(db, settings, queries, budget)
+
+    # A few postings written since the segment: every tail is read whole with the terms.
+    rng = random.Random(3)
+    with db.engine.begin() as conn:
+        for _ in range(3):
+            _add(conn, "gull harbour storm lighthouse " + _text(rng))
+    cold = runs(test_settings, QUERIES)
+    assert first_rounds  # the blocks were not cached yet
+    first_rounds.clear()
+    warm = runs(test_settings, QUERIES)
+    assert first_rounds == []  # cached blocks and the tails read with the terms
+    assert warm == cold == runs(off, QUERIES)
+    assert first_rounds  # without the cache every round is a statement
+
+    # A rare term with more tail than was read with the terms (within the budget it is
+    # read whole and needs all of it): its first round is a statement again.
+    with db.engine.begin() as conn:
+        for _ in range(300):
+            _add(conn, "salt " + _text(rng))
+    query = ["salt pier"]
+    runs(test_settings, query, budget=10_000)
+    first_rounds.clear()
+    warm = runs(test_settings, query, budget=10_000)
+    assert len(first_rounds) == 2 and all("salt" in q for q in first_rounds)
+    assert warm == runs(off, query, budget=10_000)
