@@ -196,7 +196,7 @@ def query_terms(conn: Connection, query: str, chunks: int) -> Terms:
     return _terms(rows, chunks)
 
 
-def read_query(conn: Connection, query: str, limit: int = 10) -> tuple[Stats, Terms]:
+def read_query(conn: Connection, query: str, limit: int) -> tuple[Stats, Terms]:
     """:func:`read_stats` and :func:`query_terms` in one statement, with the terms' first
     tail read for a query of ``limit`` rows (``Terms.tails``)."""
     lim = first_tail(limit)

@@ -194,7 +194,6 @@ def fetch_round(
     the blocks past each term's cached run (and still checks the generation). A first
     round whose blocks are all cached and whose tails came with the terms
     (``Terms.tails``, same generation: one snapshot) sends no statement."""
-    index = {t: i for i, t in enumerate(terms.ids)}
     first = all(b is None for b in lists.blocks)
     seg: Fetched = {}
     last: dict[int, tuple[int, float]] = {}
@@ -221,7 +220,7 @@ def fetch_round(
             ids, imps = tails.by_term.get(tid, (_NO_IDS, _NO_IMPS))
             _tail(lists, i, ids[: lists.tail_lim[i]], imps[: lists.tail_lim[i]], tail_got)
     else:
-        _statement(pg, terms, lists, seg, last, lo, want, generation, cache, tail_got, index)
+        _statement(pg, terms, lists, seg, last, lo, want, generation, cache, tail_got)
     for i in range(len(terms.ids)):
         if lists.blocks[i] is None and lists.depth[i] == 0:
             lists.blocks[i] = 0  # no segment blocks at all: the term came after the rebuild
@@ -280,9 +279,9 @@ def _statement(
     generation: int,
     cache: BlockCache | None,
     tail_got: list[int],
-    index: dict[int, int],
 ) -> None:
     """ROUND_SQL for the blocks [lo, want) and the tails, adding to ``seg`` and ``last``."""
+    index = {t: i for i, t in enumerate(terms.ids)}
     server = server_of(pg)
     params = {"tids": terms.ids, "lo": lo, "hi": want, "tlim": lists.tail_lim}
     fresh: list[tuple[Key, Block]] = []
