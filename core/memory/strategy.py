@@ -29,8 +29,8 @@ from core.db.extensions import supports_iterative_scan
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 ROW_COLUMNS = "id, entity_type, entity_id, chunk, content, metadata, created_at"
 SNIPPET_CHARS = 300  # of a hit's content shown (core/memory/search.py)
-# What hybrid's fusion needs of a row (core/memory/search.py): the columns of the few rows
-# it returns are read once, after fusing, instead of for every row of both halves.
+# What hybrid's fusion needs of a row (core/memory/search.py), for its concurrent halves:
+# they see two snapshots, so the few rows returned are read once after fusing.
 KEY_COLUMNS = "id, entity_type, entity_id, chunk"
 # Hybrid's halves on one connection: every row with what a hit shows, the snippet cut on
 # the server. Reading them after fusing cost one more statement than these columns do.

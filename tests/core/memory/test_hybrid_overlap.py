@@ -271,20 +271,17 @@ def test_a_cached_first_round_takes_its_tails_from_the_terms_statement(
 
     monkeypatch.setattr(bm25_reads, "_statement", counted)
 
-    def runs(settings: Settings, queries: list[str], budget: int = 300) -> list[Any]:
-        return _keyword_runs(db, settings, queries, budget)
-
     # A few postings written since the segment: every tail is read whole with the terms.
     rng = random.Random(3)
     with db.engine.begin() as conn:
         for _ in range(3):
             _add(conn, "gull harbour storm lighthouse " + _text(rng))
-    cold = runs(test_settings, QUERIES)
+    cold = _keyword_runs(db, test_settings, QUERIES)
     assert first_rounds  # the blocks were not cached yet
     first_rounds.clear()
-    warm = runs(test_settings, QUERIES)
+    warm = _keyword_runs(db, test_settings, QUERIES)
     assert first_rounds == []  # cached blocks and the tails read with the terms
-    assert warm == cold == runs(off, QUERIES)
+    assert warm == cold == _keyword_runs(db, off, QUERIES)
     assert first_rounds  # without the cache every round is a statement
 
     # A rare term with more tail than was read with the terms (within the budget it is
@@ -293,8 +290,8 @@ def test_a_cached_first_round_takes_its_tails_from_the_terms_statement(
         for _ in range(300):
             _add(conn, "salt " + _text(rng))
     query = ["salt pier"]
-    runs(test_settings, query, budget=10_000)
+    _keyword_runs(db, test_settings, query, 10_000)
     first_rounds.clear()
-    warm = runs(test_settings, query, budget=10_000)
+    warm = _keyword_runs(db, test_settings, query, 10_000)
     assert len(first_rounds) == 2 and all("salt" in q for q in first_rounds)
-    assert warm == runs(off, query, budget=10_000)
+    assert warm == _keyword_runs(db, off, query, 10_000)
