@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     hybrid_keyword_budget: int = Field(
         default=50_000, ge=100, le=100_000_000, alias="AGENTRY_HYBRID_KEYWORD_BUDGET"
     )
+    # Freed memory each server or bench process keeps in its heap instead of handing it
+    # back to the kernel (core/memory/heap.py): search's arrays then reuse warm pages.
+    malloc_keep_mb: int = Field(default=64, ge=0, le=4096, alias="AGENTRY_MALLOC_KEEP_MB")
     # Decoded segment blocks kept per process (core/memory/block_cache.py); 0: off.
     keyword_block_cache_mb: int = Field(
         default=256, ge=0, le=65_536, alias="AGENTRY_KEYWORD_BLOCK_CACHE_MB"

@@ -44,6 +44,7 @@ from core.limits.body import BodyLimitMiddleware
 from core.mechanic.deployment import ensure_deployment
 from core.mechanic.live import EntityRegistry, start_live_entities, untrack
 from core.mechanic.tools import entity_tool_provider
+from core.memory.heap import keep_freed_memory
 from core.memory.service import start_memory
 from core.observability.http import MetricsMiddleware
 from core.observability.tracing import start_tracing
@@ -66,6 +67,7 @@ def create_app(db: Database | None = None, settings: Settings | None = None) -> 
         The application.
     """
     settings = settings or get_settings()
+    keep_freed_memory(settings.malloc_keep_mb)  # search's arrays reuse warm pages
     tracing = start_tracing(settings)  # None (nothing imported) without an OTLP endpoint
 
     @asynccontextmanager

@@ -12,6 +12,7 @@ from config import get_settings
 from core.cli.edge import console, edge
 from core.cli.progress import phase_progress
 from core.errors import ValidationFailed
+from core.memory.heap import keep_freed_memory
 
 
 @edge
@@ -43,6 +44,7 @@ def bench_search(
     if (dataset is None) == (scale is None):
         raise ValidationFailed("give exactly one of --dataset cisi or --scale N")
     settings = get_settings()
+    keep_freed_memory(settings.malloc_keep_mb)  # as the server does: core/api/app.py
     with phase_progress(quiet=as_json) as progress:
         if dataset is not None:
             if dataset.lower() != "cisi":

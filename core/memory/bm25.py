@@ -243,6 +243,7 @@ def keyword_rows(
     budget: int | None = None,
     ranks: bool = False,
     beside: Beside | None = None,
+    shown: int | None = None,
 ) -> KeywordRun:
     """The ``limit`` best chunks for ``query`` under ``flt`` by BM25, best first.
 
@@ -261,6 +262,8 @@ def keyword_rows(
             content (core/memory/bm25_ranks.py); the other plans are unchanged.
         beside: entered by the ranked plan while it adds up what it read (hybrid's
             vector half runs then); not entered by the other plans.
+        shown: with ``ranks``, the ranked plan returns snippet, metadata and date for
+            this many leading rows (default all) and the pending ones only.
 
     Returns:
         The plan used and the rows (with ``score``).
@@ -301,7 +304,7 @@ def keyword_rows(
             run = ranked_plan(
                 conn, terms, where, weighted, limit=limit, budget=budget,
                 generation=stats.segment_generation, max_row_id=stats.max_row_id,
-                cache=cache, beside=beside,
+                cache=cache, beside=beside, shown=shown,
             )  # fmt: skip
             if len(run.rows) >= limit or run.proven:
                 return run

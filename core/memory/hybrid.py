@@ -9,9 +9,12 @@ keyword half adds up the postings it read (a millisecond or two of numpy), the v
 half's statements run on the server, sent in psycopg's pipeline mode without waiting
 (:class:`_VectorBeside`); the keyword half's probe of its best rows follows them in the
 pipeline. When the keyword half takes a plan without that step (a small scope,
-web-search syntax, a fallback), the vector half runs after it, as before. Both halves
-return their rows with the snippet, metadata and date (HIT_COLUMNS; the snippet is cut
-on the server), so nothing is read after fusing.
+web-search syntax, a fallback), the vector half runs after it, as before. The vector
+half returns its rows with the snippet, metadata and date (HIT_COLUMNS; the snippet is
+cut on the server); the keyword half only for the ranks that can reach the top ``k``
+without a vector rank (:func:`keyword_shown`: none at the default weights) and its
+pending rows, so after fusing a statement is needed only when the vector half came back
+with fewer than ``k`` documents (:func:`_fill`).
 
 With AGENTRY_HYBRID_CONCURRENT the keyword half runs on a second connection, under
 another snapshot: the halves then return key columns only, and the ``k`` hits are read
@@ -20,6 +23,7 @@ once after fusing, on the caller's connection (:func:`_fill`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -69,6 +73,7 @@ def hybrid_hits(
         return keyword_hits(
             c, query, flt, k=depth, settings=settings, chunks_per_hit=1,
             budget=settings.hybrid_keyword_budget, ranks=True, beside=beside,
+            shown=keyword_shown(k, settings),
         )  # fmt: skip
 
     def vector_half(columns: str) -> list[Hit]:
@@ -85,26 +90,45 @@ def hybrid_hits(
     keyword = keyword_half(conn, beside)
     sent = beside.hits()
     ranked = {"vector": vector_half(HIT_COLUMNS) if sent is None else sent, "keyword": keyword}
-    return fuse(ranked, k=k, rrf_k=settings.rrf_k, weights=weights)
+    return _fill(conn, fuse(ranked, k=2 * depth, rrf_k=settings.rrf_k, weights=weights), k)
+
+
+def keyword_shown(k: int, settings: Settings) -> int:
+    """Keyword ranks that may reach the fused top ``k`` without a vector rank.
+
+    A document only the keyword half found, at rank r, scores w_k / (rrf_k + r); once
+    the vector half returned ``k`` documents the k-th fused score is at least
+    w_v / (rrf_k + k), so r <= (w_k / w_v)(rrf_k + k) - rrf_k (one more against float
+    ties). At the default weights (1 and 0.5, rrf_k 20) that is none. A pending row
+    also stands in for its vector rank (core/memory/search.py, fuse): the keyword half
+    shows every pending row.
+    """
+    w_v, w_k, c = settings.hybrid_vector_weight, settings.hybrid_keyword_weight, settings.rrf_k
+    if w_v <= 0:
+        return max(k, settings.hybrid_depth)
+    return max(0, math.floor(w_k / w_v * (c + k) - c) + 1)
 
 
 def _fill(conn: Connection, fused: list[Hit], k: int) -> list[Hit]:
-    """The first ``k`` fused hits with their snippet, metadata and date, read in one
-    statement. A row the keyword half saw on its own connection may be gone from this
-    snapshot: it is dropped and the next hit takes its place."""
+    """The first ``k`` fused hits, those a half returned without snippet, metadata and
+    date (``created_at`` None) read in one statement. A row gone from this statement's
+    snapshot (the concurrent halves' other connection, or a delete committed since the
+    half's statement) is dropped and the next hit takes its place."""
     out: list[Hit] = []
     start = 0
     while len(out) < k and start < len(fused):
         batch = fused[start : start + k - len(out)]
         start += len(batch)
-        found = {r.id: r for r in conn.execute(FILL_SQL, {"ids": [h.row_id for h in batch]})}
+        missing = [h.row_id for h in batch if h.created_at is None]
+        found = {r.id: r for r in conn.execute(FILL_SQL, {"ids": missing})} if missing else {}
         for hit in batch:
-            row = found.get(hit.row_id)
-            if row is not None:
+            if hit.created_at is None:
+                if (row := found.get(hit.row_id)) is None:
+                    continue
                 hit.snippet = row.content[:SNIPPET_CHARS]
                 hit.metadata = row.metadata
                 hit.created_at = row.created_at
-                out.append(hit)
+            out.append(hit)
     return out
 
 

@@ -45,8 +45,9 @@ class Hit:
 
 def to_hits(rows: list[Any], mode: str, score: Any) -> list[Hit]:
     """Best chunk per document, in order, with this mode's 1-based rank (rows of key
-    columns only give hits without snippet, metadata and date, which hybrid fills in
-    after fusing: core/memory/hybrid.py)."""
+    columns only, or with None for content, give hits without snippet, metadata and
+    date: ``created_at`` None, which hybrid fills in after fusing if it shows them,
+    core/memory/hybrid.py)."""
     hits: list[Hit] = []
     seen: set[tuple[str, uuid.UUID]] = set()
     # Asked once per list: a missing column costs SQLAlchemy an exception on every row.
@@ -57,16 +58,17 @@ def to_hits(rows: list[Any], mode: str, score: Any) -> list[Hit]:
         if key in seen:
             continue
         seen.add(key)
+        shown = full and r.content is not None
         hits.append(
             Hit(
                 r.entity_type,
                 r.entity_id,
-                r.content[:SNIPPET_CHARS] if full else "",
+                r.content[:SNIPPET_CHARS] if shown else "",
                 float(score(r)),
-                r.metadata if full else {},
+                r.metadata if shown else {},
                 {mode: len(hits) + 1},
                 r.chunk,
-                r.created_at if full else None,
+                r.created_at if shown else None,
                 bool(r.pending) if pending else False,
                 r.id,
             )
@@ -116,19 +118,21 @@ def keyword_hits(
     budget: int | None = None,
     ranks: bool = False,
     beside: Beside | None = None,
+    shown: int | None = None,
 ) -> list[Hit]:
     """BM25 over the full-text index under ``flt`` (core/memory/bm25.py); score = BM25.
 
     ``chunks_per_hit`` chunks are ranked per wanted document (a document's other chunks
     are dropped), so k documents come back even when the best chunks share documents.
     ``budget``: postings the index may read (default AGENTRY_KEYWORD_BUDGET).
-    ``ranks``: an order is enough (hybrid's half; see keyword_rows), as ``beside``.
+    ``ranks``: an order is enough (hybrid's half; see keyword_rows), as ``beside``
+    and ``shown`` (hits past it may lack snippet, metadata and date).
     """
     settings = settings or get_settings()
     limit = chunks_per_hit * k
     run = keyword_rows(
         conn, query, flt, limit=limit, settings=settings, budget=budget, ranks=ranks,
-        beside=beside,
+        beside=beside, shown=shown,
     )  # fmt: skip
     return to_hits(run.rows, "keyword", lambda r: r.score)[:k]
 
