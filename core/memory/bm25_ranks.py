@@ -83,7 +83,8 @@ def ranked_plan(
     ``proven`` is True only when every list was read whole (the order is then exact);
     rows are :class:`RankedRow`. ``beside(pg)`` is entered while the last read is added
     up (see :data:`Beside`). Only the first ``shown`` rows (default all) and the pending
-    ones come with snippet, metadata and date: hybrid's fusion can show no other.
+    ones come with snippet, metadata and date: hybrid's fusion cannot show the others
+    (core/memory/hybrid.py, keyword_shown).
     """
 
     def attempt(pg: psycopg.Connection, gen: int) -> KeywordRun:

@@ -13,8 +13,9 @@ web-search syntax, a fallback), the vector half runs after it, as before. The ve
 half returns its rows with the snippet, metadata and date (HIT_COLUMNS; the snippet is
 cut on the server); the keyword half only for the ranks that can reach the top ``k``
 without a vector rank (:func:`keyword_shown`: none at the default weights) and its
-pending rows, so after fusing a statement is needed only when the vector half came back
-with fewer than ``k`` documents (:func:`_fill`).
+pending rows. A statement after fusing (:func:`_fill`) is needed only where that bound
+does not hold: the vector half short of ``k`` documents, chunks of one document moving a
+rank past it, a row embedded between the two halves' statements.
 
 With AGENTRY_HYBRID_CONCURRENT the keyword half runs on a second connection, under
 another snapshot: the halves then return key columns only, and the ``k`` hits are read
